@@ -1,0 +1,362 @@
+"""Classification losses: logits (or scores) first, labels second.
+
+Multi-class losses reduce over a class axis (``axis=-1`` by default), so ``reduction="none"`` returns one
+loss per example (the logits' shape without the class axis). Binary losses (``binary_cross_entropy``,
+``focal``, ``hinge``, ``squared_hinge``) are elementwise. Integer labels are never expanded to a one-hot.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _core
+
+__all__ = [
+    "cross_entropy",
+    "nll",
+    "binary_cross_entropy",
+    "focal",
+    "categorical_focal",
+    "hinge",
+    "squared_hinge",
+    "multiclass_hinge",
+    "multi_margin",
+    "smooth_labels",
+]
+
+
+def _is_label(labels, num_classes):
+    """Boolean ``[..., C]``: ``class == label``; XLA fuses it into the reduction that uses it."""
+    return jnp.arange(num_classes) == labels[..., None]
+
+
+def cross_entropy(
+    logits,
+    labels,
+    *,
+    axis=-1,
+    class_weights=None,
+    label_smoothing=0.0,
+    ignore_index=None,
+    weights=None,
+    where=None,
+    reduction="mean",
+):
+    """Softmax cross-entropy with integer labels or probability targets (the dtype decides).
+
+    Integer labels: ``lse(x) - x[y]``, computed without a one-hot. With ``label_smoothing=eps`` the loss is
+    ``(1 - eps) * w[y] * (lse - x[y]) + eps / C * sum_c w[c] * (lse - x[c])`` and ``"mean"`` divides by
+    ``sum w[y]`` over unmasked examples: exactly PyTorch's ``cross_entropy(weight=, label_smoothing=,
+    ignore_index=)``.
+
+    Probability targets (float, the logits' shape): ``-sum_c w[c] * t'[c] * log_softmax(x)[c]`` with
+    ``t' = (1 - eps) * t + eps / C``; ``"mean"`` is the plain mean over examples (as in PyTorch).
+
+    Args:
+      logits: float ``[..., C, ...]`` with the classes on ``axis``.
+      labels: int ``[...]`` (logits' shape without ``axis``) or float probabilities of the logits' shape.
+      axis: the class axis (static).
+      class_weights: optional ``[C]`` weight per class.
+      label_smoothing: ``eps`` in ``[0, 1]``; may be traced.
+      ignore_index: integer labels equal to it are masked (PyTorch's ``ignore_index``; default: none).
+      weights: optional per-example weights, broadcastable to the logits' shape without ``axis``.
+      where: optional boolean mask of examples.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per example).
+
+    Returns:
+      a scalar, or per-example losses for ``reduction="none"``.
+
+    Raises:
+      TypeError: labels neither integer nor float. ValueError: shapes that do not fit.
+
+    Labels out of ``[0, C)`` (and not ignored) give NaN; :func:`jaxloss.checked` raises on them.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> logits = jnp.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+      >>> print(round(float(jaxloss.cross_entropy(logits, jnp.array([0, 2]))), 4))
+      0.7802
+    """
+    _core.check_hyper(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    ctx, x, t, is_int = _core.prepare_classes(
+        logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
+    )
+    num_classes = x.shape[-1]
+    eps = ctx.cast(label_smoothing)
+    cw = _core.class_weight_array(class_weights, num_classes, ctx.dtype)
+    lse = jax.nn.logsumexp(x, axis=-1)
+    if is_int:
+        nll_y = lse - _core.take_class(x, t)
+        w_y = None if cw is None else cw[t]
+        # mean_c w_c (lse - x_c) = lse * mean(w) - mean(w * x): no [.., C] log-softmax is formed.
+        smooth = lse - jnp.mean(x, axis=-1) if cw is None else lse * jnp.mean(cw) - jnp.mean(x * cw, axis=-1)
+        data = nll_y if w_y is None else w_y * nll_y
+        loss = (1.0 - eps) * data + eps * smooth
+        return ctx.reduce(loss, weights=weights, norm=w_y)
+    target = (1.0 - eps) * t + eps / num_classes
+    if cw is not None:
+        target = target * cw
+    loss = jnp.sum(target * (lse[..., None] - x), axis=-1)
+    return ctx.reduce(loss, weights=weights)
+
+
+def nll(log_probs, labels, *, axis=-1, class_weights=None, ignore_index=None, weights=None, where=None, reduction="mean"):
+    """Negative log-likelihood of integer labels under log-probabilities: ``-w[y] * log_probs[y]``.
+
+    PyTorch's ``nll_loss``: with ``class_weights``, ``"mean"`` divides by ``sum w[y]`` over unmasked
+    examples. Float labels raise ``TypeError`` (use :func:`cross_entropy` for probability targets).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> lp = jnp.log(jnp.array([[0.5, 0.5], [0.25, 0.75]]))
+      >>> print(round(float(jaxloss.nll(lp, jnp.array([0, 1]))), 4))
+      0.4904
+    """
+    ctx, lp, y, _ = _core.prepare_classes(
+        log_probs, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
+        names=("log_probs", "labels"), allow_probabilities=False,
+    )
+    cw = _core.class_weight_array(class_weights, lp.shape[-1], ctx.dtype)
+    loss = -_core.take_class(lp, y)
+    if cw is None:
+        return ctx.reduce(loss, weights=weights)
+    w_y = cw[y]
+    return ctx.reduce(w_y * loss, weights=weights, norm=w_y)
+
+
+def _binary_log_probs(x, from_logits):
+    """``(log p, log(1 - p))`` from logits (log-sigmoid) or probabilities (clamped at -100 like PyTorch)."""
+    if from_logits:
+        return jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
+    return _core.safe_log(x), _core.safe_log(1.0 - x)
+
+
+def binary_cross_entropy(
+    logits,
+    labels,
+    *,
+    from_logits=True,
+    pos_weight=None,
+    label_smoothing=0.0,
+    weights=None,
+    where=None,
+    reduction="mean",
+):
+    """Binary cross-entropy, elementwise: ``-(pos_weight * y * log p + (1 - y) * log(1 - p))``.
+
+    With ``from_logits=True`` (default), ``log p = log_sigmoid(x)`` and ``log(1 - p) = log_sigmoid(-x)``:
+    exact for any finite logit (PyTorch's ``binary_cross_entropy_with_logits``, optax's
+    ``sigmoid_binary_cross_entropy``). With ``from_logits=False`` the inputs are probabilities and each log
+    is clamped at -100, as PyTorch's ``binary_cross_entropy`` does, so probabilities of exactly 0 or 1 give
+    finite values and gradients.
+
+    Args:
+      logits: float array (probabilities when ``from_logits=False``).
+      labels: targets in ``[0, 1]`` of the same shape (float, int or bool).
+      from_logits: static.
+      pos_weight: weight of the positive term, broadcastable to the inputs (PyTorch's ``pos_weight``).
+      label_smoothing: ``eps``: labels become ``y * (1 - eps) + eps / 2``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.binary_cross_entropy(jnp.array([0.0]), jnp.array([1.0]))), 4))
+      0.6931
+      >>> print(round(float(jaxloss.binary_cross_entropy(jnp.array([1.0]), jnp.array([1.0]), from_logits=False)), 4))
+      0.0
+    """
+    _core.check_hyper(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    ctx, (x, y) = _core.prepare(logits, _core.numeric_targets(labels), names=("logits", "labels"), where=where, reduction=reduction)
+    eps = ctx.cast(label_smoothing)
+    y = y * (1.0 - eps) + 0.5 * eps
+    log_p, log_not_p = _binary_log_probs(x, from_logits)
+    pos = y * log_p
+    if pos_weight is not None:
+        pw = ctx.cast(pos_weight)
+        _core.check_broadcastable(pw, ctx.loss_shape, "pos_weight")
+        pos = pw * pos
+    return ctx.reduce(-(pos + (1.0 - y) * log_not_p), weights=weights)
+
+
+def focal(logits, labels, *, alpha=None, gamma=2.0, weights=None, where=None, reduction="mean"):
+    """Sigmoid focal loss (Lin et al., 2017), elementwise.
+
+    ``alpha_t * (1 - p_t)^gamma * bce(x, y)`` with ``p_t = p y + (1 - p)(1 - y)`` and
+    ``alpha_t = alpha y + (1 - alpha)(1 - y)``. ``1 - p_t = y sigmoid(-x) + (1 - y) sigmoid(x)`` is
+    computed without cancellation, and the power has a finite gradient at 0 for any ``gamma >= 0``.
+    Defaults follow optax's ``sigmoid_focal_loss`` (``alpha=None``: no class balancing; the paper uses 0.25).
+
+    Args:
+      alpha: ``None`` or the positive-class weight in ``[0, 1]``.
+      gamma: the focusing exponent ``>= 0``; ``gamma = 0`` is the binary cross-entropy.
+
+    References:
+      Lin et al., "Focal Loss for Dense Object Detection", ICCV 2017.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.focal(jnp.array([0.0]), jnp.array([1.0]), gamma=2.0)), 4))
+      0.1733
+    """
+    _core.check_hyper(gamma, "gamma", low=0.0)
+    _core.check_hyper(alpha, "alpha", low=0.0, high=1.0)
+    ctx, (x, y) = _core.prepare(logits, _core.numeric_targets(labels), names=("logits", "labels"), where=where, reduction=reduction)
+    ce = -(y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
+    one_minus_pt = y * jax.nn.sigmoid(-x) + (1.0 - y) * jax.nn.sigmoid(x)
+    loss = ce * _core.safe_pow(one_minus_pt, ctx.cast(gamma))
+    if alpha is not None:
+        a = ctx.cast(alpha)
+        loss = (a * y + (1.0 - a) * (1.0 - y)) * loss
+    return ctx.reduce(loss, weights=weights)
+
+
+def categorical_focal(
+    logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore_index=None, weights=None, where=None, reduction="mean"
+):
+    """Softmax focal loss: ``-sum_c alpha_c * t_c * (1 - p_c)^gamma * log p_c`` per example.
+
+    Keras' ``CategoricalFocalCrossentropy`` (there ``alpha=0.25`` by default). ``labels`` are integer
+    classes (no one-hot is formed) or probability targets. ``1 - p_c`` is ``-expm1(log p_c)``, accurate
+    when ``p_c`` is close to 1.
+
+    Args:
+      alpha: ``None`` (1), a scalar, or a ``[C]`` per-class weight.
+      gamma: focusing exponent ``>= 0``; 0 gives the cross-entropy.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.categorical_focal(jnp.zeros((1, 2)), jnp.array([0]), gamma=2.0)), 4))
+      0.1733
+    """
+    _core.check_hyper(gamma, "gamma", low=0.0)
+    ctx, x, t, is_int = _core.prepare_classes(
+        logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
+    )
+    log_p = jax.nn.log_softmax(x, axis=-1)
+    gamma = ctx.cast(gamma)
+    a = None if alpha is None else ctx.cast(alpha)
+    if is_int:
+        lp_y = _core.take_class(log_p, t)
+        loss = -_core.safe_pow(-jnp.expm1(lp_y), gamma) * lp_y
+        if a is not None:
+            loss = (a[t] if a.ndim == 1 else a) * loss
+        return ctx.reduce(loss, weights=weights)
+    per_class = -t * _core.safe_pow(-jnp.expm1(log_p), gamma) * log_p
+    if a is not None:
+        per_class = a * per_class
+    return ctx.reduce(jnp.sum(per_class, axis=-1), weights=weights)
+
+
+def hinge(scores, labels, *, weights=None, where=None, reduction="mean"):
+    """Binary hinge loss, elementwise: ``max(0, 1 - y * s)``.
+
+    ``labels`` may be in {-1, 1} or {0, 1} (0 is read as -1); int, bool or float (optax's ``hinge_loss``).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.hinge(jnp.array([0.5, -2.0]), jnp.array([1, 0])))
+      0.25
+    """
+    ctx, (s, y) = _core.prepare(scores, _core.signed_labels(labels), names=("scores", "labels"), where=where, reduction=reduction)
+    return ctx.reduce(jax.nn.relu(1.0 - y * s), weights=weights)
+
+
+def squared_hinge(scores, labels, *, weights=None, where=None, reduction="mean"):
+    """Squared hinge loss, elementwise: ``max(0, 1 - y * s)^2``, labels in {-1, 1} or {0, 1}.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.squared_hinge(jnp.array([0.5, -2.0]), jnp.array([1, 0])))
+      0.125
+    """
+    ctx, (s, y) = _core.prepare(scores, _core.signed_labels(labels), names=("scores", "labels"), where=where, reduction=reduction)
+    return ctx.reduce(jnp.square(jax.nn.relu(1.0 - y * s)), weights=weights)
+
+
+def multiclass_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+    """Crammer–Singer multiclass hinge: ``max_j (s_j + [j != y]) - s_y`` per example (optax's
+    ``multiclass_hinge_loss``).
+
+    References:
+      Crammer and Singer, "On the Algorithmic Implementation of Multiclass Kernel-based Vector
+      Machines", JMLR 2001.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.multiclass_hinge(jnp.array([[1.0, 0.5, -1.0]]), jnp.array([0])))
+      0.5
+    """
+    ctx, s, y, _ = _core.prepare_classes(
+        scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
+        names=("scores", "labels"), allow_probabilities=False,
+    )
+    is_y = _is_label(y, s.shape[-1])
+    loss = jnp.max(jnp.where(is_y, s, s + 1.0), axis=-1) - _core.take_class(s, y)
+    return ctx.reduce(loss, weights=weights)
+
+
+def multi_margin(
+    scores, labels, *, p=1, margin=1.0, class_weights=None, axis=-1, ignore_index=None, weights=None, where=None,
+    reduction="mean",
+):
+    """PyTorch's ``multi_margin_loss``: ``w[y] / C * sum_{j != y} max(0, margin - s_y + s_j)^p``.
+
+    ``"none"`` and ``"sum"`` equal PyTorch's. ``"mean"`` follows the jaxloss contract for class weights,
+    ``sum_i l_i / sum_i w[y_i]`` (PyTorch divides by the number of examples instead); without
+    ``class_weights`` both are the plain mean.
+
+    Args:
+      p: 1 or 2 (static).
+      margin: the margin (may be traced).
+      class_weights: optional ``[C]`` per-class weight.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.multi_margin(jnp.array([[1.0, 0.5, -1.0]]), jnp.array([0])))
+      0.16666667
+    """
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2; got {p!r}")
+    ctx, s, y, _ = _core.prepare_classes(
+        scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
+        names=("scores", "labels"), allow_probabilities=False,
+    )
+    num_classes = s.shape[-1]
+    cw = _core.class_weight_array(class_weights, num_classes, ctx.dtype)
+    gap = jax.nn.relu(ctx.cast(margin) - _core.take_class(s, y)[..., None] + s)
+    if p == 2:
+        gap = gap * gap
+    loss = jnp.sum(jnp.where(_is_label(y, num_classes), 0.0, gap), axis=-1) / num_classes
+    if cw is None:
+        return ctx.reduce(loss, weights=weights)
+    w_y = cw[y]
+    return ctx.reduce(w_y * loss, weights=weights, norm=w_y)
+
+
+def smooth_labels(labels, alpha, *, num_classes=None):
+    """Label smoothing: ``(1 - alpha) * one_hot + alpha / C``.
+
+    Args:
+      labels: one-hot / probability targets ``[..., C]`` (float), or integer labels with ``num_classes``.
+      alpha: smoothing in ``[0, 1]``; may be traced.
+      num_classes: required for integer labels.
+
+    Returns:
+      float targets ``[..., C]``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.smooth_labels(jnp.array([1]), 0.2, num_classes=2))
+      [[0.1 0.9]]
+    """
+    _core.check_hyper(alpha, "alpha", low=0.0, high=1.0)
+    labels = jnp.asarray(labels)
+    if jnp.issubdtype(labels.dtype, jnp.integer):
+        if num_classes is None:
+            raise ValueError("smooth_labels needs num_classes for integer labels")
+        labels = jax.nn.one_hot(labels, num_classes)
+    elif not jnp.issubdtype(labels.dtype, jnp.floating):
+        raise TypeError(f"labels must be integer labels or float one-hot targets; got dtype {labels.dtype}")
+    c = labels.shape[-1]
+    alpha = jnp.asarray(alpha, labels.dtype)
+    return (1.0 - alpha) * labels + alpha / c

@@ -1,0 +1,3 @@
+"""fused (placeholder; filled by its issue)."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""objectives (placeholder; filled by its issue)."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""optimize (placeholder; filled by its issue)."""
+
+__all__: list = []

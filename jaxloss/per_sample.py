@@ -1,0 +1,3 @@
+"""per_sample (placeholder; filled by its issue)."""
+
+__all__: list = []

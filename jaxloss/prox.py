@@ -1,0 +1,3 @@
+"""prox (placeholder; filled by its issue)."""
+
+__all__: list = []

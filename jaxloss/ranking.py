@@ -1,0 +1,3 @@
+"""ranking losses (see the jaxloss contract in jaxloss._core)."""
+
+__all__: list = []

@@ -1,0 +1,3 @@
+"""regularizers (placeholder; filled by its issue)."""
+
+__all__: list = []
