@@ -39,6 +39,7 @@ def cross_entropy(
     class_weights=None,
     label_smoothing=0.0,
     ignore_index=None,
+    z_loss=0.0,
     weights=None,
     where=None,
     reduction="mean",
@@ -60,6 +61,9 @@ def cross_entropy(
       class_weights: optional ``[C]`` weight per class.
       label_smoothing: ``eps`` in ``[0, 1]``; may be traced.
       ignore_index: integer labels equal to it are masked (PyTorch's ``ignore_index``; default: none).
+      z_loss: coefficient ``z`` of the fused log-partition penalty ``z * logsumexp(x)^2`` added to each
+        example (PaLM's auxiliary z-loss, for stable large-vocabulary training); reuses the
+        log-sum-exp the cross-entropy already computes. May be traced.
       weights: optional per-example weights, broadcastable to the logits' shape without ``axis``.
       where: optional boolean mask of examples.
       reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per example).
@@ -79,6 +83,7 @@ def cross_entropy(
       0.7802
     """
     _core.check_hyper(label_smoothing, "label_smoothing", low=0.0, high=1.0)
+    _core.check_hyper(z_loss, "z_loss", low=0.0)
     ctx, x, t, is_int = _core.prepare_classes(
         logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
     )
@@ -86,6 +91,7 @@ def cross_entropy(
     eps = ctx.cast(label_smoothing)
     cw = _core.class_weight_array(class_weights, num_classes, ctx.dtype)
     lse = jax.nn.logsumexp(x, axis=-1)
+    z_term = ctx.cast(z_loss) * jnp.square(lse)
     if is_int:
         nll_y = lse - _core.take_class(x, t)
         w_y = None if cw is None else cw[t]
@@ -93,12 +99,14 @@ def cross_entropy(
         smooth = lse - jnp.mean(x, axis=-1) if cw is None else lse * jnp.mean(cw) - jnp.mean(x * cw, axis=-1)
         data = nll_y if w_y is None else w_y * nll_y
         loss = (1.0 - eps) * data + eps * smooth
-        return ctx.reduce(loss, weights=weights, norm=w_y)
+        if w_y is not None:  # like the data term, the z-loss of an example counts with its class weight
+            z_term = w_y * z_term
+        return ctx.reduce(loss + z_term, weights=weights, norm=w_y)
     target = (1.0 - eps) * t + eps / num_classes
     if cw is not None:
         target = target * cw
     loss = jnp.sum(target * (lse[..., None] - x), axis=-1)
-    return ctx.reduce(loss, weights=weights)
+    return ctx.reduce(loss + z_term, weights=weights)
 
 
 def nll(log_probs, labels, *, axis=-1, class_weights=None, ignore_index=None, weights=None, where=None, reduction="mean"):

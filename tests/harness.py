@@ -39,6 +39,9 @@ class LossCase:
       int_error: whether integer predictions must raise ``TypeError``.
       bf16_rtol: tolerance of bf16 against the f32 result.
       weighted: whether the loss takes ``weights=``.
+      not_applicable: ``{check name: reason}`` for generic checks that do not apply to this loss (e.g.
+        ``vmap_equals_loop`` for a loss that couples the examples of a batch); the reason is required and
+        such a loss must test the property's meaningful form in its own reference tests.
     """
 
     name: str
@@ -51,6 +54,7 @@ class LossCase:
     int_error: bool = True
     bf16_rtol: float = 3e-2
     weighted: bool = True
+    not_applicable: Dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __str__(self):
         return self.name

@@ -16,10 +16,18 @@ NOT_LOSSES = {"smooth_labels"}
 FAMILIES = ("regression", "classification", "divergence", "embedding", "ranking", "sequence", "segmentation", "rl")
 
 
-@pytest.mark.parametrize("check", sorted(CHECKS))
-@pytest.mark.parametrize("case", CASES, ids=str)
+PAIRS = [(case, check) for case in CASES for check in sorted(CHECKS) if check not in case.not_applicable]
+
+
+@pytest.mark.parametrize("case,check", PAIRS, ids=[f"{c}-{k}" for c, k in PAIRS])
 def test_contract(case, check):
     CHECKS[check](case)
+
+
+def test_not_applicable_names_real_checks_with_reasons():
+    for case in CASES:
+        for check, reason in case.not_applicable.items():
+            assert check in CHECKS and isinstance(reason, str) and len(reason) > 10, (case.name, check)
 
 
 def test_every_loss_has_a_case():
