@@ -368,3 +368,127 @@ def smooth_labels(labels, alpha, *, num_classes=None):
     c = labels.shape[-1]
     alpha = jnp.asarray(alpha, labels.dtype)
     return (1.0 - alpha) * labels + alpha / c
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The wider catalog: PyTorch's soft-margin and multi-label margin losses, PolyLoss, generalized
+# cross-entropy, Keras' categorical hinge, perceptron and sparsemax losses.
+# ---------------------------------------------------------------------------------------------------------
+
+__all__ += [
+    "soft_margin",
+    "multilabel_soft_margin",
+    "multilabel_margin",
+]
+
+
+def soft_margin(scores, labels, *, weights=None, where=None, reduction="mean"):
+    """Soft-margin (logistic) loss, elementwise: ``log(1 + exp(-y * s))``.
+
+    PyTorch's ``soft_margin_loss``, computed as ``softplus(-y * s)`` (exact for any finite score).
+    ``labels`` may be in {-1, 1} or {0, 1} (0 is read as -1); int, bool or float.
+
+    Args:
+      scores: float array.
+      labels: binary labels of the same shape.
+      weights: optional weights broadcastable to the inputs.
+      where: optional boolean mask broadcastable to the inputs.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (elementwise).
+
+    Returns:
+      a scalar, or the elementwise losses for ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.soft_margin(jnp.array([0.0, 2.0]), jnp.array([1, 0]))), 4))
+      1.41
+    """
+    ctx, (s, y) = _core.prepare(scores, _core.signed_labels(labels), names=("scores", "labels"), where=where, reduction=reduction)
+    return ctx.reduce(jax.nn.softplus(-y * s), weights=weights)
+
+
+def multilabel_soft_margin(logits, labels, *, class_weights=None, axis=-1, weights=None, where=None, reduction="mean"):
+    """Multi-label one-versus-all logistic loss: the mean over classes of the weighted BCE-with-logits.
+
+    Per example: ``-1/C * sum_c w[c] * (y_c * log_sigmoid(x_c) + (1 - y_c) * log_sigmoid(-x_c))``,
+    PyTorch's ``multilabel_soft_margin_loss(weight=)``. ``"mean"`` is the plain mean over examples (as in
+    PyTorch): class weights act inside each example's mean, not as a normaliser.
+
+    Args:
+      logits: float ``[..., C, ...]`` with the classes on ``axis``.
+      labels: targets in ``[0, 1]`` of the logits' shape (float, int or bool; soft targets allowed).
+      class_weights: optional ``[C]`` weight per class.
+      axis: the class axis (static).
+      weights: optional per-example weights, broadcastable to the logits' shape without ``axis``.
+      where: optional boolean mask of examples.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per example).
+
+    Returns:
+      a scalar, or per-example losses for ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.multilabel_soft_margin(jnp.array([[0.0, 2.0]]), jnp.array([[1, 0]]))), 4))
+      1.41
+    """
+    ctx, (x, y) = _core.prepare(
+        logits, _core.numeric_targets(labels), names=("logits", "labels"), axis=axis, where=where, reduction=reduction
+    )
+    per_class = -(y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
+    cw = _core.class_weight_array(class_weights, x.shape[-1], ctx.dtype)
+    if cw is not None:
+        per_class = per_class * cw
+    return ctx.reduce(jnp.mean(per_class, axis=-1), weights=weights)
+
+
+def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, reduction="mean"):
+    """Multi-label margin loss: each target class must beat each non-target class by a margin of 1.
+
+    PyTorch's ``multilabel_margin_loss``. ``labels`` has the scores' shape and holds, per example, the
+    target class indices followed by ``-1`` padding; only the indices before the first ``-1`` count. With
+    ``J`` those targets and ``C`` the number of classes, the loss of an example is
+    ``sum_{j in J} sum_{i not in J} max(0, 1 - (s[j] - s[i])) / C``. A target listed twice counts twice,
+    as in PyTorch; an example whose first label is ``-1`` has no targets and loss 0. Computed with masks
+    (no loop over values), so it jits and vmaps.
+
+    Args:
+      scores: float ``[..., C, ...]`` with the classes on ``axis``.
+      labels: int array of the scores' shape: target indices, then ``-1`` padding.
+      axis: the class axis of both arrays (static).
+      weights: optional per-example weights, broadcastable to the scores' shape without ``axis``.
+      where: optional boolean mask of examples.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per example).
+
+    Returns:
+      a scalar, or per-example losses for ``reduction="none"``.
+
+    Raises:
+      TypeError: non-integer labels. ValueError: labels whose shape differs from the scores'.
+
+    A label before the first ``-1`` that lies outside ``[0, C)`` makes its example's loss NaN;
+    :func:`jaxloss.checked` raises on it.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> s = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+      >>> print(round(float(jaxloss.multilabel_margin(s, jnp.array([[3, 0, -1, 1]]))), 4))
+      0.85
+    """
+    labels = _core.int_array(labels, "labels", "target class indices padded with -1")
+    scores = _core.float_array(scores, "scores")
+    _core.check_same_shape([scores, labels], ("scores", "labels"))
+    ctx, (s,) = _core.prepare(scores, names=("scores",), axis=axis, where=where, reduction=reduction)
+    lab = ctx.fill(_core.move_axis_last(labels, axis, "labels"), -1)
+    num_classes = s.shape[-1]
+    active = jnp.cumprod(lab != -1, axis=-1) > 0  # the labels before the first -1
+    in_range = (lab >= 0) & (lab < num_classes)
+    bad = jnp.any(active & ~in_range, axis=-1)
+    _core.value_check(~bad, f"labels must lie in [0, {num_classes}) before the first -1; found a label out of range")
+    ctx = _core.LossContext(ctx.loss_shape, ctx.mask, ctx.dtype, ctx.out_dtype, ctx.reduction, invalid=bad)
+    active = active & in_range
+    lab = jnp.where(active, lab, 0)
+    is_target = jnp.any(active[..., :, None] & _is_label(lab, num_classes), axis=-2)  # [..., C]
+    s_target = jnp.take_along_axis(s, lab, axis=-1)  # [..., K]: the score of each listed target
+    gaps = jax.nn.relu(1.0 - (s_target[..., :, None] - s[..., None, :]))  # [..., K, C]
+    pairs = active[..., :, None] & ~is_target[..., None, :]
+    return ctx.reduce(jnp.sum(jnp.where(pairs, gaps, 0.0), axis=(-2, -1)) / num_classes, weights=weights)

@@ -76,3 +76,23 @@ VARIANTS = [
     LossCase("categorical_focal", jaxloss.categorical_focal, int_labels, kwargs=dict(gamma=0.5), extreme=extreme_logits),
 ]
 CASES += VARIANTS
+
+
+# --- the wider catalog (tests/test_classification_more.py holds their reference tests) -------------------
+
+
+def multilabel_targets(rng, dtype, batch):
+    """Scores ``[batch, C]`` and PyTorch-style labels: a few distinct target indices, then -1 padding."""
+    labels = np.full((batch, C), -1, np.int64)
+    for i in range(batch):
+        k = rng.integers(0, C + 1)
+        labels[i, :k] = rng.permutation(C)[:k]
+    return rng.normal(size=(batch, C)).astype(dtype) * 2, labels
+
+
+CASES += [
+    LossCase("soft_margin", jaxloss.soft_margin, signed),
+    LossCase("multilabel_soft_margin", jaxloss.multilabel_soft_margin, binary,
+             kwargs=dict(class_weights=np.array([0.5, 1.0, 2.0])), diff=(0, 1), extreme=extreme_binary),
+    LossCase("multilabel_margin", jaxloss.multilabel_margin, multilabel_targets),
+]
