@@ -61,7 +61,8 @@ def js_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weigh
 
     Takes the same arguments as :func:`kl_divergence` (log-predictions first) and is symmetric in the two
     distributions; it lies in ``[0, log 2]``. Zero probabilities on either side contribute exactly 0 with
-    finite gradients.
+    finite gradients: where a probability is 0, the derivative of its own ``u log(u / m)`` term (``-inf``
+    mathematically) is taken as 0, and only the finite part through ``m`` remains.
 
     Examples:
       >>> import jax.numpy as jnp, jaxloss

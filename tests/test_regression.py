@@ -1,0 +1,138 @@
+"""Reference tests for the seed regression losses: PyTorch, optax, scikit-learn, float64 NumPy."""
+
+import numpy as np
+import optax
+import pytest
+import torch
+import torch.nn.functional as F
+
+import jaxloss
+from harness import DTYPES, assert_close, check_reference, jax_value_and_grads, torch_value_and_grads
+
+
+def data(dtype, shape=(6, 3), seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=shape).astype(dtype) * 1.5, rng.normal(size=shape).astype(dtype)
+
+
+TORCH_PAIRS = [
+    ("mse", {}, lambda p, t, r: F.mse_loss(p, t, reduction=r)),
+    ("mae", {}, lambda p, t, r: F.l1_loss(p, t, reduction=r)),
+    ("huber", {"delta": 0.8}, lambda p, t, r: F.huber_loss(p, t, reduction=r, delta=0.8)),
+    ("smooth_l1", {"beta": 0.6}, lambda p, t, r: F.smooth_l1_loss(p, t, reduction=r, beta=0.6)),
+    ("smooth_l1", {"beta": 0.0}, lambda p, t, r: F.smooth_l1_loss(p, t, reduction=r, beta=0.0)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name,kw,tfn", TORCH_PAIRS, ids=[f"{n}-{k}" for n, k, _ in TORCH_PAIRS])
+def test_against_pytorch(name, kw, tfn, dtype):
+    """PyTorch's mse_loss, l1_loss, huber_loss, smooth_l1_loss: value and gradients, mean and sum."""
+    p, t = data(dtype)
+    fn = getattr(jaxloss, name)
+    for reduction in ("mean", "sum"):
+        ref_v, ref_g = torch_value_and_grads(lambda a, b: tfn(a, b, reduction), (p, t), (0, 1))
+        check_reference(fn, ref_v, ref_g, (p, t), dtype, (0, 1), reduction=reduction, **kw)
+    ref_none = tfn(torch.tensor(p), torch.tensor(t), "none").numpy()
+    assert_close(fn(p, t, reduction="none", **kw), ref_none, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_huber_against_optax(dtype):
+    """optax.losses.huber_loss (elementwise), averaged."""
+    p, t = data(dtype)
+    ref = lambda a, b: optax.losses.huber_loss(a, b, delta=0.8).mean()
+    ref_v, ref_g = jax_value_and_grads(ref, (p, t), (0, 1))
+    check_reference(jaxloss.huber, ref_v, ref_g, (p, t), dtype, (0, 1), delta=0.8)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_log_cosh_against_optax(dtype):
+    """optax.losses.log_cosh, averaged; also finite and linear at ±1e4 where naive log(cosh) overflows."""
+    p, t = data(dtype)
+    ref = lambda a, b: optax.losses.log_cosh(a, b).mean()
+    ref_v, ref_g = jax_value_and_grads(ref, (p, t), (0, 1))
+    check_reference(jaxloss.log_cosh, ref_v, ref_g, (p, t), dtype, (0, 1))
+    big = np.array([1e4, -1e4], dtype)
+    v, (g,) = jax_value_and_grads(jaxloss.log_cosh, (big, np.zeros(2, dtype)), (0,), reduction="sum")
+    assert_close(v, 2 * (1e4 - np.log(2.0)), dtype)  # float64 formula: |e| - log 2 for large |e|
+    assert_close(g, [1.0, -1.0], dtype)  # tanh(±1e4)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mean_bias_error_float64_formula(dtype):
+    """float64 NumPy: mean(p - t); gradient 1/n and -1/n; positive means over-prediction."""
+    p, t = data(dtype)
+    n = p.size
+    check_reference(jaxloss.mean_bias_error, np.mean(p.astype(np.float64) - t), [np.full(p.shape, 1 / n), np.full(p.shape, -1 / n)], (p, t), dtype, (0, 1))
+    assert float(jaxloss.mean_bias_error(np.ones(3, dtype), np.zeros(3, dtype))) == 1.0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("tau", [0.1, 0.5, 0.9])
+def test_quantile_against_sklearn(tau, dtype):
+    """scikit-learn mean_pinball_loss(alpha=tau) for the value; float64 NumPy subgradient for grads."""
+    from sklearn.metrics import mean_pinball_loss
+
+    p, t = data(dtype)
+    ref_v = mean_pinball_loss(t.ravel().astype(np.float64), p.ravel().astype(np.float64), alpha=tau)
+    diff = t.astype(np.float64) - p
+    g_p = np.where(diff > 0, -tau, 1 - tau) / p.size  # d/dp of max(tau d, (tau-1) d), d = t - p
+    check_reference(jaxloss.quantile, ref_v, [g_p, -g_p], (p, t), dtype, (0, 1), tau=tau)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_weights_and_mask_float64_formula(dtype):
+    """Weighted mean sum(w*l)/sum(w) over unmasked entries, against a float64 NumPy formula."""
+    p, t = data(dtype)
+    rng = np.random.default_rng(3)
+    w = rng.uniform(0.1, 2.0, size=(6, 1)).astype(dtype)
+    m = rng.uniform(size=p.shape) > 0.3
+    l = (p.astype(np.float64) - t) ** 2
+    wb = np.broadcast_to(w, p.shape) * m
+    assert_close(jaxloss.mse(p, t, weights=w, where=m), (wb * l).sum() / wb.sum(), dtype)
+    assert_close(jaxloss.mse(p, t, weights=w, where=m, reduction="sum"), (wb * l).sum(), dtype)
+
+
+def test_traced_hyperparameters():
+    """delta/beta/tau may be JAX arrays: differentiable and vmappable (float64 finite differences)."""
+    import jax
+
+    p, t = data(np.float64)
+    g = jax.grad(lambda d: jaxloss.huber(p, t, delta=d))(0.8)
+    h = 1e-6
+    fd = (float(jaxloss.huber(p, t, delta=0.8 + h)) - float(jaxloss.huber(p, t, delta=0.8 - h))) / (2 * h)
+    assert_close(g, fd, np.float64, rtol=1e-6)
+    taus = np.array([0.1, 0.5, 0.9])
+    batched = jax.vmap(lambda q: jaxloss.quantile(p, t, tau=q))(taus)
+    assert_close(batched, [float(jaxloss.quantile(p, t, tau=q)) for q in taus], np.float64)
+
+
+def test_bad_hyperparameters_raise():
+    p, t = data(np.float32)
+    with pytest.raises(ValueError, match="delta must be > 0"):
+        jaxloss.huber(p, t, delta=0.0)
+    with pytest.raises(ValueError, match="tau must be <= 1"):
+        jaxloss.quantile(p, t, tau=1.5)
+    with pytest.raises(ValueError, match="beta must be >= 0"):
+        jaxloss.smooth_l1(p, t, beta=-1.0)
+
+
+def test_shape_mismatch_names_both_shapes():
+    with pytest.raises(ValueError, match=r"predictions and targets must have the same shape; got predictions.shape=\(3,\) and targets.shape=\(4,\)"):
+        jaxloss.mse(np.zeros(3, np.float32), np.zeros(4, np.float32))
+
+
+def test_weights_shape_error():
+    with pytest.raises(ValueError, match=r"weights with shape \(4,\) does not broadcast to the unreduced loss, of shape \(2, 3\)"):
+        jaxloss.mse(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), weights=np.ones(4, np.float32))
+
+
+def test_float16_returns_float16():
+    import jax.numpy as jnp
+
+    p, t = data(np.float32)
+    out = jaxloss.mse(jnp.asarray(p, jnp.float16), jnp.asarray(t, jnp.float16))
+    assert out.dtype == jnp.float16
+    ref = np.mean((p.astype(np.float16).astype(np.float64) - t.astype(np.float16)) ** 2)
+    assert_close(out, ref, np.float32, rtol=2e-3)
