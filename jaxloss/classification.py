@@ -492,3 +492,147 @@ def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, redu
     gaps = jax.nn.relu(1.0 - (s_target[..., :, None] - s[..., None, :]))  # [..., K, C]
     pairs = active[..., :, None] & ~is_target[..., None, :]
     return ctx.reduce(jnp.sum(jnp.where(pairs, gaps, 0.0), axis=(-2, -1)) / num_classes, weights=weights)
+
+
+__all__ += [
+    "poly1",
+    "generalized_cross_entropy",
+    "categorical_hinge",
+]
+
+
+def poly1(logits, labels, *, epsilon=2.0, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+    """Poly-1 loss (PolyLoss): the softmax cross-entropy plus ``epsilon * (1 - p_t)`` per example.
+
+    Integer labels: ``-log p_y + epsilon * (1 - p_y)``, computed from ``log p_y = x_y - logsumexp(x)``
+    without a one-hot; ``1 - p_y = -expm1(log p_y)`` stays accurate when ``p_y`` is close to 1.
+    Probability targets (float, the logits' shape): ``-sum_c t_c log p_c + epsilon * sum_c t_c (1 - p_c)``,
+    optax's ``poly_loss_cross_entropy``.
+
+    Args:
+      logits: float ``[..., C, ...]`` with the classes on ``axis``.
+      labels: int ``[...]`` (logits' shape without ``axis``) or float probabilities of the logits' shape.
+      epsilon: coefficient of the first polynomial term, ``>= -1`` (so that the coefficient ``1 + epsilon``
+        of ``(1 - p_t)`` in the expansion stays non-negative); the paper uses 2 for ImageNet
+        classification and -1 for detection. May be traced.
+      axis: the class axis (static).
+      ignore_index: integer labels equal to it are masked.
+      weights: optional per-example weights, broadcastable to the logits' shape without ``axis``.
+      where: optional boolean mask of examples.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per example).
+
+    Returns:
+      a scalar, or per-example losses for ``reduction="none"``.
+
+    Labels out of ``[0, C)`` (and not ignored) give NaN; :func:`jaxloss.checked` raises on them.
+
+    References:
+      Leng et al., "PolyLoss: A Polynomial Expansion Perspective of Classification Loss Functions",
+      ICLR 2022.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.poly1(jnp.zeros((1, 2)), jnp.array([0]), epsilon=2.0)), 4))
+      1.6931
+    """
+    _core.check_hyper(epsilon, "epsilon", low=-1.0)
+    ctx, x, t, is_int = _core.prepare_classes(
+        logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
+    )
+    eps = ctx.cast(epsilon)
+    if is_int:
+        lp_y = _core.take_class(x, t) - jax.nn.logsumexp(x, axis=-1)
+        return ctx.reduce(-lp_y - eps * jnp.expm1(lp_y), weights=weights)
+    log_p = jax.nn.log_softmax(x, axis=-1)
+    loss = -jnp.sum(t * log_p, axis=-1) - eps * jnp.sum(t * jnp.expm1(log_p), axis=-1)
+    return ctx.reduce(loss, weights=weights)
+
+
+def generalized_cross_entropy(
+    logits, labels, *, q=0.7, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"
+):
+    """Generalized cross-entropy, a noise-robust loss: ``(1 - p_y^q) / q`` per example, from logits.
+
+    ``p_y^q`` is ``exp(q * log_softmax(x)_y)``, so the loss is ``-expm1(q * log p_y) / q``: finite with a
+    finite gradient when ``p_y`` underflows to 0 (the loss tends to ``1/q``). ``q -> 0`` gives the
+    cross-entropy, ``q = 1`` the mean absolute error ``1 - p_y``. Probability targets (float, the logits'
+    shape) give ``sum_c t_c (1 - p_c^q) / q``. Keras 3's ``categorical_generalized_cross_entropy`` takes
+    probabilities and integer labels and defaults to ``q=0.5``; here the inputs are logits and the default
+    is the paper's ``q = 0.7``.
+
+    Args:
+      logits: float ``[..., C, ...]`` with the classes on ``axis``.
+      labels: int ``[...]`` (logits' shape without ``axis``) or float probabilities of the logits' shape.
+      q: the exponent, in ``(0, 1]``. May be traced.
+      axis: the class axis (static).
+      ignore_index: integer labels equal to it are masked.
+      weights: optional per-example weights, broadcastable to the logits' shape without ``axis``.
+      where: optional boolean mask of examples.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per example).
+
+    Returns:
+      a scalar, or per-example losses for ``reduction="none"``.
+
+    Labels out of ``[0, C)`` (and not ignored) give NaN; :func:`jaxloss.checked` raises on them.
+
+    References:
+      Zhang and Sabuncu, "Generalized Cross Entropy Loss for Training Deep Neural Networks with Noisy
+      Labels", NeurIPS 2018.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.generalized_cross_entropy(jnp.zeros((1, 4)), jnp.array([0]), q=0.5)), 4))
+      1.0
+    """
+    _core.check_hyper(q, "q", low=0.0, low_open=True, high=1.0)
+    ctx, x, t, is_int = _core.prepare_classes(
+        logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
+    )
+    q = ctx.cast(q)
+    if is_int:
+        lp_y = _core.take_class(x, t) - jax.nn.logsumexp(x, axis=-1)
+        return ctx.reduce(-jnp.expm1(q * lp_y) / q, weights=weights)
+    log_p = jax.nn.log_softmax(x, axis=-1)
+    return ctx.reduce(-jnp.sum(t * jnp.expm1(q * log_p), axis=-1) / q, weights=weights)
+
+
+def categorical_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+    """Keras' categorical hinge: ``max(0, 1 + neg - pos)`` per example.
+
+    With targets ``t`` (one-hot or probabilities, the scores' shape), ``pos = sum_c t_c s_c`` and
+    ``neg = max_c (1 - t_c) s_c``, exactly Keras 3's ``categorical_hinge``. Integer labels ``y`` give the
+    same numbers without a one-hot: ``pos = s_y`` and ``neg = max(0, max_{j != y} s_j)``. The 0 in ``neg``
+    is Keras' convention (the true class's slot ``(1 - 1) * s_y`` enters the max); it differs from the
+    textbook ``1 + max_{j != y} s_j - s_y`` only when every other score is negative, and never for
+    non-negative scores such as probabilities or ReLU outputs, Keras' customary inputs.
+
+    Args:
+      scores: float ``[..., C, ...]`` with the classes on ``axis``.
+      labels: int ``[...]`` (scores' shape without ``axis``) or float one-hot/probability targets of the
+        scores' shape.
+      axis: the class axis (static).
+      ignore_index: integer labels equal to it are masked.
+      weights: optional per-example weights, broadcastable to the scores' shape without ``axis``.
+      where: optional boolean mask of examples.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per example).
+
+    Returns:
+      a scalar, or per-example losses for ``reduction="none"``.
+
+    Labels out of ``[0, C)`` (and not ignored) give NaN; :func:`jaxloss.checked` raises on them.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.categorical_hinge(jnp.array([[0.7, 0.2, 0.1]]), jnp.array([1]))), 4))
+      1.5
+    """
+    ctx, s, t, is_int = _core.prepare_classes(
+        scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index, names=("scores", "labels")
+    )
+    if is_int:
+        pos = _core.take_class(s, t)
+        neg = jnp.max(jnp.where(_is_label(t, s.shape[-1]), 0.0, s), axis=-1)
+    else:
+        pos = jnp.sum(t * s, axis=-1)
+        neg = jnp.max((1.0 - t) * s, axis=-1)
+    return ctx.reduce(jax.nn.relu(1.0 + neg - pos), weights=weights)

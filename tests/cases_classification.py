@@ -96,3 +96,12 @@ CASES += [
              kwargs=dict(class_weights=np.array([0.5, 1.0, 2.0])), diff=(0, 1), extreme=extreme_binary),
     LossCase("multilabel_margin", jaxloss.multilabel_margin, multilabel_targets),
 ]
+
+CASES += [
+    LossCase("poly1", jaxloss.poly1, int_labels, kwargs=dict(epsilon=2.0), extreme=extreme_logits),
+    LossCase("poly1", jaxloss.poly1, prob_targets, kwargs=dict(epsilon=-0.5), diff=(0, 1), extreme=extreme_soft),
+    LossCase("generalized_cross_entropy", jaxloss.generalized_cross_entropy, int_labels, kwargs=dict(q=0.7), extreme=extreme_logits),
+    LossCase("generalized_cross_entropy", jaxloss.generalized_cross_entropy, prob_targets, kwargs=dict(q=0.4), diff=(0, 1), extreme=extreme_soft),
+    LossCase("categorical_hinge", jaxloss.categorical_hinge, int_labels, extreme=extreme_logits),
+    LossCase("categorical_hinge", jaxloss.categorical_hinge, prob_targets, diff=(0, 1), extreme=extreme_soft),
+]

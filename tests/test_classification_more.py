@@ -1,6 +1,8 @@
 """Reference tests of the wider classification catalog (values AND gradients, float32 and float64).
 
-References: PyTorch (soft_margin, multilabel_soft_margin, multilabel_margin).
+References: PyTorch (soft_margin, multilabel_soft_margin, multilabel_margin); optax (poly1); Keras 3 on the
+JAX backend (generalized_cross_entropy, categorical_hinge); float64 NumPy formulas from the papers where a
+library has no such variant (generalized cross-entropy with probability targets, extreme logits).
 """
 
 import jax
@@ -11,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
-from harness import DTYPES, assert_close, check_reference, torch_value_and_grads
+from harness import DTYPES, assert_close, check_reference, jax_value_and_grads, numeric_grads, torch_value_and_grads
 
 B, C = 6, 4
 
@@ -91,3 +93,120 @@ def test_multilabel_margin_bad_labels():
     err.throw()  # the bad example is masked: no error
     with pytest.raises(TypeError, match="integer"):
         jaxloss.multilabel_margin(x, labels.astype(np.float32))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# optax and Keras references (their gradients by jax.grad of the reference implementation)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def ref_value_and_grads(ref_fn, arrays, argnums=(0,)):
+    """Value and gradients of a JAX-traceable reference (optax, Keras on the JAX backend)."""
+    return jax_value_and_grads(ref_fn, arrays, argnums)
+
+
+def _classes(seed, dtype, scale=2.0):
+    r = rng(seed)
+    x = (r.normal(size=(B, C)) * scale).astype(dtype)
+    return x, r.integers(0, C, size=B), r.dirichlet(np.ones(C), size=B).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_poly1_vs_optax(dtype):
+    import optax
+
+    x, y, t = _classes(4, dtype)
+    onehot = np.eye(C, dtype=dtype)[y]
+    for eps in (2.0, -1.0):
+        ref = lambda a, b: jnp.mean(optax.losses.poly_loss_cross_entropy(a, b, epsilon=eps))  # noqa: E731
+        v, g = ref_value_and_grads(ref, [x, t], (0, 1))
+        check_reference(jaxloss.poly1, v, g, [x, t], dtype, argnums=(0, 1), epsilon=eps)
+        v, g = ref_value_and_grads(ref, [x, onehot])
+        check_reference(jaxloss.poly1, v, g, [x, y], dtype, epsilon=eps)
+    # epsilon is traceable: d loss / d epsilon = mean(1 - p_t), as in optax.
+    d_ours = jax.grad(lambda e: jaxloss.poly1(x, y, epsilon=e))(jnp.asarray(2.0, dtype))
+    d_ref = jax.grad(lambda e: jnp.mean(optax.losses.poly_loss_cross_entropy(x, onehot, epsilon=e)))(jnp.asarray(2.0, dtype))
+    assert_close(d_ours, d_ref, dtype)
+
+
+def _keras_gce(y, x, q):
+    import keras
+
+    return jnp.mean(keras.losses.categorical_generalized_cross_entropy(y, jax.nn.softmax(x, axis=-1), q=q))
+
+
+def _gce_np(x, t, q):
+    """Zhang & Sabuncu (2018), float64 NumPy: mean over examples of sum_c t_c (1 - p_c^q) / q."""
+    x = np.asarray(x, np.float64)
+    log_p = x - x.max(-1, keepdims=True)
+    log_p = log_p - np.log(np.exp(log_p).sum(-1, keepdims=True))
+    return np.mean(np.sum(t * -np.expm1(q * log_p), -1) / q)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_generalized_cross_entropy_vs_keras(dtype):
+    x, y, t = _classes(5, dtype)
+    for q in (0.7, 0.3, 1.0):
+        v, g = ref_value_and_grads(lambda a: _keras_gce(y, a, q), [x])
+        check_reference(jaxloss.generalized_cross_entropy, v, g, [x, y], dtype, q=q)
+    # q = 1 is the mean absolute error of the true-class probability.
+    p = np.exp(x - x.max(-1, keepdims=True).astype(np.float64))
+    p = p / p.sum(-1, keepdims=True)
+    assert_close(jaxloss.generalized_cross_entropy(x, y, q=1.0, reduction="none"), 1 - p[np.arange(B), y], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_generalized_cross_entropy_probability_targets_vs_numpy_formula(dtype):
+    """Soft targets against the float64 NumPy formula of Zhang & Sabuncu (2018), with finite differences."""
+    x, _, t = _classes(6, dtype)
+    q = 0.7
+    v = _gce_np(x, t, q)
+    g = numeric_grads(lambda a, b: _gce_np(a, b, q), [x, t], (0, 1))
+    tol = dict(rtol=1e-7, atol=1e-9) if dtype == np.float64 else {}
+    check_reference(jaxloss.generalized_cross_entropy, v, g, [x, t], dtype, argnums=(0, 1), q=q, **tol)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_generalized_cross_entropy_stable_when_p_y_underflows(dtype):
+    """p_y = exp(-300) underflows (even in float64 after the power): loss -> 1/q, gradient -> 0, no NaN."""
+    x = np.array([[0.0, -300.0, 1.0, 2.0], [0.0, 0.0, 0.0, 0.0]], dtype)
+    y = np.array([1, 2])
+    q = 0.7
+    v, (g,) = jax_value_and_grads(lambda a: jaxloss.generalized_cross_entropy(a, y, q=q, reduction="sum"), [x])
+    assert np.isfinite(v) and np.all(np.isfinite(g))
+    assert_close(v, 1 / q + (1 - 0.25**q) / q, dtype)
+    assert_close(g[0], np.zeros(C), dtype, atol=1e-30)
+
+
+def _keras_hinge(t, s):
+    import keras
+
+    return jnp.mean(keras.losses.categorical_hinge(t, s))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_categorical_hinge_vs_keras(dtype):
+    x, y, t = _classes(7, dtype, scale=1.0)
+    x[0] = [-0.5, 0.3, -1.2, -0.1]  # every other score negative: Keras' max includes the 0 of the true slot
+    y[0] = 1
+    x[1] = [0.9, -0.4, 0.1, 0.3]
+    y[1] = 2
+    onehot = np.eye(C, dtype=dtype)[y]
+    v, g = ref_value_and_grads(_keras_hinge, [onehot, x], (1,))
+    check_reference(jaxloss.categorical_hinge, v, g, [x, y], dtype)
+    check_reference(jaxloss.categorical_hinge, v, g, [x, onehot], dtype)
+    # probability targets, gradient w.r.t. both arguments
+    v, (gt, gx) = ref_value_and_grads(_keras_hinge, [t, x], (0, 1))
+    check_reference(jaxloss.categorical_hinge, v, [gx, gt], [x, t], dtype, argnums=(0, 1))
+
+
+def test_hyperparameter_ranges():
+    x, y = np.zeros((2, C), np.float32), np.array([0, 1])
+    with pytest.raises(ValueError, match="epsilon"):
+        jaxloss.poly1(x, y, epsilon=-2.0)
+    for q in (0.0, 1.5):
+        with pytest.raises(ValueError, match="q must be"):
+            jaxloss.generalized_cross_entropy(x, y, q=q)
+    err, _ = jaxloss.checked(jaxloss.categorical_hinge)(x, np.array([0, 4]))
+    with pytest.raises(Exception, match="out of range"):
+        err.throw()
