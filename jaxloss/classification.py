@@ -320,8 +320,8 @@ def multi_margin(
 
     Examples:
       >>> import jax.numpy as jnp, jaxloss
-      >>> print(jaxloss.multi_margin(jnp.array([[1.0, 0.5, -1.0]]), jnp.array([0])))
-      0.16666667
+      >>> print(round(float(jaxloss.multi_margin(jnp.array([[1.0, 0.5, -1.0]]), jnp.array([0]))), 4))
+      0.1667
     """
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2; got {p!r}")

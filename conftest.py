@@ -1,4 +1,4 @@
-"""Test configuration: float64 available (tests pass float32 arrays explicitly), Keras on its JAX backend."""
+"""Test configuration (tests and the doctests of jaxloss/): float64 available (tests pass float32 arrays explicitly), Keras on its JAX backend."""
 
 import os
 
