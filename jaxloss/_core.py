@@ -112,6 +112,11 @@ def is_concrete(x) -> bool:
         return False
 
 
+def is_zero(x) -> bool:
+    """True when ``x`` is known at trace time to be exactly 0 (a term scaled by it can be skipped)."""
+    return x is None or (is_concrete(x) and not np.any(np.asarray(x)))
+
+
 def check_hyper(value, name: str, *, low=None, high=None, low_open=False, high_open=False) -> None:
     """Checks a (possibly traced) hyperparameter's range; only concrete values can be checked.
 

@@ -91,22 +91,26 @@ def cross_entropy(
     eps = ctx.cast(label_smoothing)
     cw = _core.class_weight_array(class_weights, num_classes, ctx.dtype)
     lse = jax.nn.logsumexp(x, axis=-1)
-    z_term = ctx.cast(z_loss) * jnp.square(lse)
+    smoothing, z = not _core.is_zero(label_smoothing), not _core.is_zero(z_loss)
     if is_int:
-        nll_y = lse - _core.take_class(x, t)
+        loss = lse - _core.take_class(x, t)
         w_y = None if cw is None else cw[t]
-        # mean_c w_c (lse - x_c) = lse * mean(w) - mean(w * x): no [.., C] log-softmax is formed.
-        smooth = lse - jnp.mean(x, axis=-1) if cw is None else lse * jnp.mean(cw) - jnp.mean(x * cw, axis=-1)
-        data = nll_y if w_y is None else w_y * nll_y
-        loss = (1.0 - eps) * data + eps * smooth
-        if w_y is not None:  # like the data term, the z-loss of an example counts with its class weight
-            z_term = w_y * z_term
-        return ctx.reduce(loss + z_term, weights=weights, norm=w_y)
-    target = (1.0 - eps) * t + eps / num_classes
+        if w_y is not None:
+            loss = w_y * loss
+        if smoothing:
+            # mean_c w_c (lse - x_c) = lse * mean(w) - mean(w * x): no [.., C] log-softmax is formed.
+            smooth = lse - jnp.mean(x, axis=-1) if cw is None else lse * jnp.mean(cw) - jnp.mean(x * cw, axis=-1)
+            loss = (1.0 - eps) * loss + eps * smooth
+        if z:  # like the data term, an example's z-loss counts with its class weight
+            loss = loss + ctx.cast(z_loss) * jnp.square(lse) * (1.0 if w_y is None else w_y)
+        return ctx.reduce(loss, weights=weights, norm=w_y)
+    target = (1.0 - eps) * t + eps / num_classes if smoothing else t
     if cw is not None:
         target = target * cw
     loss = jnp.sum(target * (lse[..., None] - x), axis=-1)
-    return ctx.reduce(loss + z_term, weights=weights)
+    if z:
+        loss = loss + ctx.cast(z_loss) * jnp.square(lse)
+    return ctx.reduce(loss, weights=weights)
 
 
 def nll(log_probs, labels, *, axis=-1, class_weights=None, ignore_index=None, weights=None, where=None, reduction="mean"):
