@@ -1,3 +1,274 @@
-"""prox (placeholder; filled by its issue)."""
+"""Proximal operators on parameter pytrees, and an optax transformation that applies them.
 
-__all__: list = []
+The proximal operator of a penalty ``g`` with step ``t`` is
+``prox_{t g}(x) = argmin_z g(z) + ||z - x||^2 / (2 t)``. Each operator here is closed-form, acts leaf by
+leaf on a pytree (leaves that are not floating-point arrays pass through unchanged), and takes the
+*effective* threshold: the step times the penalty's strength (``threshold = step * strength``), as in
+jaxopt's ``prox_lasso(x, l1reg, scaling)``. A :class:`jaxloss.Regularizer` does that multiplication for
+you in ``reg.prox(params, step)``.
+
+:func:`transform` turns a regularizer (or any ``prox(params, step)``) into an optax
+``GradientTransformation`` to chain after an optimizer: ``optax.chain(optax.sgd(lr),
+jaxloss.prox.transform(jaxloss.l1(1e-3), lr))`` is proximal gradient descent (ISTA), and its iterates
+contain exact zeros.
+
+Examples:
+  >>> import jax.numpy as jnp, jaxloss
+  >>> print(jaxloss.prox.soft_threshold(jnp.array([-2.0, 0.5, 3.0]), 1.0))
+  [-1.  0.  2.]
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from jaxloss import _core
+
+__all__ = ["soft_threshold", "ridge", "elastic_net", "group_lasso", "non_negative", "box", "transform", "ProxState"]
+
+
+def _is_float_leaf(x) -> bool:
+    """A leaf the operators act on: a floating-point (or complex) JAX or NumPy array."""
+    return isinstance(x, (jax.Array, np.ndarray)) and jnp.issubdtype(x.dtype, jnp.inexact)
+
+
+def _map(fn, tree):
+    return jax.tree_util.tree_map(lambda x: fn(x) if _is_float_leaf(x) else x, tree)
+
+
+def _cast(value, x):
+    return jnp.asarray(value, dtype=x.dtype)
+
+
+# Leaf-level operators (used by jaxloss.regularizers with per-leaf masks).
+
+
+def _soft_threshold_leaf(x, threshold):
+    t = _cast(threshold, x)
+    return jnp.where(jnp.abs(x) > t, x - jnp.sign(x) * t, jnp.zeros_like(x))  # +0.0, not -0.0
+
+
+def _ridge_leaf(x, scale):
+    return x / (1.0 + _cast(scale, x))
+
+
+def _elastic_net_leaf(x, l1, l2):
+    return _soft_threshold_leaf(x, l1) / (1.0 + _cast(l2, x))
+
+
+def _group_axes(x, axis):
+    if axis is None:
+        return tuple(range(x.ndim))
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    return tuple(a % x.ndim for a in axes) if x.ndim else ()
+
+
+def _group_norm(x, axis):
+    """Euclidean norm of each group (over ``axis``; ``None``: the whole leaf), kept dims, NaN-free at 0."""
+    axes = _group_axes(x, axis)
+    sq = jnp.sum(x * x, axis=axes, keepdims=True)
+    pos = sq > 0
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+
+
+def _group_lasso_leaf(x, threshold, axis):
+    norm = _group_norm(x, axis)
+    t = _cast(threshold, x)
+    shrink = 1.0 - t / jnp.where(norm > 0, norm, 1.0)
+    return jnp.where(shrink > 0, shrink * x, jnp.zeros_like(x))
+
+
+# Public pytree operators.
+
+
+def soft_threshold(params, threshold):
+    """Soft-thresholding, the proximal operator of ``threshold * ||x||_1`` (the lasso).
+
+    ``sign(x) * max(|x| - threshold, 0)`` elementwise: entries with ``|x| <= threshold`` become exactly 0.
+
+    Args:
+      params: a pytree of arrays.
+      threshold: ``step * strength`` (>= 0); a scalar or an array broadcastable to every leaf; traceable.
+
+    Returns:
+      a pytree of the same structure.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.prox.soft_threshold({"w": jnp.array([0.3, -1.5])}, 0.5)["w"])
+      [ 0. -1.]
+    """
+    _core.check_hyper(threshold, "threshold", low=0.0)
+    return _map(lambda x: _soft_threshold_leaf(x, threshold), params)
+
+
+def ridge(params, scale):
+    """The proximal operator of ``(scale / 2) * ||x||^2``: ``x / (1 + scale)``.
+
+    Args:
+      params: a pytree of arrays.
+      scale: ``step * strength`` (>= 0); traceable.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.prox.ridge(jnp.array([2.0, -4.0]), 1.0))
+      [ 1. -2.]
+    """
+    _core.check_hyper(scale, "scale", low=0.0)
+    return _map(lambda x: _ridge_leaf(x, scale), params)
+
+
+def elastic_net(params, l1, l2):
+    """The proximal operator of ``l1 * ||x||_1 + (l2 / 2) * ||x||^2``: ``soft_threshold(x, l1) / (1 + l2)``.
+
+    Args:
+      params: a pytree of arrays.
+      l1: the effective L1 threshold ``step * l1_strength`` (>= 0).
+      l2: the effective L2 scale ``step * l2_strength`` (>= 0).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.prox.elastic_net(jnp.array([3.0, 0.5]), 1.0, 1.0))
+      [1. 0.]
+    """
+    _core.check_hyper(l1, "l1", low=0.0)
+    _core.check_hyper(l2, "l2", low=0.0)
+    return _map(lambda x: _elastic_net_leaf(x, l1, l2), params)
+
+
+def group_lasso(params, threshold, *, axis=None):
+    """Block soft-thresholding, the proximal operator of ``threshold * sum_g ||x_g||_2``.
+
+    ``x_g * max(1 - threshold / ||x_g||, 0)`` for each group ``g``: a group whose norm is at most
+    ``threshold`` becomes exactly 0 as a whole.
+
+    Args:
+      params: a pytree of arrays.
+      threshold: ``step * strength`` (>= 0); traceable.
+      axis: the axis (or axes) a group spans; the groups are indexed by the other axes. ``None`` (default):
+        each leaf is one group. For a weight matrix ``[in, out]``, ``axis=-1`` makes each input feature's
+        row a group (feature selection).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> w = jnp.array([[3.0, 4.0], [0.3, 0.4]])
+      >>> print(jaxloss.prox.group_lasso(w, 1.0, axis=-1))
+      [[2.4 3.2]
+       [0.  0. ]]
+    """
+    _core.check_hyper(threshold, "threshold", low=0.0)
+    return _map(lambda x: _group_lasso_leaf(x, threshold, axis), params)
+
+
+def non_negative(params, step=None):
+    """Projection onto the non-negative orthant, ``max(x, 0)`` (``optax.projections.projection_non_negative``).
+
+    A projection is the proximal operator of a constraint's indicator, for every step, so ``step`` is
+    accepted (for :func:`transform`) and ignored.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.prox.non_negative(jnp.array([-1.0, 2.0])))
+      [0. 2.]
+    """
+    del step
+    return _map(optax.projections.projection_non_negative, params)
+
+
+def box(params, step=None, *, lower, upper):
+    """Projection onto the box ``lower <= x <= upper`` (``optax.projections.projection_box``).
+
+    Args:
+      params: a pytree of arrays.
+      step: ignored (a projection does not depend on the step); present so that
+        ``functools.partial(box, lower=0.0, upper=1.0)`` can be given to :func:`transform`.
+      lower, upper: bounds, scalars or pytrees of the params' structure.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.prox.box(jnp.array([-1.0, 0.5, 2.0]), lower=0.0, upper=1.0))
+      [0.  0.5 1. ]
+    """
+    del step
+    structure = jax.tree_util.tree_structure(params)
+
+    def full(bound):  # a scalar (or array) bound applies to every leaf
+        if jax.tree_util.tree_structure(bound) == structure:
+            return bound
+        return jax.tree_util.tree_map(lambda _: bound, params)
+
+    return optax.projections.projection_box(params, full(lower), full(upper))
+
+
+class ProxState(NamedTuple):
+    """State of :func:`transform`: the step count, for learning-rate schedules."""
+
+    count: jax.Array
+
+
+def _prox_fn(regularizer) -> Callable:
+    if hasattr(regularizer, "prox") and callable(regularizer.prox):
+        return regularizer.prox
+    if callable(regularizer):
+        return regularizer
+    raise TypeError(f"transform needs a regularizer with .prox(params, step) or a function prox(params, step); got {regularizer!r}")
+
+
+def transform(regularizer, learning_rate: Optional[Union[float, Callable]] = None) -> optax.GradientTransformation:
+    """An optax ``GradientTransformation`` that applies a proximal step after the preceding updates.
+
+    With ``u`` the incoming updates and ``x`` the current params, it returns ``prox(x + u, step) - x``, so
+    that ``optax.apply_updates`` lands on ``prox(x + u, step)``. Chained after ``optax.sgd(lr)`` with the
+    same ``lr`` this is proximal gradient descent (ISTA) on ``f + g`` where ``f`` is what the gradients
+    come from and ``g`` the regularizer; coordinates that the prox zeroes are exactly 0 (``x + (0 - x)``
+    is exactly 0 in floating point). After an adaptive optimizer (Adam, ...) it is the common heuristic
+    "proximal Adam" with the base learning rate as the step. Differentiate only the smooth part: do not
+    also include ``g`` in the loss whose gradients feed the chain.
+
+    Args:
+      regularizer: a :class:`jaxloss.Regularizer` with a closed-form ``.prox`` (``l1``, ``l2``,
+        ``elastic_net``, ``group_lasso``, sums and multiples of them), or any function
+        ``prox(params, step) -> params`` such as :func:`non_negative` or ``functools.partial(box, ...)``.
+      learning_rate: the optimizer's learning rate (a float or an optax schedule of the step count), used
+        as the proximal step; ``None`` for projections, which ignore the step.
+
+    Returns:
+      an ``optax.GradientTransformation``; its ``update`` requires ``params``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, optax, jaxloss
+      >>> opt = optax.chain(optax.sgd(0.1), jaxloss.prox.transform(jaxloss.l1(1.0), 0.1))
+      >>> params = jnp.array([1.0, 0.05])
+      >>> state = opt.init(params)
+      >>> updates, state = opt.update(jnp.zeros(2), state, params)
+      >>> print(optax.apply_updates(params, updates))
+      [0.9 0. ]
+    """
+    prox = _prox_fn(regularizer)
+
+    def init_fn(params):
+        del params
+        return ProxState(count=jnp.zeros([], jnp.int32))
+
+    def update_fn(updates, state, params=None):
+        if params is None:
+            raise ValueError("jaxloss.prox.transform needs params: call update(updates, state, params)")
+        if learning_rate is None:
+            step = None
+        elif callable(learning_rate):
+            step = learning_rate(state.count)
+        else:
+            step = learning_rate
+        moved = optax.apply_updates(params, updates)
+        new = prox(moved, step)
+        updates = jax.tree_util.tree_map(
+            lambda n, p: (n - p) if _is_float_leaf(p) else jnp.zeros_like(p), new, params
+        )
+        return updates, ProxState(count=optax.safe_increment(state.count))
+
+    return optax.GradientTransformation(init_fn, update_fn)
