@@ -136,6 +136,11 @@ def _sum_leaves(tree: PyTree, init=0.0):
     return sum(_leaves(tree), init)
 
 
+def _tree_dtype(tree):
+    """The promoted float dtype of a tree's leaves (at least float32)."""
+    return jnp.result_type(jnp.float32, *[leaf.dtype for leaf in _leaves(tree)])
+
+
 def _sqrt(x):
     """``sqrt`` with a finite (zero) gradient at 0."""
     pos = x > 0
@@ -496,7 +501,8 @@ def grad_statistics(fn: Callable, params: PyTree, batch: PyTree, *, chunk_size: 
         return (total, mean, m2), ()
 
     zeros = _tmap(jnp.zeros_like, jax.eval_shape(jax.grad(fn), params, _tmap(lambda x: x[:1], batch)))
-    (_, mean, m2), _ = _scan_chunks(chunk_fn, batch, chunk_size, (jnp.zeros((), jnp.float32), zeros, zeros))
+    count = jnp.zeros((), _tree_dtype(zeros))
+    (_, mean, m2), _ = _scan_chunks(chunk_fn, batch, chunk_size, (count, zeros, zeros))
     return _stats_from_moments(n, mean, m2)
 
 
@@ -590,7 +596,8 @@ def two_batch_noise_scale(fn: Callable, params: PyTree, batch: PyTree, small_bat
         return _sum_leaves(_tmap(lambda x: jnp.sum(jnp.square(x)), g))
 
     smalls = _tmap(lambda x: jnp.reshape(x, (k, b) + jnp.shape(x)[1:]), batch)
-    total, _ = jax.lax.scan(lambda acc, sb: (acc + sq_norm(grad(params, sb)), ()), jnp.zeros((), jnp.float32), smalls)
+    init = jnp.zeros((), _tree_dtype(params))
+    total, _ = jax.lax.scan(lambda acc, sb: (acc + sq_norm(grad(params, sb)).astype(init.dtype), ()), init, smalls)
     return noise_scale_from_batch_sizes(total / k, sq_norm(grad(params, batch)), b, n)
 
 
