@@ -640,3 +640,171 @@ def categorical_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=Non
         pos = jnp.sum(t * s, axis=-1)
         neg = jnp.max((1.0 - t) * s, axis=-1)
     return ctx.reduce(jax.nn.relu(1.0 + neg - pos), weights=weights)
+
+
+__all__ += [
+    "perceptron",
+    "multiclass_perceptron",
+    "sparsemax",
+    "multiclass_sparsemax",
+]
+
+
+def perceptron(scores, labels, *, weights=None, where=None, reduction="mean"):
+    """Binary perceptron loss, elementwise: ``max(0, -y * s)``.
+
+    optax's ``perceptron_loss``. ``labels`` may be in {-1, 1} or {0, 1} (0 is read as -1); int, bool or
+    float.
+
+    Args:
+      scores: float array.
+      labels: binary labels of the same shape.
+      weights: optional weights broadcastable to the inputs.
+      where: optional boolean mask broadcastable to the inputs.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (elementwise).
+
+    Returns:
+      a scalar, or the elementwise losses for ``reduction="none"``.
+
+    References:
+      Rosenblatt, "The Perceptron: A Probabilistic Model for Information Storage and Organization in the
+      Brain", Psychological Review, 1958.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.perceptron(jnp.array([0.5, 2.0]), jnp.array([1, 0]))), 4))
+      1.0
+    """
+    ctx, (s, y) = _core.prepare(scores, _core.signed_labels(labels), names=("scores", "labels"), where=where, reduction=reduction)
+    return ctx.reduce(jax.nn.relu(-y * s), weights=weights)
+
+
+def multiclass_perceptron(scores, labels, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+    """Multiclass perceptron loss: ``max_j s_j - s_y`` per example (optax's ``multiclass_perceptron_loss``).
+
+    Args:
+      scores: float ``[..., C, ...]`` with the classes on ``axis``.
+      labels: int ``[...]``, the scores' shape without ``axis``.
+      axis: the class axis (static).
+      ignore_index: labels equal to it are masked.
+      weights: optional per-example weights, broadcastable to the scores' shape without ``axis``.
+      where: optional boolean mask of examples.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per example).
+
+    Returns:
+      a scalar, or per-example losses for ``reduction="none"``.
+
+    Labels out of ``[0, C)`` (and not ignored) give NaN; :func:`jaxloss.checked` raises on them.
+
+    References:
+      Collins, "Discriminative Training Methods for Hidden Markov Models: Theory and Experiments with
+      Perceptron Algorithms", EMNLP 2002.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.multiclass_perceptron(jnp.array([[1.0, 0.5, -1.0]]), jnp.array([1]))), 4))
+      0.5
+    """
+    ctx, s, y, _ = _core.prepare_classes(
+        scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
+        names=("scores", "labels"), allow_probabilities=False,
+    )
+    return ctx.reduce(jnp.max(s, axis=-1) - _core.take_class(s, y), weights=weights)
+
+
+def sparsemax(scores, labels, *, weights=None, where=None, reduction="mean"):
+    """Binary sparsemax loss, elementwise: ``sparse_plus(-y * s)``.
+
+    ``sparse_plus(z)`` is 0 for ``z <= -1``, ``(z + 1)^2 / 4`` for ``-1 < z < 1`` and ``z`` for ``z >= 1``
+    (:func:`jax.nn.sparse_plus`); the loss is 0 exactly when ``sparse_sigmoid(s)`` equals the 0/1 label.
+    optax's ``sparsemax_loss``. ``labels`` may be in {-1, 1} or {0, 1}; int, bool or float.
+
+    Args:
+      scores: float array.
+      labels: binary labels of the same shape.
+      weights: optional weights broadcastable to the inputs.
+      where: optional boolean mask broadcastable to the inputs.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (elementwise).
+
+    Returns:
+      a scalar, or the elementwise losses for ``reduction="none"``.
+
+    References:
+      Blondel, Martins and Niculae, "Learning with Fenchel-Young Losses", JMLR 2020 (Sec. 4.4).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.sparsemax(jnp.array([0.0, 2.0]), jnp.array([1, 0]))), 4))
+      1.125
+    """
+    ctx, (s, y) = _core.prepare(scores, _core.signed_labels(labels), names=("scores", "labels"), where=where, reduction=reduction)
+    return ctx.reduce(jax.nn.sparse_plus(-y * s), weights=weights)
+
+
+def _sparsemax_probs(z):
+    """The sparsemax projection of ``z`` onto the simplex along the last axis (Martins & Astudillo, 2016).
+
+    ``p = max(z - tau, 0)`` with ``tau`` chosen so that ``sum p = 1``: sort ``z`` in decreasing order, the
+    support is the ``k`` largest entries with ``1 + k z_(k) > sum_{i<=k} z_(i)``, and
+    ``tau = (sum_{i<=k} z_(i) - 1) / k``. Differentiable (the support is locally constant).
+    """
+    z = z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))  # sparsemax is shift-invariant
+    z_sorted = -jnp.sort(-z, axis=-1)
+    cumsum = jnp.cumsum(z_sorted, axis=-1)
+    k = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+    support = jnp.sum(1.0 + k * z_sorted > cumsum, axis=-1, keepdims=True)  # >= 1: the top entry is always in
+    tau = (jnp.take_along_axis(cumsum, support - 1, axis=-1) - 1.0) / support.astype(z.dtype)
+    return jax.nn.relu(z - tau)
+
+
+@jax.custom_jvp
+def _sparsemax_conjugate(z):
+    """The Gini-entropy conjugate ``max_{p in simplex} <p, z> + (1 - |p|^2) / 2``; its gradient is sparsemax(z)."""
+    p = _sparsemax_probs(z)
+    return jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
+
+
+@_sparsemax_conjugate.defjvp
+def _sparsemax_conjugate_jvp(primals, tangents):
+    (z,), (dz,) = primals, tangents
+    p = _sparsemax_probs(z)
+    value = jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
+    return value, jnp.sum(p * dz, axis=-1)
+
+
+def multiclass_sparsemax(scores, labels, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+    """Multiclass sparsemax loss: ``<p, s> + (1 - |p|^2) / 2 - s_y`` per example, ``p = sparsemax(s)``.
+
+    The Fenchel-Young loss of the Gini entropy (optax's ``multiclass_sparsemax_loss``): non-negative, zero
+    exactly when ``sparsemax(s)`` is the one-hot of ``y``, with gradient ``sparsemax(s) - one_hot(y)``
+    (exact, by a custom JVP; the Hessian is sparsemax's Jacobian). Computed on ``s - s_y`` (the loss is
+    shift-invariant), so large scores do not cancel.
+
+    Args:
+      scores: float ``[..., C, ...]`` with the classes on ``axis``.
+      labels: int ``[...]``, the scores' shape without ``axis``.
+      axis: the class axis (static).
+      ignore_index: labels equal to it are masked.
+      weights: optional per-example weights, broadcastable to the scores' shape without ``axis``.
+      where: optional boolean mask of examples.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per example).
+
+    Returns:
+      a scalar, or per-example losses for ``reduction="none"``.
+
+    Labels out of ``[0, C)`` (and not ignored) give NaN; :func:`jaxloss.checked` raises on them.
+
+    References:
+      Martins and Astudillo, "From Softmax to Sparsemax: A Sparse Model of Attention and Multi-Label
+      Classification", ICML 2016.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.multiclass_sparsemax(jnp.array([[1.0, 0.5, -1.0]]), jnp.array([1]))), 4))
+      0.5625
+    """
+    ctx, s, y, _ = _core.prepare_classes(
+        scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
+        names=("scores", "labels"), allow_probabilities=False,
+    )
+    return ctx.reduce(_sparsemax_conjugate(s - _core.take_class(s, y)[..., None]), weights=weights)

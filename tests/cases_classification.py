@@ -105,3 +105,10 @@ CASES += [
     LossCase("categorical_hinge", jaxloss.categorical_hinge, int_labels, extreme=extreme_logits),
     LossCase("categorical_hinge", jaxloss.categorical_hinge, prob_targets, diff=(0, 1), extreme=extreme_soft),
 ]
+
+CASES += [
+    LossCase("perceptron", jaxloss.perceptron, signed),
+    LossCase("multiclass_perceptron", jaxloss.multiclass_perceptron, int_labels, extreme=extreme_logits),
+    LossCase("sparsemax", jaxloss.sparsemax, signed),
+    LossCase("multiclass_sparsemax", jaxloss.multiclass_sparsemax, int_labels, extreme=extreme_logits),
+]

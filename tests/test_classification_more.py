@@ -1,6 +1,7 @@
 """Reference tests of the wider classification catalog (values AND gradients, float32 and float64).
 
-References: PyTorch (soft_margin, multilabel_soft_margin, multilabel_margin); optax (poly1); Keras 3 on the
+References: PyTorch (soft_margin, multilabel_soft_margin, multilabel_margin); optax (poly1, perceptron,
+multiclass_perceptron, sparsemax, multiclass_sparsemax, the last also against a float64 NumPy sparsemax); Keras 3 on the
 JAX backend (generalized_cross_entropy, categorical_hinge); float64 NumPy formulas from the papers where a
 library has no such variant (generalized cross-entropy with probability targets, extreme logits).
 """
@@ -210,3 +211,68 @@ def test_hyperparameter_ranges():
     err, _ = jaxloss.checked(jaxloss.categorical_hinge)(x, np.array([0, 4]))
     with pytest.raises(Exception, match="out of range"):
         err.throw()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_perceptron_and_binary_sparsemax_vs_optax(dtype):
+    import optax
+
+    r = rng(8)
+    x = (r.normal(size=(B, 3)) * 1.5).astype(dtype)
+    y01 = r.integers(0, 2, size=(B, 3))
+    signed = (2 * y01 - 1).astype(dtype)
+    v, g = ref_value_and_grads(lambda a: jnp.mean(optax.losses.perceptron_loss(a, signed)), [x])
+    check_reference(jaxloss.perceptron, v, g, [x, signed], dtype)
+    check_reference(jaxloss.perceptron, v, g, [x, y01], dtype)  # {0, 1} labels read as {-1, 1}
+    v, g = ref_value_and_grads(lambda a: jnp.mean(optax.losses.sparsemax_loss(a, y01)), [x])
+    check_reference(jaxloss.sparsemax, v, g, [x, y01], dtype)
+    check_reference(jaxloss.sparsemax, v, g, [x, signed], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multiclass_perceptron_vs_optax(dtype):
+    import optax
+
+    x, y, _ = _classes(9, dtype)
+    v, g = ref_value_and_grads(lambda a: jnp.mean(optax.losses.multiclass_perceptron_loss(a, y)), [x])
+    check_reference(jaxloss.multiclass_perceptron, v, g, [x, y], dtype)
+
+
+def _sparsemax_np(z):
+    """Sparsemax (Martins & Astudillo, 2016) in float64 NumPy, one vector at a time."""
+    z = np.asarray(z, np.float64)
+    zs = np.sort(z)[::-1]
+    cs = np.cumsum(zs)
+    k = np.arange(1, z.size + 1)
+    kz = k[1 + k * zs > cs].max()
+    return np.maximum(z - (cs[kz - 1] - 1) / kz, 0.0)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_multiclass_sparsemax_vs_optax_and_numpy(dtype):
+    import optax
+
+    x, y, _ = _classes(10, dtype, scale=1.0)
+    x[0] = 0.0  # a tie of every class: sparsemax is uniform
+    # optax's simplex projection breaks on float32 input when x64 is enabled (its custom JVP returns a float32
+    # tangent for a float64 primal), so its reference is evaluated in float64 for both dtypes.
+    v, g = ref_value_and_grads(lambda a: jnp.mean(optax.losses.multiclass_sparsemax_loss(a, y)), [x.astype(np.float64)])
+    check_reference(jaxloss.multiclass_sparsemax, v, g, [x, y], dtype)
+    # the gradient is sparsemax(s) - one_hot(y) (float64 NumPy sparsemax), per example
+    p = np.stack([_sparsemax_np(row) for row in x])
+    (grad,) = jax_value_and_grads(jaxloss.multiclass_sparsemax, [x, y], reduction="sum")[1]
+    assert_close(grad, p - np.eye(C)[y], dtype)
+    # the loss in closed form: <p, s> + (1 - |p|^2) / 2 - s_y
+    x64 = x.astype(np.float64)
+    loss = np.sum(p * x64, -1) + 0.5 * (1 - np.sum(p * p, -1)) - x64[np.arange(B), y]
+    assert_close(jaxloss.multiclass_sparsemax(x, y, reduction="none"), loss, dtype)
+
+
+def test_multiclass_sparsemax_hessian_is_sparsemax_jacobian():
+    """Second order through the custom JVP: the Hessian is diag(S) - 1_S 1_S^T / |S| (support S)."""
+    s = np.array([1.0, 0.5, -1.0, 0.8])
+    p = _sparsemax_np(s)
+    support = (p > 0).astype(np.float64)
+    expected = np.diag(support) - np.outer(support, support) / support.sum()
+    hess = jax.hessian(lambda a: jaxloss.multiclass_sparsemax(a, np.array(1)))(jnp.asarray(s))
+    assert_close(hess, expected, np.float64)
