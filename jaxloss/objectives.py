@@ -1,3 +1,499 @@
-"""objectives (placeholder; filled by its issue)."""
+"""Objectives: a model, a loss and a regularizer composed into one pure ``objective(params, batch)``.
 
-__all__: list = []
+:func:`objective` builds an :class:`Objective` from any model (a function ``fn(params, inputs)``, a Flax
+linen module or its ``.apply``, or an Equinox module whose parameters are the module itself), any jaxloss
+loss and an optional :class:`jaxloss.Regularizer`. The ready objectives (:func:`least_squares`,
+:func:`ridge`, :func:`lasso`, :func:`logistic_regression`, :func:`linear_svm`, :func:`huber_regression`,
+:func:`quantile_regression`, :func:`poisson_regression`) are linear models in the jaxopt tradition, with
+parameters ``{"w": [features(, outputs)], "b": [(outputs)]}`` (``obj.init_params(inputs)`` makes zeros),
+the intercept ``b`` never penalised, and regularization conventions that map one-to-one onto
+scikit-learn's estimators (each docstring gives the map). Minimise them with :func:`jaxloss.minimize`.
+
+Examples:
+  >>> import jax, jax.numpy as jnp, jaxloss
+  >>> def model(params, x):
+  ...     return x @ params["w"] + params["b"]
+  >>> obj = jaxloss.objective(model, jaxloss.mse, jaxloss.l2(0.1, mask=jaxloss.not_bias))
+  >>> params = {"w": jnp.array([1.0, 0.0]), "b": jnp.array(0.0)}
+  >>> batch = (jnp.array([[1.0, 2.0], [3.0, 4.0]]), jnp.array([1.0, 1.0]))
+  >>> print(round(float(obj(params, batch)), 4))
+  2.05
+  >>> print(obj.per_sample(params, batch))
+  [0. 4.]
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+
+from jaxloss import _core
+from jaxloss import classification as _cls
+from jaxloss import regression as _reg
+from jaxloss import regularizers as _regs
+
+__all__ = [
+    "Objective",
+    "objective",
+    "least_squares",
+    "ridge",
+    "lasso",
+    "logistic_regression",
+    "linear_svm",
+    "huber_regression",
+    "quantile_regression",
+    "poisson_regression",
+]
+
+
+def _is_instance(obj, module: str, attr: str) -> bool:
+    """``isinstance(obj, module.attr)`` without importing ``module`` (it is only needed if already loaded)."""
+    mod = sys.modules.get(module)
+    cls = getattr(mod, attr, None) if mod is not None else None
+    return cls is not None and isinstance(obj, cls)
+
+
+def _resolve_model(model, vmap_model):
+    """``(fn(params, inputs), vmap_model)`` for a function, a Flax linen module or an Equinox module."""
+    if _is_instance(model, "equinox", "Module") and not callable(getattr(model, "apply", None)):
+        # Equinox: the parameters are the module; its __call__ takes one example.
+        return (lambda module, x: module(x)), (True if vmap_model is None else vmap_model)
+    if _is_instance(model, "flax.linen", "Module"):
+        return model.apply, bool(vmap_model)
+    if not callable(model):
+        raise TypeError(f"model must be a function fn(params, inputs), a Flax linen module or an Equinox module; got {model!r}")
+    return model, bool(vmap_model)
+
+
+def _unpack(batch):
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+        raise ValueError(
+            "batch must be (inputs, targets) or (inputs, targets, weights); "
+            f"got {type(batch).__name__} of length {len(batch) if isinstance(batch, (tuple, list)) else '?'}"
+        )
+    inputs, targets = batch[0], batch[1]
+    weights = batch[2] if len(batch) == 3 else None
+    return inputs, targets, weights
+
+
+def _first_example(tree):
+    return jax.tree_util.tree_map(lambda a: a[None], tree)
+
+
+class Objective:
+    """``objective(params, batch) -> scalar``: the data term ``loss(model(params, inputs), targets)`` plus
+    the regularizer.
+
+    ``batch`` is ``(inputs, targets)`` or ``(inputs, targets, weights)``; with weights, the data term is the
+    loss's weighted mean ``sum(w * l) / sum(w)``. Pure and traceable: ``jax.grad(obj)(params, batch)``,
+    ``jax.jit(obj)``. Build one with :func:`objective`.
+
+    Attributes:
+      model: the resolved model function ``fn(params, inputs)``.
+      loss: the loss (with ``loss_kwargs`` bound).
+      regularizer: the :class:`jaxloss.Regularizer` (or a plain ``params -> scalar`` function), or ``None``.
+      vmap_model: whether the model is applied to one example at a time (Equinox modules).
+    """
+
+    def __init__(self, model, loss, regularizer=None, *, vmap_model=None, init_params=None, **loss_kwargs):
+        self.model, self.vmap_model = _resolve_model(model, vmap_model)
+        if not callable(loss):
+            raise TypeError(f"loss must be a function loss(predictions, targets, ...); got {loss!r}")
+        self.loss = functools.partial(loss, **loss_kwargs) if loss_kwargs else loss
+        if regularizer is not None and not callable(regularizer):
+            raise TypeError(f"regularizer must be a jaxloss.Regularizer or a function params -> scalar; got {regularizer!r}")
+        self.regularizer = regularizer
+        self._init_params = init_params
+
+    # The pieces -----------------------------------------------------------------------------------------
+
+    def predict(self, params, inputs):
+        """The model's predictions for a batch of inputs."""
+        if self.vmap_model:
+            return jax.vmap(lambda x: self.model(params, x))(inputs)
+        return self.model(params, inputs)
+
+    def data_term(self, params, batch, predictions=None):
+        """The loss part alone: ``loss(predictions, targets, weights=weights)`` (mean over the batch)."""
+        inputs, targets, weights = _unpack(batch)
+        if predictions is None:
+            predictions = self.predict(params, inputs)
+        if weights is None:
+            return self.loss(predictions, targets)
+        return self.loss(predictions, targets, weights=weights)
+
+    def penalty(self, params, predictions=None):
+        """The regularizer alone (0 without one); output penalties see ``predictions``."""
+        reg = self.regularizer
+        if reg is None:
+            return jnp.zeros(())
+        if isinstance(reg, _regs.Regularizer):
+            return reg(params, outputs=predictions)
+        return reg(params)
+
+    def with_aux(self, params, batch):
+        """``(value, aux)`` for ``jax.value_and_grad(obj.with_aux, has_aux=True)``.
+
+        ``aux`` is ``{"predictions": ..., "loss": data term, "penalty": regularizer}``, so metrics need no
+        second forward pass.
+        """
+        inputs, _, _ = _unpack(batch)
+        predictions = self.predict(params, inputs)
+        data = self.data_term(params, batch, predictions)
+        if self.regularizer is None:
+            return data, {"predictions": predictions, "loss": data, "penalty": jnp.zeros_like(data)}
+        penalty = self.penalty(params, predictions)
+        value = data + penalty
+        return value, {"predictions": predictions, "loss": data, "penalty": penalty}
+
+    def __call__(self, params, batch):
+        return self.with_aux(params, batch)[0]
+
+    def per_sample(self, params, batch):
+        """The data term of each example, ``[batch]``, computed by ``jax.vmap`` over one-example batches.
+
+        Weights are not applied: with weights ``w`` the data term is ``sum(w * l) / sum(w)`` of these. The
+        regularizer is not included (it is not a per-example quantity).
+        """
+        inputs, targets, _ = _unpack(batch)
+
+        def one(x, t):
+            return self.data_term(params, (_first_example(x), _first_example(t)))
+
+        return jax.vmap(one)(inputs, targets)
+
+    # Structure used by the drivers -------------------------------------------------------------------------
+
+    def replace(self, regularizer=None):
+        """The same model and loss with another regularizer."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.regularizer = regularizer
+        return new
+
+    @functools.cached_property
+    def smooth(self) -> "Objective":
+        """The objective without its non-smooth regularizer terms (what gradients are taken of in a
+        proximal method). ``self`` when the regularizer is smooth."""
+        reg = self.regularizer
+        if isinstance(reg, _regs.Regularizer) and not reg.is_smooth:
+            return self.replace(reg.smooth_part)
+        return self
+
+    @functools.cached_property
+    def nonsmooth(self) -> Optional[_regs.Regularizer]:
+        """The non-smooth regularizer terms (``l1``, ``group_lasso``, ...), or ``None``."""
+        reg = self.regularizer
+        return reg.nonsmooth_part if isinstance(reg, _regs.Regularizer) else None
+
+    def init_params(self, inputs, targets=None):
+        """Zero parameters of the right shapes (ready objectives only)."""
+        if self._init_params is None:
+            raise NotImplementedError("init_params is provided by the ready objectives; build params for your model")
+        return self._init_params(inputs, targets)
+
+    def __repr__(self):
+        loss = getattr(self.loss, "func", self.loss)
+        return f"Objective(model={getattr(self.model, '__name__', self.model)!r}, loss={getattr(loss, '__name__', loss)}, regularizer={self.regularizer!r})"
+
+
+def objective(model, loss, regularizer=None, *, vmap_model=None, **loss_kwargs) -> Objective:
+    """Composes a model, a loss and a regularizer into a pure ``objective(params, batch) -> scalar``.
+
+    ``objective(params, batch) = loss(model(params, inputs), targets[, weights=weights]) + regularizer(params)``
+    with ``batch = (inputs, targets)`` or ``(inputs, targets, weights)``.
+
+    Args:
+      model: one of
+
+        * a function ``fn(params, inputs) -> predictions`` (``params`` any pytree);
+        * a Flax linen module or its bound ``module.apply``: ``params`` are its variables
+          (``{"params": ...}``), exactly what ``module.init`` returns;
+        * an Equinox module: ``params`` is the module itself (pass the current module to the objective);
+          its ``__call__`` takes one example and is vmapped over the batch.
+      loss: a jaxloss loss ``loss(predictions, targets, *, weights=None, ...)`` returning the batch mean
+        (any function of that signature works).
+      regularizer: a :class:`jaxloss.Regularizer` (penalties on outputs such as
+        :func:`jaxloss.output_entropy` receive the predictions), a function ``params -> scalar``, or
+        ``None``.
+      vmap_model: apply the model to one example at a time (default: ``True`` for Equinox modules only).
+      **loss_kwargs: hyperparameters bound to the loss (``label_smoothing=0.1``, ``delta=2.0``, ...).
+
+    Returns:
+      an :class:`Objective`, with ``.per_sample(params, batch)`` (data term per example, via ``jax.vmap``),
+      ``.with_aux(params, batch) -> (value, {"predictions", "loss", "penalty"})`` for
+      ``jax.value_and_grad(..., has_aux=True)``, ``.predict``, ``.data_term`` and ``.penalty``.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxloss
+      >>> obj = jaxloss.objective(lambda p, x: x @ p, jaxloss.cross_entropy, jaxloss.l2(1e-2))
+      >>> w = jnp.zeros((3, 4))
+      >>> batch = (jnp.ones((2, 3)), jnp.array([0, 3]))
+      >>> print(round(float(obj(w, batch)), 4))
+      1.3863
+      >>> jax.grad(obj)(w, batch).shape
+      (3, 4)
+    """
+    return Objective(model, loss, regularizer, vmap_model=vmap_model, **loss_kwargs)
+
+
+# -------------------------------------------------------------------------------------------------------
+# Ready objectives: linear models with parameters {"w", "b"}
+# -------------------------------------------------------------------------------------------------------
+
+
+def _linear(params, x):
+    out = jnp.dot(x, params["w"])
+    return out + params["b"] if "b" in params else out
+
+
+def _weights_only(path: str) -> bool:
+    return path.rsplit("/", 1)[-1] == "w"
+
+
+def _zeros_init(fit_intercept, num_outputs=None, extra=None):
+    def init(inputs, targets=None):
+        x = jnp.asarray(inputs)
+        dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
+        k = num_outputs
+        if k is None and targets is not None and jnp.ndim(targets) == 2:
+            k = jnp.shape(targets)[1]
+        w_shape = (x.shape[-1],) if k is None else (x.shape[-1], k)
+        params = {"w": jnp.zeros(w_shape, dtype)}
+        if fit_intercept:
+            params["b"] = jnp.zeros(() if k is None else (k,), dtype)
+        if extra:
+            params.update({name: jnp.zeros((), dtype) for name in extra})
+        return params
+
+    return init
+
+
+def _ready(loss, regularizer, *, fit_intercept, model=_linear, num_outputs=None, extra=None, **loss_kwargs):
+    return Objective(model, loss, regularizer, init_params=_zeros_init(fit_intercept, num_outputs, extra), **loss_kwargs)
+
+
+def _half_mse(predictions, targets, *, weights=None, where=None, reduction="mean"):
+    """``0.5 * (p - t)^2``: the least-squares data term (scikit-learn's ``Lasso`` convention)."""
+    return 0.5 * _reg.mse(predictions, targets, weights=weights, where=where, reduction=reduction)
+
+
+def least_squares(*, fit_intercept=True) -> Objective:
+    """Ordinary least squares: ``0.5 * mean((x w + b - y)^2)``.
+
+    The ``1/2`` is scikit-learn's ``Lasso``/``ElasticNet`` convention (``1 / (2 n) ||y - X w||^2``); the
+    minimiser is ``LinearRegression``'s. Targets ``[n]`` or ``[n, k]`` (``init_params(x, y)`` sizes ``w``).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> obj = jaxloss.least_squares()
+      >>> x, y = jnp.array([[1.0], [2.0]]), jnp.array([2.0, 4.0])
+      >>> print(obj({"w": jnp.array([2.0]), "b": jnp.array(0.0)}, (x, y)))
+      0.0
+    """
+    return _ready(_half_mse, None, fit_intercept=fit_intercept)
+
+
+def ridge(alpha, *, fit_intercept=True) -> Objective:
+    """Ridge regression: ``0.5 * mean((x w + b - y)^2) + 0.5 * alpha * ||w||^2`` (intercept not penalised).
+
+    Multiplying by ``2 n`` gives scikit-learn's ``Ridge`` objective ``||y - X w||^2 + alpha_sk ||w||^2`` with
+    ``alpha_sk = n * alpha``.
+
+    Args:
+      alpha: the L2 strength (>= 0), :func:`jaxloss.l2` convention.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x, y = jnp.array([[1.0], [2.0]]), jnp.array([2.0, 4.0])
+      >>> print(jaxloss.ridge(1.0)({"w": jnp.array([2.0]), "b": jnp.array(0.0)}, (x, y)))
+      2.0
+    """
+    return _ready(_half_mse, _regs.l2(alpha, mask=_weights_only), fit_intercept=fit_intercept)
+
+
+def lasso(alpha, *, fit_intercept=True) -> Objective:
+    """The lasso: ``0.5 * mean((x w + b - y)^2) + alpha * ||w||_1``, exactly scikit-learn's ``Lasso(alpha)``.
+
+    Non-smooth: :func:`jaxloss.minimize` solves it by accelerated proximal gradient, giving exact zeros.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> x, y = jnp.array([[1.0], [2.0]]), jnp.array([2.0, 4.0])
+      >>> print(jaxloss.lasso(0.5)({"w": jnp.array([2.0]), "b": jnp.array(0.0)}, (x, y)))
+      1.0
+    """
+    return _ready(_half_mse, _regs.l1(alpha, mask=_weights_only), fit_intercept=fit_intercept)
+
+
+def logistic_regression(l2=0.0, *, num_classes=None, fit_intercept=True) -> Objective:
+    """L2-regularised logistic regression: ``mean(cross-entropy) + 0.5 * l2 * ||w||^2``.
+
+    Binary (``num_classes`` ``None`` or 2): ``w`` is ``[features]``, labels in {0, 1}, the data term is
+    :func:`jaxloss.binary_cross_entropy` of the logit ``x w + b``. Multinomial (``num_classes >= 3``): ``w``
+    is ``[features, classes]``, integer labels, :func:`jaxloss.cross_entropy` of the softmax logits.
+    scikit-learn's ``LogisticRegression(C)`` (lbfgs, L2; multinomial for more than two classes) minimises
+    the same function with ``l2 = 1 / (C * n)``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> obj = jaxloss.logistic_regression(0.1)
+      >>> x, y = jnp.array([[1.0], [-1.0]]), jnp.array([1, 0])
+      >>> print(round(float(obj(obj.init_params(x), (x, y))), 4))
+      0.6931
+    """
+    reg = _regs.l2(l2, mask=_weights_only)
+    if num_classes is None or num_classes == 2:
+        return _ready(_cls.binary_cross_entropy, reg, fit_intercept=fit_intercept)
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be >= 2; got {num_classes}")
+    return _ready(_cls.cross_entropy, reg, fit_intercept=fit_intercept, num_outputs=num_classes)
+
+
+def linear_svm(l2=1.0, *, loss="hinge", fit_intercept=True, penalize_intercept=False) -> Objective:
+    """Linear support vector machine: ``mean(hinge(y, x w + b)) + 0.5 * l2 * ||w||^2``.
+
+    Args:
+      l2: the L2 strength (>= 0).
+      loss: ``"hinge"`` (:func:`jaxloss.hinge`, non-smooth) or ``"squared_hinge"``
+        (:func:`jaxloss.squared_hinge`, differentiable).
+      penalize_intercept: also penalise ``b``. scikit-learn's ``LinearSVC`` (liblinear) treats the
+        intercept as a feature and penalises it: ``LinearSVC(C, loss="squared_hinge", dual=False)`` equals
+        ``linear_svm(1 / (C * n), loss="squared_hinge", penalize_intercept=True)``.
+
+    Labels in {0, 1} or {-1, 1}.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> obj = jaxloss.linear_svm(0.1, loss="squared_hinge")
+      >>> x, y = jnp.array([[1.0], [-1.0]]), jnp.array([1, 0])
+      >>> print(obj({"w": jnp.array([0.5]), "b": jnp.array(0.0)}, (x, y)))
+      0.2625
+    """
+    losses = {"hinge": _cls.hinge, "squared_hinge": _cls.squared_hinge}
+    if loss not in losses:
+        raise ValueError(f"loss must be one of {sorted(losses)}; got {loss!r}")
+    mask = None if penalize_intercept else _weights_only
+    return _ready(losses[loss], _regs.l2(l2, mask=mask), fit_intercept=fit_intercept)
+
+
+def _scaled_huber(predictions, targets, *, delta, weights=None, reduction="mean"):
+    """``sigma * (1 + 2 huber((y - p) / sigma, delta))`` with ``predictions = (p, log sigma)``: scikit-learn's
+    ``HuberRegressor`` per-sample term (Owen's concomitant scale)."""
+    mean, log_scale = predictions
+    sigma = jnp.exp(log_scale)
+    z = _reg.huber(mean / sigma, targets / sigma, delta=delta, reduction="none")
+    per = sigma * (1.0 + 2.0 * z)
+    if reduction == "none":
+        return per
+    if weights is None:
+        return jnp.mean(per) if reduction == "mean" else jnp.sum(per)
+    w = jnp.broadcast_to(jnp.asarray(weights, per.dtype), per.shape)
+    return jnp.sum(w * per) / jnp.sum(w) if reduction == "mean" else jnp.sum(w * per)
+
+
+def _linear_with_scale(params, x):
+    mean = _linear(params, x)
+    return mean, jnp.broadcast_to(params["log_scale"], mean.shape)
+
+
+def huber_regression(delta=1.35, l2=0.0, *, fit_scale=False, fit_intercept=True) -> Objective:
+    """Robust regression with the Huber loss.
+
+    ``fit_scale=False``: ``mean(huber(x w + b, y, delta)) + 0.5 * l2 * ||w||^2`` (residuals in the
+    targets' units). ``fit_scale=True``: scikit-learn's ``HuberRegressor`` objective, which estimates the
+    residual scale ``sigma = exp(params["log_scale"])`` jointly (Owen 2007):
+    ``mean(sigma + 2 sigma huber((y - x w - b) / sigma, delta)) + 0.5 * l2 * ||w||^2``.
+    ``HuberRegressor(epsilon=delta, alpha)`` equals it with ``l2 = 2 * alpha / n`` (its objective is ``n``
+    times this one), and its ``scale_`` is ``sigma``.
+
+    References:
+      Owen, "A robust hybrid of lasso and ridge regression", Contemporary Mathematics 443, 2007.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> obj = jaxloss.huber_regression(delta=1.0)
+      >>> x, y = jnp.array([[1.0], [2.0]]), jnp.array([0.5, 5.0])
+      >>> print(obj(obj.init_params(x), (x, y)))
+      2.3125
+    """
+    _core.check_hyper(delta, "delta", low=0.0, low_open=True)
+    reg = _regs.l2(l2, mask=_weights_only)
+    if fit_scale:
+        return _ready(_scaled_huber, reg, fit_intercept=fit_intercept, model=_linear_with_scale, extra=("log_scale",), delta=delta)
+    return _ready(_reg.huber, reg, fit_intercept=fit_intercept, delta=delta)
+
+
+def _smoothed_quantile(predictions, targets, *, tau, smoothing, weights=None, reduction="mean"):
+    """The Moreau envelope of the pinball loss with parameter ``mu``: ``r^2 / (2 mu)`` for
+    ``(tau - 1) mu <= r <= tau mu`` and the pinball loss minus ``mu tau^2 / 2`` (or ``mu (1 - tau)^2 / 2``)
+    outside, ``r = y - p``."""
+    r = targets - predictions
+    mu = jnp.asarray(smoothing, r.dtype)
+    hi, lo = tau * mu, (tau - 1.0) * mu
+    per = jnp.where(
+        r > hi, tau * r - 0.5 * tau * hi, jnp.where(r < lo, (tau - 1.0) * r - 0.5 * (tau - 1.0) * lo, 0.5 * r * r / mu)
+    )
+    if weights is None:
+        return jnp.mean(per) if reduction == "mean" else (jnp.sum(per) if reduction == "sum" else per)
+    w = jnp.broadcast_to(jnp.asarray(weights, per.dtype), per.shape)
+    return jnp.sum(w * per) / jnp.sum(w) if reduction == "mean" else (jnp.sum(w * per) if reduction == "sum" else w * per)
+
+
+def quantile_regression(tau=0.5, l1=0.0, *, smoothing=0.0, fit_intercept=True) -> Objective:
+    """Linear quantile regression: ``mean(pinball_tau(y - x w - b)) + l1 * ||w||_1``.
+
+    scikit-learn's ``QuantileRegressor(quantile=tau, alpha=l1)`` minimises exactly this (as a linear
+    program). The pinball loss is non-smooth; ``smoothing=mu > 0`` replaces it by its Moreau envelope
+    (a Huber-like rounding of the kink of width ``mu``), which is below the pinball loss by at most
+    ``mu * max(tau, 1 - tau)^2 / 2`` per example, so minimising with ``mu`` decreasing towards 0 (each
+    solve warm-started) reaches the exact minimum to that accuracy.
+
+    Args:
+      tau: the quantile in ``(0, 1)``.
+      l1: the L1 strength on ``w`` (>= 0).
+      smoothing: ``mu >= 0``; 0 uses :func:`jaxloss.quantile` itself.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> obj = jaxloss.quantile_regression(0.9)
+      >>> x, y = jnp.array([[1.0], [2.0]]), jnp.array([1.0, -1.0])
+      >>> print(obj(obj.init_params(x), (x, y)))
+      0.5
+    """
+    _core.check_hyper(tau, "tau", low=0.0, high=1.0, low_open=True, high_open=True)
+    _core.check_hyper(smoothing, "smoothing", low=0.0)
+    reg = _regs.l1(l1, mask=_weights_only) if not (_core.is_concrete(l1) and float(l1) == 0.0) else None
+    if _core.is_concrete(smoothing) and float(smoothing) == 0.0:
+        return _ready(_reg.quantile, reg, fit_intercept=fit_intercept, tau=tau)
+    return _ready(_smoothed_quantile, reg, fit_intercept=fit_intercept, tau=tau, smoothing=smoothing)
+
+
+def _poisson_log_link(predictions, targets, *, weights=None, reduction="mean"):
+    """``exp(eta) - y * eta``: the Poisson negative log-likelihood of log-rates, up to ``log(y!)``."""
+    per = jnp.exp(predictions) - targets * predictions
+    if weights is None:
+        return jnp.mean(per) if reduction == "mean" else (jnp.sum(per) if reduction == "sum" else per)
+    w = jnp.broadcast_to(jnp.asarray(weights, per.dtype), per.shape)
+    return jnp.sum(w * per) / jnp.sum(w) if reduction == "mean" else (jnp.sum(w * per) if reduction == "sum" else w * per)
+
+
+def poisson_regression(l2=0.0, *, fit_intercept=True) -> Objective:
+    """Poisson regression (log link): ``mean(exp(x w + b) - y (x w + b)) + 0.5 * l2 * ||w||^2``.
+
+    Counts ``y >= 0``; the model's output is the log-rate. This is half the mean Poisson deviance up to a
+    constant in ``w``, so scikit-learn's ``PoissonRegressor(alpha)`` (``1 / (2 n) sum deviance +
+    alpha / 2 ||w||^2``) has the same minimiser with ``l2 = alpha``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> obj = jaxloss.poisson_regression()
+      >>> x, y = jnp.array([[1.0], [2.0]]), jnp.array([1.0, 3.0])
+      >>> print(obj(obj.init_params(x), (x, y)))
+      1.0
+    """
+    return _ready(_poisson_log_link, _regs.l2(l2, mask=_weights_only), fit_intercept=fit_intercept)
