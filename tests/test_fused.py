@@ -1,0 +1,202 @@
+"""linear_cross_entropy: the cross-entropy of ``hidden @ weight + bias`` without materialising the logits.
+
+References: PyTorch's ``torch.nn.functional.linear_cross_entropy`` (reference path, weight ``[V, H]``) and
+jaxloss's own ``cross_entropy`` on the materialised logits (the "naive" path the fused loss must equal;
+``cross_entropy`` itself is checked against PyTorch in test_classification.py). Odd vocabulary sizes and
+chunk sizes that do not divide them exercise the tail chunk; ``reduction="none"`` and bf16 weights take the
+recomputing path, ``"mean"``/``"sum"`` with float32/float64 weights the one-pass-gradient path.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import harness
+import jaxloss
+from harness import assert_close
+
+H, V = 6, 37  # 37 classes: no chunk size below divides it
+
+
+def _data(dtype, n=9, seed=0, scale=1.0):
+    rng = np.random.default_rng(seed)
+    h = (rng.normal(size=(n, H)) * scale).astype(dtype)
+    w = (rng.normal(size=(H, V)) * scale).astype(dtype)
+    b = rng.normal(size=(V,)).astype(dtype)
+    y = rng.integers(0, V, size=n)
+    return h, w, b, y
+
+
+def _naive(h, w, b, y, **kw):
+    return jaxloss.cross_entropy(h @ w + b, y, **kw)
+
+
+def _fused(h, w, b, y, **kw):
+    return jaxloss.linear_cross_entropy(h, w, y, bias=b, **kw)
+
+
+def _value_and_grads(fn, h, w, b, y, **kw):
+    f = lambda h, w, b: jnp.sum(fn(h, w, b, y, **kw))  # noqa: E731
+    v, g = jax.jit(jax.value_and_grad(f, (0, 1, 2)))(h, w, b)
+    return np.asarray(v), [np.asarray(x) for x in g]
+
+
+OPTIONS = [
+    dict(),
+    dict(label_smoothing=0.2, z_loss=1e-2),
+    dict(ignore_index=3, label_smoothing=0.1),
+    dict(where="mask", weights="weights", z_loss=1e-3),
+]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("dtype,options", [(np.float32, i) for i in range(len(OPTIONS))] + [(np.float64, 1), (np.float64, 3)])
+def test_equals_naive_cross_entropy(dtype, options, reduction):
+    """Value and grads (hidden, weight, bias) equal jaxloss.cross_entropy on the materialised logits."""
+    h, w, b, y = _data(dtype)
+    kw = dict(OPTIONS[options], reduction=reduction)
+    rng = np.random.default_rng(1)
+    if kw.get("where") == "mask":
+        kw["where"] = rng.uniform(size=y.shape) > 0.3
+        kw["weights"] = rng.uniform(0.5, 2.0, size=y.shape).astype(dtype)
+    if "ignore_index" in kw:
+        y[[1, 4]] = 3
+    v1, g1 = _value_and_grads(_fused, h, w, b, y, chunk_size=8, **kw)
+    v2, g2 = _value_and_grads(_naive, h, w, b, y, **kw)
+    rtol = 2e-5 if dtype == np.float32 else 1e-10
+    assert_close(v1, v2, dtype, rtol=rtol, atol=rtol)
+    for a, c, name in zip(g1, g2, ("hidden", "weight", "bias")):
+        assert_close(a, c, dtype, rtol=rtol, atol=rtol, err_msg=name)
+    # the plain forward (no gradient) takes the online log-sum-exp path
+    assert_close(_fused(h, w, b, y, chunk_size=8, **kw), _naive(h, w, b, y, **kw), dtype, rtol=rtol, atol=rtol)
+
+
+@pytest.mark.parametrize("dtype", harness.DTYPES)
+def test_pytorch_linear_cross_entropy(dtype):
+    """Reference: torch.nn.functional.linear_cross_entropy (weight [V, H], so jaxloss's weight.T)."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    if not hasattr(F, "linear_cross_entropy"):
+        pytest.skip("this PyTorch has no linear_cross_entropy")
+    h, w, b, y = _data(dtype)
+    y[2] = 5
+    for reduction in ("mean", "sum"):
+        kw = dict(label_smoothing=0.1, ignore_index=5, reduction=reduction)
+
+        def tfn(h, w, b, y):
+            return F.linear_cross_entropy(h, w.T, y, linear_bias=b, **kw)
+
+        ref_v, ref_g = harness.torch_value_and_grads(tfn, (h, w, b, y), argnums=(0, 1, 2))
+        harness.check_reference(
+            lambda h, w, b, y: jaxloss.linear_cross_entropy(h, w, y, bias=b, chunk_size=10, **kw),
+            ref_v, ref_g, (h, w, b, y), dtype, argnums=(0, 1, 2), rtol=1e-5 if dtype == np.float32 else None,
+        )
+
+
+def test_chunk_sizes_and_no_bias():
+    """Any chunk size (1, dividing or not, larger than the vocabulary) gives the naive values."""
+    h, w, b, y = _data(np.float64, n=70)  # 70 rows > the minimum row block: several row blocks and a tail
+    v2, g2 = _value_and_grads(lambda h, w, b, y, **kw: jaxloss.cross_entropy(h @ w, y, **kw), h, w, b, y, label_smoothing=0.3)
+    for chunk in (1, 5, 37, 1000):
+        for reduction in ("mean", "none"):
+            fn = lambda h, w, b, y, **kw: jaxloss.linear_cross_entropy(h, w, y, chunk_size=chunk, **kw)  # noqa: E731
+            v1, g1 = _value_and_grads(fn, h, w, b, y, label_smoothing=0.3, reduction=reduction)
+            scale = 1.0 if reduction == "mean" else len(y)
+            assert_close(v1, v2 * scale, np.float64, err_msg=f"chunk {chunk}")
+            for a, c in zip(g1[:2], g2[:2]):
+                assert_close(a, c * scale, np.float64, err_msg=f"chunk {chunk}")
+            assert np.all(g1[2] == 0)
+
+
+def test_vmap_grad_and_traced_hyperparameters():
+    """vmap over sequences, grad w.r.t. label_smoothing / z_loss, equal the naive path's."""
+    rng = np.random.default_rng(2)
+    h = rng.normal(size=(3, 5, H)).astype(np.float32)
+    w, b = _data(np.float32)[1:3]
+    y = rng.integers(0, V, size=(3, 5))
+    for reduction in ("mean", "none"):
+        def loss(fn, h, w, y, eps, z):
+            return jnp.sum(jax.vmap(lambda hh, yy: fn(hh, w, b, yy, label_smoothing=eps, z_loss=z, reduction=reduction))(h, y))
+
+        fused = jax.jit(jax.value_and_grad(lambda *a: loss(_fused, *a[:3], *a[3:]), (0, 1, 3, 4)))
+        naive = jax.value_and_grad(lambda *a: loss(_naive, *a[:3], *a[3:]), (0, 1, 3, 4))
+        args = (h, w, y, jnp.float32(0.1), jnp.float32(0.01))
+        (v1, g1), (v2, g2) = fused(*args), naive(*args)
+        assert_close(v1, v2, np.float32, rtol=1e-5)
+        for a, c in zip(g1, g2):
+            assert_close(a, c, np.float32, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_inputs_are_reduced_in_float32():
+    """bf16 in: bf16 value and gradients, equal to float32 on the same (bf16-rounded) inputs."""
+    h, w, b, y = (jnp.asarray(a, jnp.bfloat16) if a.dtype != np.int64 else a for a in _data(np.float32))
+    up = [jnp.asarray(a, jnp.float32) for a in (h, w, b)]
+    for reduction in ("mean", "none"):
+        v1, g1 = jax.value_and_grad(lambda *a: jnp.sum(_fused(*a, y, chunk_size=8, reduction=reduction)), (0, 1, 2))(h, w, b)
+        v2, g2 = jax.value_and_grad(lambda *a: jnp.sum(_naive(*a, y, reduction=reduction)), (0, 1, 2))(*up)
+        assert v1.dtype == jnp.bfloat16 and all(g.dtype == jnp.bfloat16 for g in g1)
+        assert_close(v1, v2, np.float32, rtol=1e-2, atol=1e-2)
+        for a, c in zip(g1, g2):
+            assert_close(a, c, np.float32, rtol=2e-2, atol=1e-2)
+    # bf16 hidden with a float32 weight: float32 result (the result dtype of the inputs)
+    assert _fused(h, up[1], up[2], y).dtype == jnp.float32
+
+
+def _case():
+    """A contract case: the generic checks of the harness (jit, vmap, where with NaN, full mask, ...)."""
+    w, b = _data(np.float64)[1:3]
+
+    def fn(hidden, labels, **kw):
+        dt = jnp.asarray(hidden).dtype
+        dt = dt if jnp.issubdtype(dt, jnp.floating) else np.float32
+        return jaxloss.linear_cross_entropy(hidden, jnp.asarray(w, dt), labels, bias=jnp.asarray(b, dt), chunk_size=10, **kw)
+
+    def make(rng, dtype, batch):
+        return rng.normal(size=(batch, H)).astype(dtype), rng.integers(0, V, size=batch)
+
+    return harness.LossCase("linear_cross_entropy", fn, make, kwargs=dict(label_smoothing=0.1, z_loss=1e-3))
+
+
+@pytest.mark.parametrize("check", sorted(harness.CHECKS))
+def test_contract_checks(check):
+    harness.CHECKS[check](_case())
+
+
+def test_labels_out_of_range_and_errors():
+    h, w, b, y = _data(np.float32)
+    y[0] = V
+    assert np.isnan(jaxloss.linear_cross_entropy(h, w, y))
+    assert np.isnan(jaxloss.linear_cross_entropy(h, w, y, reduction="none")[0])
+    err, _ = jaxloss.checked(jaxloss.linear_cross_entropy)(h, w, y)
+    with pytest.raises(Exception, match="labels must lie in"):
+        err.throw()
+    y[0] = 0
+    with pytest.raises(TypeError, match="integer labels only"):
+        jaxloss.linear_cross_entropy(h, w, y.astype(np.float32))
+    with pytest.raises(ValueError, match=r"\(6, vocab\).*weight.shape=\(37, 6\)"):
+        jaxloss.linear_cross_entropy(h, w.T, y)
+    with pytest.raises(ValueError, match=r"bias.shape=\(36,\)"):
+        jaxloss.linear_cross_entropy(h, w, y, bias=b[:-1])
+    with pytest.raises(ValueError, match="chunk_size"):
+        jaxloss.linear_cross_entropy(h, w, y, chunk_size=0)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        jaxloss.linear_cross_entropy(h, w, y, label_smoothing=1.5)
+
+
+def _temp_bytes(fn, *args):
+    return jax.jit(jax.value_and_grad(fn, (0, 1))).lower(*args).compile().memory_analysis().temp_size_in_bytes
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_compiled_memory_is_far_below_the_naive_path(reduction):
+    """Compiled temp memory of value_and_grad (compile only, nothing runs): the [N, V] logits are never held."""
+    n, hidden, vocab, chunk = 1024, 64, 8192, 256
+    args = (jax.ShapeDtypeStruct((n, hidden), jnp.float32), jax.ShapeDtypeStruct((hidden, vocab), jnp.float32),
+            jax.ShapeDtypeStruct((n,), jnp.int32))
+    fused = _temp_bytes(lambda h, w, y: jnp.sum(jaxloss.linear_cross_entropy(h, w, y, chunk_size=chunk, reduction=reduction)), *args)
+    naive = _temp_bytes(lambda h, w, y: jnp.sum(jaxloss.cross_entropy(h @ w, y, reduction=reduction)), *args)
+    logits_bytes = n * vocab * 4
+    assert naive >= logits_bytes  # the naive path keeps at least the logits for its backward pass
+    assert fused * 8 <= naive, (fused, naive)
+    assert fused <= 4 * n * chunk * 4 + 8 * n * hidden * 4, (fused, naive)  # a few blocks, no [N, V] array
