@@ -9,6 +9,10 @@ The *per-example* value of example ``i`` is ``fn`` applied to example ``i`` alon
 once. The same objective therefore serves for training (``jax.grad(fn)``) and for analysis
 (``per_sample_grads(fn, ...)``), and for a mean objective the mean of the per-example gradients is the
 batch gradient. Models that couple the examples of a batch (batch normalisation) see each example alone.
+With a :class:`jaxloss.Objective`, each example's value is its data term *plus the whole regularizer*
+(so every per-example gradient contains the regularizer's gradient once; build the objective without a
+regularizer to analyse the data term alone), and per-example weights in ``(inputs, targets, weights)``
+cancel in a weighted mean over one example.
 
 **Memory.** ``chunk_size=`` processes the batch in chunks of that many examples (a ``jax.lax.scan`` over
 full chunks, then one call for the remainder when the batch size is not a multiple), so the peak memory

@@ -164,6 +164,16 @@ def test_per_sample_grads_equal_loop_of_jax_grad(model, dtype):
         harness.assert_tree_close(tmap(lambda g: jnp.mean(g, 0), got), batch_grad, dtype, rtol=1e-4 if dtype == np.float32 else 1e-9)
 
 
+def test_acceptance_line_with_jaxloss_objective():
+    """g = jaxloss.per_sample_grads(obj, params, batch) for an objective of issue 4; reference: a loop of
+    jax.grad over single examples, and the objective's own per-example data term."""
+    _, params, batch = _mlp(np.float64)
+    obj = jaxloss.objective(functools.partial(jaxloss.dense_stack_apply, activation=jnp.tanh), jaxloss.cross_entropy)
+    g, losses = jax.jit(lambda p, b: (jaxloss.per_sample_grads(obj, p, b), jaxloss.per_sample_losses(obj, p, b)))(params, batch)
+    harness.assert_tree_close(g, _loop_grads(obj, params, batch, 7), np.float64)
+    harness.assert_close(losses, obj.per_sample(params, batch), np.float64)
+
+
 def test_logistic_regression_grads_match_numpy_formula():
     """Reference: the analytic float64 NumPy gradient x_i (sigmoid(x_i.w + b) - y_i) per example."""
     x, y, w, b = _logreg_data()
