@@ -8,6 +8,7 @@ count, or the gradient, even when the padded logits hold NaN.
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Tuple
 
 import jax
@@ -109,6 +110,25 @@ def _ctc_log_likelihood(log_probs, frame_valid, labels, label_len, blank_id, log
     has_label = label_len > 0
     before = jnp.take_along_axis(alpha, jnp.maximum(2 * label_len - 1, 0)[:, None], axis=1)[:, 0]
     return jnp.where(has_label, jnp.logaddexp(last, jnp.where(has_label, before, last)), last)
+
+
+@functools.partial(jax.jit, static_argnames=("blank_id", "zero_infinity", "normalize_length"))
+def _ctc_per_sequence(x, y, frame_valid, label_valid, log_epsilon, *, blank_id, zero_infinity, normalize_length):
+    """The per-sequence CTC loss ``[B]`` of logits ``[B, T, K]`` (jitted: the scan compiles once per shape)."""
+    num_classes = x.shape[-1]
+    label_len = jnp.sum(label_valid, axis=1)
+    # padded frames may hold anything (NaN included): replace them before the softmax (double where)
+    log_probs = jax.nn.log_softmax(jnp.where(frame_valid[..., None], x, 0.0), axis=-1)
+    ok_label = (y >= 0) & (y < num_classes) & (y != blank_id)
+    y_safe = jnp.where(label_valid & ok_label, y, blank_id)
+    loss = -_ctc_log_likelihood(log_probs, frame_valid, y_safe, label_len, blank_id, log_epsilon)
+    if zero_infinity:
+        repeats = jnp.sum(label_valid[:, 1:] & (y_safe[:, 1:] == y_safe[:, :-1]), axis=1)
+        feasible = jnp.sum(frame_valid, axis=1) >= label_len + repeats
+        loss = jnp.where(feasible, loss, 0.0)
+    if normalize_length:
+        loss = loss / jnp.maximum(label_len, 1).astype(loss.dtype)
+    return loss
 
 
 def ctc(
@@ -222,14 +242,7 @@ def ctc(
         frame_valid = jnp.ones((batch, steps), bool)
     if label_valid is None:
         label_valid = jnp.ones(y.shape, bool)
-    label_len = jnp.sum(label_valid, axis=1)
-    num_frames = jnp.sum(frame_valid, axis=1)
-
-    # padded frames may hold anything (NaN included): replace them before the softmax (double where)
-    x = jnp.where(frame_valid[..., None], x, 0.0)
-    log_probs = jax.nn.log_softmax(x, axis=-1)
     ok_label = (y >= 0) & (y < num_classes) & (y != blank_id)
-    y_safe = jnp.where(label_valid & ok_label, y, blank_id)
     invalid = jnp.any(label_valid & ~ok_label, axis=1)
     for bad in (bad_frames, bad_labels):
         if bad is not None:
@@ -243,14 +256,10 @@ def ctc(
         f"ctc labels must lie in [0, {num_classes}) and differ from blank_id={blank_id}, and lengths must not "
         "exceed the padded sizes; found an invalid sequence",
     )
-
-    loss = -_ctc_log_likelihood(log_probs, frame_valid, y_safe, label_len, blank_id, ctx.cast(log_epsilon))
-    if zero_infinity:
-        repeats = jnp.sum(label_valid[:, 1:] & (y_safe[:, 1:] == y_safe[:, :-1]), axis=1)
-        feasible = num_frames >= label_len + repeats
-        loss = jnp.where(feasible, loss, 0.0)
-    if normalize_length:
-        loss = loss / jnp.maximum(label_len, 1).astype(ctx.dtype)
+    loss = _ctc_per_sequence(
+        x, y, frame_valid, label_valid, ctx.cast(log_epsilon),
+        blank_id=blank_id, zero_infinity=bool(zero_infinity), normalize_length=bool(normalize_length),
+    )
     shape = ctx.loss_shape
     ctx = _core.LossContext(ctx.loss_shape, ctx.mask, ctx.dtype, ctx.out_dtype, reduction, invalid.reshape(shape))
     return ctx.reduce(loss.reshape(shape), weights=weights)
