@@ -13,6 +13,9 @@ similarity 0 with everything and every value and gradient is finite (optax's ``c
 
 from __future__ import annotations
 
+import functools
+import numbers
+
 import jax
 import jax.numpy as jnp
 
@@ -122,6 +125,37 @@ def _pair_masks(y, valid, remove_diagonal=True):
     if remove_diagonal:
         pos = pos & ~jnp.eye(y.shape[-1], dtype=bool)
     return pos, ~same & both
+
+
+# The batch formulas are jitted on their own (validation stays outside): called eagerly, a loss then
+# compiles once per shape instead of once per operation; under an outer jit they are inlined.
+
+
+@jax.jit
+def _ntxent_groups(e, y, valid, temperature, eps):
+    """Per-group NT-Xent (mean over positive pairs) and whether the group has a positive pair."""
+    u = _unit(e, eps)
+    sim = jnp.einsum("...id,...jd->...ij", u, u) / temperature
+    pos, neg = _pair_masks(y, valid)
+    neg_lse, has_neg = _masked_lse(sim, neg)  # [..., N]
+    # -log softmax of the positive against the negatives = softplus(lse_neg - s_ij); 0 without negatives.
+    per_pair = jnp.where(has_neg[..., None], jax.nn.softplus(neg_lse[..., None] - sim), 0.0)
+    n_pos = jnp.sum(pos, axis=(-2, -1), dtype=e.dtype)
+    total = jnp.sum(jnp.where(pos, per_pair, 0.0), axis=(-2, -1))
+    return total / jnp.maximum(n_pos, 1.0), n_pos > 0
+
+
+@functools.partial(jax.jit, static_argnames=("remove_diagonal",))
+def _circle_anchors(e, y, valid, gamma, m, remove_diagonal):
+    """Per-anchor Circle loss (Keras' form) and whether the anchor has a positive and a negative."""
+    dist = jax.nn.relu(1.0 - jnp.einsum("...id,...jd->...ij", e, e))
+    pos, neg = _pair_masks(y, valid, remove_diagonal)
+    pos_logits = gamma * jax.nn.relu(m + dist) * (dist - m)
+    neg_logits = gamma * jax.nn.relu(1.0 + m - dist) * (1.0 - m - dist)
+    lse_p, has_p = _masked_lse(pos_logits, pos)
+    lse_n, has_n = _masked_lse(neg_logits, neg)
+    has = has_p & has_n
+    return jnp.where(has, jax.nn.softplus(jnp.where(has, lse_p + lse_n, 0.0)), 0.0), has
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -322,7 +356,7 @@ def triplet_margin(
       >>> print(round(float(jaxloss.triplet_margin(a, pos, neg, eps=0.0)), 4))
       5.0
     """
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not p > 0:
+    if isinstance(p, bool) or not isinstance(p, numbers.Real) or not p > 0:
         raise ValueError(f"p must be a Python number > 0 (the norm degree, static); got {p!r}")
     _core.check_hyper(margin, "margin", low=0.0)
     ctx, (a, pos, neg) = _core.prepare(
@@ -427,16 +461,7 @@ def ntxent(embeddings, labels, *, temperature=0.07, eps=1e-8, weights=None, wher
     e, y, valid, loss_shape, group_mask, dtype, out_dtype = _prepare_groups(
         embeddings, labels, where, reduction, per_item=False
     )
-    u = _unit(e, jnp.asarray(eps, dtype))
-    sim = jnp.einsum("...id,...jd->...ij", u, u) / jnp.asarray(temperature, dtype)
-    pos, neg = _pair_masks(y, valid)
-    neg_lse, has_neg = _masked_lse(sim, neg)  # [..., N]
-    # -log softmax of the positive against the negatives = softplus(lse_neg - s_ij); 0 without negatives.
-    per_pair = jnp.where(has_neg[..., None], jax.nn.softplus(jnp.where(has_neg, neg_lse, 0.0)[..., None] - sim), 0.0)
-    n_pos = jnp.sum(pos, axis=(-2, -1), dtype=dtype)
-    total = jnp.sum(jnp.where(pos, per_pair, 0.0), axis=(-2, -1))
-    loss = total / jnp.maximum(n_pos, 1.0)
-    mask = n_pos > 0
+    loss, mask = _ntxent_groups(e, y, valid, jnp.asarray(temperature, dtype), jnp.asarray(eps, dtype))
     if group_mask is not None:
         mask = mask & group_mask
     ctx = _core.LossContext(tuple(loss_shape), mask, dtype, out_dtype, reduction)
@@ -489,15 +514,6 @@ def circle(
     """
     _core.check_hyper(gamma, "gamma", low=0.0, low_open=True)
     e, y, valid, loss_shape, _, dtype, out_dtype = _prepare_groups(embeddings, labels, where, reduction, per_item=True)
-    gamma = jnp.asarray(gamma, dtype)
-    m = jnp.asarray(margin, dtype)
-    dist = jax.nn.relu(1.0 - jnp.einsum("...id,...jd->...ij", e, e))
-    pos, neg = _pair_masks(y, valid, remove_diagonal)
-    pos_logits = gamma * jax.nn.relu(m + dist) * (dist - m)
-    neg_logits = gamma * jax.nn.relu(1.0 + m - dist) * (1.0 - m - dist)
-    lse_p, has_p = _masked_lse(pos_logits, pos)
-    lse_n, has_n = _masked_lse(neg_logits, neg)
-    has = has_p & has_n
-    loss = jnp.where(has, jax.nn.softplus(jnp.where(has, lse_p + lse_n, 0.0)), 0.0)
+    loss, has = _circle_anchors(e, y, valid, jnp.asarray(gamma, dtype), jnp.asarray(margin, dtype), bool(remove_diagonal))
     ctx = _core.LossContext(tuple(loss_shape), has, dtype, out_dtype, reduction)
     return ctx.reduce(loss, weights=weights)

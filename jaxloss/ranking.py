@@ -18,6 +18,7 @@ different labels) gives 0 and is left out of the ``"mean"``, as if it were maske
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -68,14 +69,48 @@ def _reduce_lists(ctx, loss, has_terms, weights):
     return dataclasses.replace(ctx, mask=mask).reduce(loss, weights=weights)
 
 
-def _pairwise(scores, labels, where, reduction, weights, pair_loss):
-    """Mean of ``pair_loss(s_i - s_j)`` over the pairs of valid items with ``label_i > label_j``, per list."""
-    ctx, s, y, valid = _prepare_lists(scores, labels, where, reduction)
+# The formulas below are jitted on their own (with the validation left outside): called eagerly, a loss
+# then compiles once per shape instead of once per operation; under an outer jit they are inlined.
+
+
+@functools.partial(jax.jit, static_argnames=("kind",))
+def _pairwise_lists(s, y, valid, margin, kind):
+    """Mean of the pair loss of ``s_i - s_j`` over pairs of valid items with ``y_i > y_j``; has-pairs flag."""
     diff = s[..., :, None] - s[..., None, :]
+    pair = jax.nn.softplus(-diff) if kind == "logistic" else jax.nn.relu(margin - diff)
     ordered = (y[..., :, None] > y[..., None, :]) & valid[..., :, None] & valid[..., None, :]
-    n_pairs = jnp.sum(ordered, axis=(-2, -1), dtype=ctx.dtype)
-    total = jnp.sum(jnp.where(ordered, pair_loss(ctx, diff), 0.0), axis=(-2, -1))
-    return _reduce_lists(ctx, total / jnp.maximum(n_pairs, 1.0), n_pairs > 0, weights)
+    n_pairs = jnp.sum(ordered, axis=(-2, -1), dtype=s.dtype)
+    total = jnp.sum(jnp.where(ordered, pair, 0.0), axis=(-2, -1))
+    return total / jnp.maximum(n_pairs, 1.0), n_pairs > 0
+
+
+def _pairwise(scores, labels, where, reduction, weights, kind, margin=0.0):
+    ctx, s, y, valid = _prepare_lists(scores, labels, where, reduction)
+    loss, has_pairs = _pairwise_lists(s, y, valid, ctx.cast(margin), kind)
+    return _reduce_lists(ctx, loss, has_pairs, weights)
+
+
+@jax.jit
+def _softmax_lists(s, y, valid):
+    any_valid = jnp.any(valid, axis=-1)
+    z = jnp.where(valid | ~any_valid[..., None], s, -jnp.inf)  # a list with no valid item is masked anyway
+    log_p = jnp.where(valid, jax.nn.log_softmax(z, axis=-1), 0.0)
+    return -jnp.sum(y * log_p, axis=-1), any_valid
+
+
+@jax.jit
+def _listmle_lists(s, y, valid):
+    # Masked items sort first, so the reverse cumulative sums of the valid positions never include them.
+    key = jnp.where(valid, -y, -jnp.inf)
+    perm = jnp.argsort(key, axis=-1, stable=True)
+    s_sorted = jnp.take_along_axis(s, perm, axis=-1)
+    valid_sorted = jnp.take_along_axis(valid, perm, axis=-1)
+    # Shifting by the list's largest valid score (a constant, which cancels) keeps the leading terms of
+    # the cumulative sums near 0, where float32 is most precise (scores of order 1e4 stay accurate).
+    top = jax.lax.stop_gradient(jnp.max(jnp.where(valid, s, -jnp.inf), axis=-1, keepdims=True))
+    shifted = s_sorted - jnp.where(jnp.isfinite(top), top, 0.0)
+    tail_lse = jax.lax.cumlogsumexp(shifted, axis=s.ndim - 1, reverse=True)
+    return jnp.sum(jnp.where(valid_sorted, tail_lse - shifted, 0.0), axis=-1), jnp.any(valid, axis=-1)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -143,7 +178,7 @@ def pairwise_logistic(scores, labels, *, weights=None, where=None, reduction="me
       >>> print(round(float(jaxloss.pairwise_logistic(jnp.array([2.0, 1.0, 0.0]), jnp.array([2, 0, 1]))), 4))
       0.5845
     """
-    return _pairwise(scores, labels, where, reduction, weights, lambda ctx, d: jax.nn.softplus(-d))
+    return _pairwise(scores, labels, where, reduction, weights, "logistic")
 
 
 def pairwise_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
@@ -171,7 +206,7 @@ def pairwise_hinge(scores, labels, *, margin=1.0, weights=None, where=None, redu
       0.6667
     """
     _core.check_hyper(margin, "margin", low=0.0)
-    return _pairwise(scores, labels, where, reduction, weights, lambda ctx, d: jax.nn.relu(ctx.cast(margin) - d))
+    return _pairwise(scores, labels, where, reduction, weights, "hinge", margin)
 
 
 def ranking_softmax(scores, labels, *, weights=None, where=None, reduction="mean"):
@@ -201,10 +236,8 @@ def ranking_softmax(scores, labels, *, weights=None, where=None, reduction="mean
       0.4076
     """
     ctx, s, y, valid = _prepare_lists(scores, labels, where, reduction)
-    any_valid = jnp.any(valid, axis=-1)
-    z = jnp.where(valid | ~any_valid[..., None], s, -jnp.inf)  # a list with no valid item is masked anyway
-    log_p = jnp.where(valid, jax.nn.log_softmax(z, axis=-1), 0.0)
-    return _reduce_lists(ctx, -jnp.sum(y * log_p, axis=-1), any_valid, weights)
+    loss, any_valid = _softmax_lists(s, y, valid)
+    return _reduce_lists(ctx, loss, any_valid, weights)
 
 
 def listmle(scores, labels, *, weights=None, where=None, reduction="mean"):
@@ -238,15 +271,5 @@ def listmle(scores, labels, *, weights=None, where=None, reduction="mean"):
       1.7209
     """
     ctx, s, y, valid = _prepare_lists(scores, labels, where, reduction)
-    # Masked items sort first, so the reverse cumulative sums of the valid positions never include them.
-    key = jnp.where(valid, -y, -jnp.inf)
-    perm = jnp.argsort(key, axis=-1, stable=True)
-    s_sorted = jnp.take_along_axis(s, perm, axis=-1)
-    valid_sorted = jnp.take_along_axis(valid, perm, axis=-1)
-    # Shifting by the list's largest valid score (a constant, which cancels) keeps the leading terms of
-    # the cumulative sums near 0, where float32 is most precise (scores of order 1e4 stay accurate).
-    top = jax.lax.stop_gradient(jnp.max(jnp.where(valid, s, -jnp.inf), axis=-1, keepdims=True))
-    shifted = s_sorted - jnp.where(jnp.isfinite(top), top, 0.0)
-    tail_lse = jax.lax.cumlogsumexp(shifted, axis=s.ndim - 1, reverse=True)
-    loss = jnp.sum(jnp.where(valid_sorted, tail_lse - shifted, 0.0), axis=-1)
-    return _reduce_lists(ctx, loss, jnp.any(valid, axis=-1), weights)
+    loss, any_valid = _listmle_lists(s, y, valid)
+    return _reduce_lists(ctx, loss, any_valid, weights)
