@@ -24,12 +24,14 @@ Examples:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxloss import _core
 from jaxloss import classification as _cls
@@ -57,11 +59,15 @@ def _is_instance(obj, module: str, attr: str) -> bool:
     return cls is not None and isinstance(obj, cls)
 
 
+def _call_module(module, x):
+    return module(x)
+
+
 def _resolve_model(model, vmap_model):
     """``(fn(params, inputs), vmap_model)`` for a function, a Flax linen module or an Equinox module."""
     if _is_instance(model, "equinox", "Module") and not callable(getattr(model, "apply", None)):
         # Equinox: the parameters are the module; its __call__ takes one example.
-        return (lambda module, x: module(x)), (True if vmap_model is None else vmap_model)
+        return _call_module, (True if vmap_model is None else vmap_model)
     if _is_instance(model, "flax.linen", "Module"):
         return model.apply, bool(vmap_model)
     if not callable(model):
@@ -103,11 +109,17 @@ class Objective:
         self.model, self.vmap_model = _resolve_model(model, vmap_model)
         if not callable(loss):
             raise TypeError(f"loss must be a function loss(predictions, targets, ...); got {loss!r}")
-        self.loss = functools.partial(loss, **loss_kwargs) if loss_kwargs else loss
+        self.loss_fn = loss
+        self.loss_kwargs = dict(loss_kwargs)
         if regularizer is not None and not callable(regularizer):
             raise TypeError(f"regularizer must be a jaxloss.Regularizer or a function params -> scalar; got {regularizer!r}")
         self.regularizer = regularizer
         self._init_params = init_params
+
+    @property
+    def loss(self):
+        """The loss with its keyword hyperparameters bound."""
+        return functools.partial(self.loss_fn, **self.loss_kwargs) if self.loss_kwargs else self.loss_fn
 
     # The pieces -----------------------------------------------------------------------------------------
 
@@ -168,12 +180,17 @@ class Objective:
 
     # Structure used by the drivers -------------------------------------------------------------------------
 
+    _FIELDS = ("model", "vmap_model", "loss_fn", "loss_kwargs", "regularizer", "_init_params")
+
+    def _copy(self, **changes):
+        new = object.__new__(type(self))
+        for name in self._FIELDS:
+            setattr(new, name, changes.get(name, getattr(self, name)))
+        return new
+
     def replace(self, regularizer=None):
         """The same model and loss with another regularizer."""
-        new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
-        new.regularizer = regularizer
-        return new
+        return self._copy(regularizer=regularizer)
 
     @functools.cached_property
     def smooth(self) -> "Objective":
@@ -199,6 +216,36 @@ class Objective:
     def __repr__(self):
         loss = getattr(self.loss, "func", self.loss)
         return f"Objective(model={getattr(self.model, '__name__', self.model)!r}, loss={getattr(loss, '__name__', loss)}, regularizer={self.regularizer!r})"
+
+
+def _is_hyper(x) -> bool:
+    """Loss hyperparameters that become pytree leaves (traceable): floats and arrays."""
+    return (isinstance(x, float) or isinstance(x, (jax.Array, np.ndarray))) and not isinstance(x, bool)
+
+
+def _flatten_objective(obj):
+    dynamic = tuple(k for k, v in obj.loss_kwargs.items() if _is_hyper(v))
+    static = tuple((k, v) for k, v in obj.loss_kwargs.items() if k not in dynamic)
+    reg = obj.regularizer if isinstance(obj.regularizer, _regs.Regularizer) else None
+    plain_reg = None if reg is not None else obj.regularizer
+    children = (reg, tuple(obj.loss_kwargs[k] for k in dynamic))
+    aux = (obj.model, obj.vmap_model, obj.loss_fn, dynamic, static, plain_reg, obj._init_params)
+    return children, aux
+
+
+def _unflatten_objective(aux, children):
+    model, vmap_model, loss_fn, dynamic, static, plain_reg, init_params = aux
+    reg, values = children
+    new = object.__new__(Objective)
+    new.model, new.vmap_model, new.loss_fn, new._init_params = model, vmap_model, loss_fn, init_params
+    new.loss_kwargs = {**dict(zip(dynamic, values)), **dict(static)}
+    new.regularizer = reg if plain_reg is None else plain_reg
+    return new
+
+
+# An objective is a pytree whose leaves are its float hyperparameters (loss keyword arguments, regularizer
+# strengths): jaxloss.minimize passes it through jax.jit as data, so a new strength does not recompile.
+jax.tree_util.register_pytree_node(Objective, _flatten_objective, _unflatten_objective)
 
 
 def objective(model, loss, regularizer=None, *, vmap_model=None, **loss_kwargs) -> Objective:
@@ -255,26 +302,31 @@ def _weights_only(path: str) -> bool:
     return path.rsplit("/", 1)[-1] == "w"
 
 
-def _zeros_init(fit_intercept, num_outputs=None, extra=None):
-    def init(inputs, targets=None):
+@dataclasses.dataclass(frozen=True)
+class _ZerosInit:
+    """Zero parameters of a linear model (hashable: part of a ready objective's static pytree data)."""
+
+    fit_intercept: bool
+    num_outputs: Optional[int] = None
+    extra: Tuple[str, ...] = ()
+
+    def __call__(self, inputs, targets=None):
         x = jnp.asarray(inputs)
         dtype = x.dtype if jnp.issubdtype(x.dtype, jnp.floating) else jnp.float32
-        k = num_outputs
+        k = self.num_outputs
         if k is None and targets is not None and jnp.ndim(targets) == 2:
             k = jnp.shape(targets)[1]
         w_shape = (x.shape[-1],) if k is None else (x.shape[-1], k)
         params = {"w": jnp.zeros(w_shape, dtype)}
-        if fit_intercept:
+        if self.fit_intercept:
             params["b"] = jnp.zeros(() if k is None else (k,), dtype)
-        if extra:
-            params.update({name: jnp.zeros((), dtype) for name in extra})
+        params.update({name: jnp.zeros((), dtype) for name in self.extra})
         return params
-
-    return init
 
 
 def _ready(loss, regularizer, *, fit_intercept, model=_linear, num_outputs=None, extra=None, **loss_kwargs):
-    return Objective(model, loss, regularizer, init_params=_zeros_init(fit_intercept, num_outputs, extra), **loss_kwargs)
+    init = _ZerosInit(bool(fit_intercept), num_outputs, tuple(extra or ()))
+    return Objective(model, loss, regularizer, init_params=init, **loss_kwargs)
 
 
 def _half_mse(predictions, targets, *, weights=None, where=None, reduction="mean"):

@@ -20,6 +20,7 @@ Examples:
 from __future__ import annotations
 
 import collections
+import functools
 import math
 import time
 from typing import Any, Callable, Iterable, NamedTuple, Optional
@@ -97,10 +98,13 @@ class _Static:
             return self is other
 
 
-def _partition(tree):
+def _partition(tree, weak=False):
+    """``(float leaves, rest)``; ``weak=True`` keeps Python floats weakly typed (hyperparameters: a float
+    strength must not promote float32 data to float64)."""
     leaves, treedef = jax.tree_util.tree_flatten(tree)
     is_param = [_is_param(x) for x in leaves]
-    diff = [jnp.asarray(x, dtype=jnp.result_type(x)) if p else None for x, p in zip(leaves, is_param)]
+    convert = (lambda x: jnp.asarray(x)) if weak else (lambda x: jnp.asarray(x, dtype=jnp.result_type(x)))
+    diff = [convert(x) if p else None for x, p in zip(leaves, is_param)]
     static = _Static(treedef, [None if p else x for x, p in zip(leaves, is_param)], is_param)
     return jax.tree_util.tree_unflatten(treedef, diff), static
 
@@ -168,12 +172,38 @@ def _cached(key, build):
     return fn
 
 
-def _optax_loop(f, g, optimizer, static, max_steps, prox_step):
-    """The jitted loop for an optax optimizer (plus a proximal step when ``g`` is non-smooth)."""
-    opt = optimizer if g is None else optax.chain(optimizer, _prox.transform(g, prox_step))
-    opt = optax.with_extra_args_support(opt)
+class _Data:
+    """A function (objective or regularizer) split into its float leaves, passed to the jitted loop as
+    data, and the rest, part of the compilation cache key. A new strength then reuses the compiled loop.
+    Functions that are not pytrees (or whose static part is unhashable) are closed over instead."""
 
-    def run(p0, data, tol):
+    def __init__(self, fn):
+        self.dyn, self.static = None, None
+        if fn is None:
+            self.key, self._fixed = None, None
+            return
+        dyn, static = _partition(fn, weak=True)
+        try:
+            hash(static)
+            hashable = hash(static) != id(static)
+        except TypeError:
+            hashable = False
+        if hashable:
+            self.dyn, self.static, self.key, self._fixed = dyn, static, static, None
+        else:
+            self.key, self._fixed = fn, fn
+
+    def rebuild(self, dyn):
+        return self._fixed if self.static is None else _combine(dyn, self.static)
+
+
+def _optax_loop(F, G, optimizer, static, max_steps, prox_step):
+    """The jitted loop for an optax optimizer (plus a proximal step when ``G`` holds a non-smooth part)."""
+
+    def run(p0, data, tol, f_dyn, g_dyn):
+        f, g = F.rebuild(f_dyn), G.rebuild(g_dyn)
+        opt = optimizer if g is None else optax.chain(optimizer, _prox.transform(g, prox_step))
+        opt = optax.with_extra_args_support(opt)
         fd = lambda p: f(_combine(p, static), data)  # noqa: E731
         state0 = opt.init(p0)
         from_state = optax.tree.get(state0, "value") is not None and optax.tree.get(state0, "grad") is not None
@@ -213,16 +243,17 @@ def _optax_loop(f, g, optimizer, static, max_steps, prox_step):
     return jax.jit(run)
 
 
-def _fista_loop(f, g, static, max_steps):
+def _fista_loop(F, G, static, max_steps):
     """Accelerated proximal gradient (FISTA) with backtracking line search and function-value restart."""
 
-    def run(p0, data, tol):
+    def run(p0, data, tol, f_dyn, g_dyn):
+        f, g = F.rebuild(f_dyn), G.rebuild(g_dyn)
         fd = lambda p: f(_combine(p, static), data)  # noqa: E731
         vg = jax.value_and_grad(fd)
-        F = lambda p, v: v + g(p)  # noqa: E731
+        total = lambda p, v: v + g(p)  # noqa: E731
 
         f0 = fd(p0)
-        full0 = F(p0, f0)
+        full0 = total(p0, f0)
         dtype = full0.dtype
         hist = jnp.full((max_steps + 1,), jnp.nan, dtype).at[0].set(full0)
 
@@ -251,7 +282,7 @@ def _fista_loop(f, g, static, max_steps):
 
             z, fz, d, ok = prox_step(y, fy, gy, s)
             s, z, fz, d, _, _ = jax.lax.while_loop(bt_cond, bt_body, (s, z, fz, d, ok, 0))
-            Fz = F(z, fz)
+            Fz = total(z, fz)
             gnorm = _tree_norm(d) / s  # gradient mapping at y
             # z is accepted; if the value went up, the momentum restarts from z (O'Donoghue & Candes 2015)
             restart = Fz > Fx
@@ -276,6 +307,12 @@ def _fista_loop(f, g, static, max_steps):
     return jax.jit(run)
 
 
+@functools.lru_cache(maxsize=None)
+def _default_lbfgs():
+    """One ``optax.lbfgs()`` instance, so that the default optimizer hits the compilation cache."""
+    return optax.lbfgs()
+
+
 def _is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
@@ -295,7 +332,8 @@ def minimize(
 
     One ``lax.while_loop`` runs until the gradient norm is at most ``tol`` (absolute, in the params'
     Euclidean norm), the value becomes non-finite, or ``max_steps`` steps have been taken. The compiled
-    loop is cached for the same objective, optimizer and settings.
+    loop is cached; the float hyperparameters of a :class:`jaxloss.Objective` and its regularizer are
+    passed as data, so ``minimize(jaxloss.lasso(alpha), ...)`` over many ``alpha`` compiles once.
 
     Methods:
 
@@ -342,17 +380,18 @@ def minimize(
             f"the objective has a non-smooth regularizer ({g!r}): leave optimizer=None for accelerated "
             "proximal gradient, or pass prox_step= (the optimizer's learning rate) for proximal steps"
         )
+    F, G = _Data(f), _Data(g)
     if g is None:
-        optimizer = optax.lbfgs() if optimizer is None else optimizer
-        key = ("optax", f, optimizer, None, static, max_steps, None)
-        run = _cached(key, lambda: _optax_loop(f, None, optimizer, static, max_steps, None))
+        optimizer = _default_lbfgs() if optimizer is None else optimizer
+        key = ("optax", F.key, optimizer, None, static, max_steps, None)
+        run = _cached(key, lambda: _optax_loop(F, G, optimizer, static, max_steps, None))
     elif optimizer is None:
-        key = ("fista", f, g, static, max_steps)
-        run = _cached(key, lambda: _fista_loop(f, g, static, max_steps))
+        key = ("fista", F.key, G.key, static, max_steps)
+        run = _cached(key, lambda: _fista_loop(F, G, static, max_steps))
     else:
-        key = ("optax", f, optimizer, g, static, max_steps, prox_step)
-        run = _cached(key, lambda: _optax_loop(f, g, optimizer, static, max_steps, prox_step))
-    p, value, gnorm, k, converged, hist, state = run(diff, data, tol)
+        key = ("optax", F.key, optimizer, G.key, static, max_steps, prox_step)
+        run = _cached(key, lambda: _optax_loop(F, G, optimizer, static, max_steps, prox_step))
+    p, value, gnorm, k, converged, hist, state = run(diff, data, tol, F.dyn, G.dyn)
     if not _is_traced(k):
         hist = hist[: int(k) + 1]
     return OptimizeResult(_combine(p, static), value, gnorm, k, converged, hist, state)

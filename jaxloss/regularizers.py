@@ -39,6 +39,7 @@ from typing import Any, Callable, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxloss import _core
 from jaxloss import prox as _prox
@@ -86,11 +87,50 @@ def _call_predicate(pred, path, leaf) -> bool:
     return bool(pred(path, leaf) if nargs >= 2 else pred(path))
 
 
+class _TreeMask:
+    """A pytree mask stored as (structure, bools): hashable and compared by value (a pytree's static data)."""
+
+    def __init__(self, treedef, flags):
+        self.treedef, self.flags = treedef, tuple(flags)
+
+    def tree(self):
+        return jax.tree_util.tree_unflatten(self.treedef, self.flags)
+
+    def __hash__(self):
+        return hash((self.treedef, self.flags))
+
+    def __eq__(self, other):
+        return isinstance(other, _TreeMask) and (self.treedef, self.flags) == (other.treedef, other.flags)
+
+
+def _is_bool_leaf(x) -> bool:
+    if isinstance(x, (bool, np.bool_)):
+        return True
+    return isinstance(x, (jax.Array, np.ndarray)) and x.dtype == bool and x.ndim == 0 and not isinstance(x, jax.core.Tracer)
+
+
+def _canonical_mask(mask):
+    """``None``, a predicate, or a pytree of bools as a :class:`_TreeMask`."""
+    if mask is None or isinstance(mask, _TreeMask):
+        return mask
+    leaves, treedef = jax.tree_util.tree_flatten(mask)
+    if leaves and all(_is_bool_leaf(x) for x in leaves):
+        return _TreeMask(treedef, [bool(x) for x in leaves])
+    if callable(mask):
+        return mask
+    raise TypeError(
+        "mask must be a pytree of bools (a prefix of the params' structure) or a predicate "
+        f"mask(path) / mask(path, leaf); got {mask!r}"
+    )
+
+
 def _leaf_flags(mask, params):
     """``(paths, leaves, flags)`` for every leaf of ``params``: whether the mask selects it."""
     with_path, _ = jax.tree_util.tree_flatten_with_path(params)
     paths = [jax.tree_util.keystr(p, simple=True, separator="/") for p, _ in with_path]
     leaves = [leaf for _, leaf in with_path]
+    if isinstance(mask, _TreeMask):
+        mask = mask.tree()
     if mask is None:
         flags = [True] * len(leaves)
     elif callable(mask) and not isinstance(mask, (dict, list, tuple)):
@@ -151,6 +191,7 @@ class _Term:
     options: Tuple[Tuple[str, Any], ...] = ()
     on_outputs: bool = False
     sign: float = 1.0
+    ratio: Any = None  # elastic net's l1_ratio (traceable, like the strength)
 
     def opt(self, name):
         return dict(self.options)[name]
@@ -158,7 +199,7 @@ class _Term:
     @property
     def smooth(self) -> bool:
         if self.kind == "elastic_net":
-            r = self.opt("l1_ratio")
+            r = self.ratio
             return _core.is_concrete(r) and float(r) == 0.0
         return self.kind in ("l2", "orthogonal", "entropy")
 
@@ -172,7 +213,7 @@ class _Term:
         if self.kind == "l1":
             return _sum_abs(x)
         if self.kind == "elastic_net":
-            r = self.opt("l1_ratio")
+            r = self.ratio
             return r * _sum_abs(x) + 0.5 * (1.0 - r) * _sum_sq(x)
         if self.kind == "group_lasso":
             return jnp.sum(_prox._group_norm(_compute(x), self.opt("axis")))
@@ -185,7 +226,7 @@ class _Term:
         if self.kind == "l1":
             return _prox._soft_threshold_leaf(x, t)
         if self.kind == "elastic_net":
-            r = self.opt("l1_ratio")
+            r = self.ratio
             return _prox._elastic_net_leaf(x, t * r, t * (1.0 - r))
         if self.kind == "group_lasso":
             return _prox._group_lasso_leaf(x, t, self.opt("axis"))
@@ -193,6 +234,8 @@ class _Term:
 
     def describe(self) -> str:
         extra = "".join(f", {k}={v!r}" for k, v in self.options)
+        if self.ratio is not None:
+            extra = f", l1_ratio={_fmt(self.ratio)}" + extra
         mask = "" if self.mask is None else ", mask=..."
         name = "confidence_penalty" if self.kind == "entropy" and self.sign < 0 else (
             "output_entropy" if self.kind == "entropy" else self.kind)
@@ -349,9 +392,27 @@ class Regularizer:
         return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def _term(kind, strength, mask, name, **options):
+def _flatten_regularizer(reg):
+    children = tuple((t.strength, t.ratio) for t in reg.terms)
+    aux = tuple((t.kind, t.mask, t.options, t.on_outputs, t.sign) for t in reg.terms)
+    return children, aux
+
+
+def _unflatten_regularizer(aux, children):
+    return Regularizer(
+        _Term(kind, strength, mask, options, on_outputs, sign, ratio)
+        for (kind, mask, options, on_outputs, sign), (strength, ratio) in zip(aux, children)
+    )
+
+
+# A regularizer is a pytree whose leaves are its strengths (and elastic-net ratios): it can be passed
+# through jax.jit / jax.vmap as data, so that changing a strength does not recompile (jaxloss.minimize).
+jax.tree_util.register_pytree_node(Regularizer, _flatten_regularizer, _unflatten_regularizer)
+
+
+def _term(kind, strength, mask, name, ratio=None, **options):
     _core.check_hyper(strength, name, low=0.0)
-    return Regularizer([_Term(kind, strength, mask, tuple(options.items()))])
+    return Regularizer([_Term(kind, strength, _canonical_mask(mask), tuple(options.items()), ratio=ratio)])
 
 
 def l2(strength, *, mask=None) -> Regularizer:
@@ -407,7 +468,7 @@ def elastic_net(strength, l1_ratio=0.5, *, mask=None) -> Regularizer:
       2.0
     """
     _core.check_hyper(l1_ratio, "l1_ratio", low=0.0, high=1.0)
-    return _term("elastic_net", strength, mask, "strength", l1_ratio=l1_ratio)
+    return _term("elastic_net", strength, mask, "strength", ratio=l1_ratio)
 
 
 def group_lasso(strength, *, axis=None, mask=None) -> Regularizer:

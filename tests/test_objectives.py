@@ -231,3 +231,19 @@ def test_errors():
     # multi-output least squares
     y2 = np.stack([y, 2 * y], 1)
     assert jaxloss.least_squares().init_params(x, y2)["w"].shape == (D, 2)
+
+
+def test_objectives_are_pytrees_of_their_hyperparameters():
+    """Float hyperparameters are leaves (traceable, vmappable); everything else is static structure."""
+    obj = jaxloss.huber_regression(0.8, 0.2)
+    assert sorted(jax.tree_util.tree_leaves(obj)) == [0.2, 0.8]
+    assert jax.tree_util.tree_structure(obj) == jax.tree_util.tree_structure(jaxloss.huber_regression(1.5, 0.1))
+    x, y = _data()
+    p = jax.tree_util.tree_map(jnp.asarray, _np_params(3))
+    f = jax.jit(lambda o: o(p, (x, y)))
+    assert_close(f(obj), obj(p, (x, y)), np.float64)
+    by_delta = jax.vmap(lambda d: jaxloss.huber_regression(d, 0.2)(p, (x, y)))(jnp.array([0.8, 1.5]))
+    assert_close(by_delta, [obj(p, (x, y)), jaxloss.huber_regression(1.5, 0.2)(p, (x, y))], np.float64)
+    reg = jaxloss.elastic_net(0.3, 0.4, mask={"w": True, "b": False})
+    assert jax.tree_util.tree_leaves(reg) == [0.3, 0.4]
+    assert jax.tree_util.tree_structure(reg) == jax.tree_util.tree_structure(jaxloss.elastic_net(1.0, 0.9, mask={"w": True, "b": False}))

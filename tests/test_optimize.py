@@ -63,6 +63,23 @@ def test_minimize_step_cap_and_cache():
     assert float(res2.value) < float(res.value)
 
 
+def test_regularization_path_compiles_once_and_vmaps():
+    """Hyperparameters are pytree leaves: a lasso path reuses one compiled loop, and vmaps over alpha."""
+    x, y = _regression()
+    alphas = [0.05, 0.2, 0.8]
+    p0 = jaxloss.lasso(1.0).init_params(x)
+    first = jaxloss.minimize(jaxloss.lasso(alphas[0]), p0, (x, y), tol=1e-10, max_steps=2000)
+    n_cached = len(jaxloss.optimize._CACHE)
+    path = [first] + [jaxloss.minimize(jaxloss.lasso(a), p0, (x, y), tol=1e-10, max_steps=2000) for a in alphas[1:]]
+    assert len(jaxloss.optimize._CACHE) == n_cached
+    nonzeros = [int(np.sum(np.asarray(r.params["w"]) != 0)) for r in path]
+    assert nonzeros == sorted(nonzeros, reverse=True) and nonzeros[0] > nonzeros[-1]
+    batched = jax.vmap(lambda a: jaxloss.minimize(jaxloss.lasso(a), p0, (x, y), tol=1e-10, max_steps=2000).params)(
+        jnp.asarray(alphas))
+    for i, r in enumerate(path):
+        assert_tree_close(jax.tree_util.tree_map(lambda a: a[i], batched), r.params, np.float64, rtol=0, atol=1e-8)
+
+
 def test_proximal_minimize_exact_zeros_on_lasso():
     """FISTA (optimizer=None) and sgd + proximal step both give exact zeros at scikit-learn's pattern."""
     from sklearn.linear_model import Lasso
