@@ -1,0 +1,78 @@
+"""A lasso regularization path on scikit-learn's diabetes data, solved in one vmapped, jitted call.
+
+Run from the repository root::
+
+    python examples/objectives_regularization_path.py
+
+``jaxloss.lasso(alpha)`` is a pytree whose leaf is ``alpha``, so ``jax.vmap`` over ``alpha`` of
+``jaxloss.minimize`` (accelerated proximal gradient, exact zeros) solves the whole path with one
+compilation. The path is compared with ``sklearn.linear_model.lasso_path`` (coordinate descent, same
+objective ``1/(2n) ||y - Xw||^2 + alpha ||w||_1``): the objective gap at each ``alpha`` and whether the
+sparsity patterns agree. A second part selects input features of a multinomial logistic regression on
+digits with ``jaxloss.group_lasso`` (one group per pixel, across the 10 classes).
+"""
+
+from __future__ import annotations
+
+import time
+
+import jax
+
+jax.config.update("jax_enable_x64", True)
+
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn import datasets, linear_model  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+import jaxloss  # noqa: E402
+
+
+def lasso_path():
+    x, y = datasets.load_diabetes(return_X_y=True)
+    x = StandardScaler().fit_transform(x)
+    y = (y - y.mean()) / y.std()
+    alphas = np.geomspace(0.5, 1e-3, 12)
+    data = (jnp.asarray(x), jnp.asarray(y))
+    p0 = jaxloss.lasso(1.0).init_params(data[0])
+
+    t0 = time.perf_counter()
+    solve = lambda a: jaxloss.minimize(jaxloss.lasso(a), p0, data, tol=1e-10, max_steps=5000)  # noqa: E731
+    res = jax.vmap(solve)(jnp.asarray(alphas))
+    jax.block_until_ready(res.params)
+    seconds = time.perf_counter() - t0
+
+    # scikit-learn centers the data itself when fitting an intercept; y is centered, x standardised.
+    _, coefs, _ = linear_model.lasso_path(x, y, alphas=alphas, tol=1e-12, max_iter=100_000)
+    print(f"lasso path on diabetes ({len(alphas)} alphas, one vmapped jaxloss.minimize: {seconds:.1f} s incl. compile)")
+    print(f"{'alpha':>8s} {'nonzeros':>8s} {'steps':>6s} {'relative gap vs sklearn':>24s} {'same zeros':>10s}")
+    for i, alpha in enumerate(alphas):
+        obj = jaxloss.lasso(float(alpha))
+        ours = jax.tree_util.tree_map(lambda a: a[i], res.params)
+        theirs = {"w": jnp.asarray(coefs[:, i]), "b": jnp.asarray(y.mean() - x.mean(0) @ coefs[:, i])}
+        a, b = float(obj(ours, data)), float(obj(theirs, data))
+        same = np.array_equal(np.asarray(ours["w"]) == 0, coefs[:, i] == 0)
+        nz = int(np.sum(np.asarray(ours["w"]) != 0))
+        print(f"{alpha:8.4f} {nz:8d} {int(res.num_steps[i]):6d} {abs(a - b) / abs(b):24.2e} {str(same):>10s}")
+
+
+def group_lasso_features():
+    x, y = datasets.load_digits(return_X_y=True)
+    x = StandardScaler().fit_transform(x)
+    data = (jnp.asarray(x), jnp.asarray(y))
+    print("\nmultinomial logistic regression on digits with a group lasso over each pixel's 10 class weights")
+    print(f"{'strength':>8s} {'pixels used':>11s} {'train accuracy':>14s}")
+    base = jaxloss.logistic_regression(1e-4, num_classes=10)
+    weights_only = lambda path: path == "w"  # noqa: E731  (one predicate: the same structure, one compile)
+    for strength in (0.0, 0.01, 0.03, 0.1):
+        reg = jaxloss.group_lasso(strength, axis=-1, mask=weights_only)
+        obj = jaxloss.objective(base.model, base.loss, base.regularizer + reg)
+        res = jaxloss.minimize(obj, base.init_params(data[0]), data, tol=1e-6, max_steps=3000)
+        used = int(np.sum(np.any(np.asarray(res.params["w"]) != 0, axis=1)))
+        acc = float(jnp.mean(jnp.argmax(obj.predict(res.params, data[0]), -1) == data[1]))
+        print(f"{strength:8.2f} {used:11d} {acc:14.4f}")
+
+
+if __name__ == "__main__":
+    lasso_path()
+    group_lasso_features()
