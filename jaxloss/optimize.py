@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import collections
 import functools
-import math
-import time
-from typing import Any, Callable, Iterable, NamedTuple, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp

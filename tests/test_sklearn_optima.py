@@ -10,7 +10,6 @@ import warnings
 
 import jax.numpy as jnp
 import numpy as np
-import pytest
 import scipy.special
 from sklearn import datasets, linear_model, svm
 from sklearn.preprocessing import StandardScaler
