@@ -6,11 +6,12 @@ i.e. the true per-example divergence (PyTorch's ``reduction="batchmean"``, not i
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
 
-__all__ = ["kl_divergence", "js_divergence"]
+__all__ = ["kl_divergence", "js_divergence", "generalized_kl", "entropy"]
 
 def _plogp_over_q(p, log_p, log_q):
     """``p * (log p - log q)``, exactly 0 where ``p == 0``, with finite gradients there (double where)."""
@@ -80,3 +81,87 @@ def js_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weigh
     log_m = jnp.log(jnp.where(pos_m, m, 1.0))
     js = 0.5 * (_plogp_over_q(p, lp, log_m) + _plogp_over_q(t, log_t, log_m))
     return ctx.reduce(jnp.sum(js, axis=-1), weights=weights)
+
+
+def generalized_kl(predictions, targets, *, axis=-1, weights=None, where=None, reduction="mean"):
+    """Generalized KL (I-)divergence between non-negative measures: ``sum_c t_c log(t_c / p_c) - t_c + p_c``.
+
+    ``D(targets || predictions)`` for unnormalised non-negative measures (intensities, counts, spectra,
+    NMF reconstructions); the elementwise term is SciPy's ``scipy.special.kl_div(t, p)``. Unlike
+    :func:`kl_divergence`, both arguments are measures, not logs, and need not sum to 1; on probability
+    vectors it equals the KL divergence. It is 0 exactly when ``p == t``.
+
+    Zero targets contribute ``p_c`` (``0 log 0 = 0``) with finite gradients (there the ``t log(t/p)``
+    part contributes 0 to the gradient with respect to ``t``, whose true value is ``-inf``, as in
+    :func:`kl_divergence`). A zero prediction where the target is positive gives ``+inf`` (the true
+    value). Negative entries are outside the domain: NaN, reported by :func:`jaxloss.checked`.
+
+    Args:
+      predictions: non-negative float ``[..., C]`` (the model's measure).
+      targets: non-negative float of the same shape.
+      axis: the axis summed over (static).
+      weights: optional weights broadcastable to the inputs' shape without ``axis``.
+      where: optional boolean mask of the same shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one divergence per measure).
+
+    Returns:
+      a scalar, or one divergence per measure for ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.generalized_kl(jnp.array([[1.0, 2.0]]), jnp.array([[2.0, 0.0]]))), 4))
+      2.3863
+    """
+    ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction, axis=axis, fill=(1.0, 1.0))
+    ok = (p >= 0) & (t >= 0)
+    ok_all = jnp.all(ok, axis=-1)
+    _core.value_check(
+        ok_all if ctx.mask is None else ok_all | ~ctx.mask, "generalized_kl needs non-negative predictions and targets"
+    )
+    pos_p = p > 0
+    log_p = jnp.where(pos_p, jnp.log(jnp.where(pos_p, p, 1.0)), -jnp.inf)
+    t_safe = jnp.where(ok, t, 1.0)
+    t_safe, log_t = _prob_and_log(t_safe, False)
+    term = _plogp_over_q(t_safe, log_t, log_p) - t + p
+    return ctx.reduce(jnp.where(ok_all, jnp.sum(term, axis=-1), jnp.nan), weights=weights)
+
+
+def entropy(logits, *, axis=-1, from_logits=True, weights=None, where=None, reduction="mean"):
+    """Shannon entropy ``H = -sum_c q_c log q_c`` (nats) of the distribution ``q`` along ``axis``.
+
+    ``q = softmax(logits)`` (``H = -sum softmax(x) * log_softmax(x)``, finite for logits of any size,
+    including ``-inf`` for excluded classes); with ``from_logits=False`` the input is ``q`` itself
+    (probabilities, not renormalised; ``0 log 0 = 0`` with a finite gradient; the gradient is that of
+    ``-sum q log q`` with the ``q_c`` as free variables, not projected onto the simplex).
+
+    As a loss term: *minimising* the entropy sharpens the distribution (entropy minimisation, e.g. for
+    semi-supervised learning). For a confidence penalty (Pereyra et al., 2017) or an exploration bonus
+    (entropy-regularised RL) *subtract* it: ``loss = task_loss - beta * jaxloss.entropy(logits)``.
+
+    Args:
+      logits: float ``[..., C]`` logits (probabilities when ``from_logits=False``).
+      axis: the class axis (static).
+      from_logits: static.
+      weights: optional weights broadcastable to the shape without ``axis``.
+      where: optional boolean mask of distributions.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (one entropy per distribution).
+
+    Returns:
+      a scalar, or one entropy per distribution for ``reduction="none"``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(round(float(jaxloss.entropy(jnp.zeros((1, 4)))), 4))
+      1.3863
+      >>> print(round(float(jaxloss.entropy(jnp.array([[0.5, 0.5, 0.0]]), from_logits=False)), 4))
+      0.6931
+    """
+    ctx, (x,) = _core.prepare(logits, names=("logits",), where=where, reduction=reduction, axis=axis)
+    if from_logits:
+        log_q = jax.nn.log_softmax(x, axis=-1)
+        q = jnp.exp(log_q)
+        nz = q > 0
+        h = -jnp.sum(jnp.where(nz, q * jnp.where(nz, log_q, 0.0), 0.0), axis=-1)
+    else:
+        h = -jnp.sum(_core.xlogx(x), axis=-1)
+    return ctx.reduce(h, weights=weights)
