@@ -525,19 +525,11 @@ def quantile_regression(tau=0.5, l1=0.0, *, smoothing=0.0, fit_intercept=True) -
     return _ready(_smoothed_quantile, reg, fit_intercept=fit_intercept, tau=tau, smoothing=smoothing)
 
 
-def _poisson_log_link(predictions, targets, *, weights=None, reduction="mean"):
-    """``exp(eta) - y * eta``: the Poisson negative log-likelihood of log-rates, up to ``log(y!)``."""
-    per = jnp.exp(predictions) - targets * predictions
-    if weights is None:
-        return jnp.mean(per) if reduction == "mean" else (jnp.sum(per) if reduction == "sum" else per)
-    w = jnp.broadcast_to(jnp.asarray(weights, per.dtype), per.shape)
-    return jnp.sum(w * per) / jnp.sum(w) if reduction == "mean" else (jnp.sum(w * per) if reduction == "sum" else w * per)
-
-
 def poisson_regression(l2=0.0, *, fit_intercept=True) -> Objective:
     """Poisson regression (log link): ``mean(exp(x w + b) - y (x w + b)) + 0.5 * l2 * ||w||^2``.
 
-    Counts ``y >= 0``; the model's output is the log-rate. This is half the mean Poisson deviance up to a
+    Counts ``y >= 0``; the model's output is the log-rate and the data term is
+    :func:`jaxloss.poisson_nll` (``log_input=True``, without the ``log(y!)`` constant). This is half the mean Poisson deviance up to a
     constant in ``w``, so scikit-learn's ``PoissonRegressor(alpha)`` (``1 / (2 n) sum deviance +
     alpha / 2 ||w||^2``) has the same minimiser with ``l2 = alpha``.
 
@@ -548,4 +540,4 @@ def poisson_regression(l2=0.0, *, fit_intercept=True) -> Objective:
       >>> print(obj(obj.init_params(x), (x, y)))
       1.0
     """
-    return _ready(_poisson_log_link, _regs.l2(l2, mask=_weights_only), fit_intercept=fit_intercept)
+    return _ready(_reg.poisson_nll, _regs.l2(l2, mask=_weights_only), fit_intercept=fit_intercept)
