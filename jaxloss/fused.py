@@ -141,8 +141,14 @@ def _total(h, w, b, y, c1, c2, c3, chunk):
 
 
 def _row_block(n: int, vocab: int, chunk: int) -> int:
-    """Rows per block so that a ``[rows, vocab]`` block holds about ``n * chunk`` logits."""
-    return max(1, min(n, max(_MIN_ROWS, (n * chunk) // max(vocab, 1))))
+    """Rows per block so that a ``[rows, vocab]`` block holds at most ``n * chunk`` logits."""
+    return max(1, min(n, (n * chunk) // max(vocab, 1)))
+
+
+def _rows_fit(n: int, vocab: int, chunk: int) -> bool:
+    """Whether row blocks within the memory budget are tall enough (``_MIN_ROWS``, or all the rows) for
+    efficient ``[rows, hidden] @ [hidden, vocab]`` products."""
+    return (n * chunk) // max(vocab, 1) >= min(n, _MIN_ROWS)
 
 
 def _total_fwd(h, w, b, y, c1, c2, c3, chunk):
@@ -268,13 +274,15 @@ def linear_cross_entropy(
 
     Two exact algorithms, chosen statically:
 
-    * ``reduction="mean"`` / ``"sum"`` with a float32 (or float64) ``weight``: one pass over blocks of
-      rows, each against the whole vocabulary, computes the value *and* all the gradients (saved for the
-      backward pass, which only scales them): three matrix products, as many as the naive path. The
-      weight gradient is accumulated in place, in the weight's own buffer.
-    * otherwise (``reduction="none"``, or a bf16 weight, whose gradient should not be accumulated across
-      row blocks in a float32 copy of the whole weight): an online log-sum-exp over vocabulary chunks of
-      ``chunk_size`` classes, and a backward pass that recomputes each chunk of logits (four products).
+    * ``reduction="mean"`` / ``"sum"`` with a float32 (or float64) ``weight``, when blocks of at least 64
+      rows (or all of them) against the whole vocabulary fit in ``N * chunk_size`` logits: one pass over
+      the row blocks computes the value *and* all the gradients (saved for the backward pass, which only
+      scales them): three matrix products, as many as the naive path. The weight gradient is accumulated in
+      place, in the buffer that becomes the gradient.
+    * otherwise (``reduction="none"``; a bf16 weight, whose gradient should not be accumulated across row
+      blocks in a float32 copy of the whole weight; or a vocabulary too large for such row blocks): an
+      online log-sum-exp over vocabulary chunks of ``chunk_size`` classes, and a backward pass that
+      recomputes each chunk of logits (four products).
 
     Without gradients (a plain forward) both use the online log-sum-exp: one product.
 
@@ -332,7 +340,8 @@ def linear_cross_entropy(
     vocab = weight.shape[1]
     eps, z = ctx.cast(label_smoothing), ctx.cast(z_loss)
 
-    if reduction == "none" or jnp.dtype(weight.dtype) != ctx.dtype:
+    one_pass = reduction != "none" and jnp.dtype(weight.dtype) == ctx.dtype and _rows_fit(h.shape[0], vocab, chunk)
+    if not one_pass:
         lse, xy, sx = (a.reshape(ctx.loss_shape) for a in _row_stats(h, weight, bias, y, chunk))
         loss = (1.0 - eps) * (lse - xy) + eps * (lse - sx / vocab) + z * jnp.square(lse)
         return ctx.reduce(loss, weights=weights)

@@ -62,14 +62,26 @@ def test_equals_naive_cross_entropy(dtype, options, reduction):
         kw["weights"] = rng.uniform(0.5, 2.0, size=y.shape).astype(dtype)
     if "ignore_index" in kw:
         y[[1, 4]] = 3
-    v1, g1 = _value_and_grads(_fused, h, w, b, y, chunk_size=8, **kw)
     v2, g2 = _value_and_grads(_naive, h, w, b, y, **kw)
     rtol = 2e-5 if dtype == np.float32 else 1e-10
-    assert_close(v1, v2, dtype, rtol=rtol, atol=rtol)
-    for a, c, name in zip(g1, g2, ("hidden", "weight", "bias")):
-        assert_close(a, c, dtype, rtol=rtol, atol=rtol, err_msg=name)
+    # chunk 8: vocabulary chunks (recomputing backward); chunk 64: one row block (one-pass gradients)
+    for chunk in (8, 64):
+        v1, g1 = _value_and_grads(_fused, h, w, b, y, chunk_size=chunk, **kw)
+        assert_close(v1, v2, dtype, rtol=rtol, atol=rtol)
+        for a, c, name in zip(g1, g2, ("hidden", "weight", "bias")):
+            assert_close(a, c, dtype, rtol=rtol, atol=rtol, err_msg=f"{name}, chunk {chunk}")
     # the plain forward (no gradient) takes the online log-sum-exp path
     assert_close(_fused(h, w, b, y, chunk_size=8, **kw), _naive(h, w, b, y, **kw), dtype, rtol=rtol, atol=rtol)
+
+
+def test_algorithm_choice():
+    """The shapes used in these tests reach both algorithms (see linear_cross_entropy's docstring)."""
+    from jaxloss import fused
+
+    assert not fused._rows_fit(9, V, 8) and fused._rows_fit(9, V, 64)  # test_equals_naive_cross_entropy
+    assert fused._row_block(200, V, 20) == 108  # test_chunk_sizes_and_no_bias: two row blocks, one a tail
+    assert not fused._rows_fit(200, V, 5) and fused._rows_fit(200, V, 20)
+    assert fused._rows_fit(8192, 131072, 4096) and fused._row_block(8192, 131072, 4096) == 256  # the benchmark
 
 
 @pytest.mark.parametrize("dtype", harness.DTYPES)
@@ -96,9 +108,9 @@ def test_pytorch_linear_cross_entropy(dtype):
 
 def test_chunk_sizes_and_no_bias():
     """Any chunk size (1, dividing or not, larger than the vocabulary) gives the naive values."""
-    h, w, b, y = _data(np.float64, n=70)  # 70 rows > the minimum row block: several row blocks and a tail
+    h, w, b, y = _data(np.float64, n=200)  # chunk 20: row blocks of 108 rows, the second a tail of 92
     v2, g2 = _value_and_grads(lambda h, w, b, y, **kw: jaxloss.cross_entropy(h @ w, y, **kw), h, w, b, y, label_smoothing=0.3)
-    for chunk in (1, 5, 37, 1000):
+    for chunk in (1, 5, 20, 37, 1000):
         for reduction in ("mean", "none"):
             fn = lambda h, w, b, y, **kw: jaxloss.linear_cross_entropy(h, w, y, chunk_size=chunk, **kw)  # noqa: E731
             v1, g1 = _value_and_grads(fn, h, w, b, y, label_smoothing=0.3, reduction=reduction)
@@ -139,8 +151,12 @@ def test_bfloat16_inputs_are_reduced_in_float32():
         assert_close(v1, v2, np.float32, rtol=1e-2, atol=1e-2)
         for a, c in zip(g1, g2):
             assert_close(a, c, np.float32, rtol=2e-2, atol=1e-2)
-    # bf16 hidden with a float32 weight: float32 result (the result dtype of the inputs)
-    assert _fused(h, up[1], up[2], y).dtype == jnp.float32
+    # bf16 hidden with a float32 weight: float32 result (the result dtype of the inputs), one-pass gradients
+    v1, g1 = jax.value_and_grad(lambda h: _fused(h, up[1], up[2], y, chunk_size=64), 0)(h)
+    v2, g2 = jax.value_and_grad(lambda h: _naive(h, up[1], up[2], y))(up[0])
+    assert v1.dtype == jnp.float32 and g1.dtype == jnp.bfloat16
+    assert_close(v1, v2, np.float32, rtol=1e-5)
+    assert_close(g1, g2, np.float32, rtol=2e-2, atol=1e-2)
 
 
 def _case():
@@ -188,10 +204,10 @@ def _temp_bytes(fn, *args):
     return jax.jit(jax.value_and_grad(fn, (0, 1))).lower(*args).compile().memory_analysis().temp_size_in_bytes
 
 
-@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("reduction", ["mean", "none"])  # one-pass row blocks / recomputed vocabulary chunks
 def test_compiled_memory_is_far_below_the_naive_path(reduction):
     """Compiled temp memory of value_and_grad (compile only, nothing runs): the [N, V] logits are never held."""
-    n, hidden, vocab, chunk = 1024, 64, 8192, 256
+    n, hidden, vocab, chunk = 1024, 64, 8192, 512
     args = (jax.ShapeDtypeStruct((n, hidden), jnp.float32), jax.ShapeDtypeStruct((hidden, vocab), jnp.float32),
             jax.ShapeDtypeStruct((n,), jnp.int32))
     fused = _temp_bytes(lambda h, w, y: jnp.sum(jaxloss.linear_cross_entropy(h, w, y, chunk_size=chunk, reduction=reduction)), *args)
