@@ -2,17 +2,20 @@
 
 Run from the repository root (``make bench`` runs exactly this)::
 
-    python -m benchmarks.run                  # full suite, writes benchmarks/results/<device>.md
-    python -m benchmarks.run --quick          # tiny sizes, a smoke run (prints, writes nothing)
-    python -m benchmarks.run --torch-compile  # also torch.compile (minutes of compilation on a small CPU)
+    python -m benchmarks.run                     # full suite, writes benchmarks/results/<device>.md
+    python -m benchmarks.run --quick             # tiny sizes, a smoke run (prints, writes nothing)
+    python -m benchmarks.run --no-torch-compile  # without torch.compile (saves ~3 min of compiling on 2 cores)
+    python -m benchmarks.run --only cross_entropy --no-lce   # a subset
 
 For each loss that a peer library also has, in one process, on the device JAX picks (PyTorch on CUDA when
 available, else CPU):
 
 * the time of the jitted forward (the loss value) and of the jitted ``value_and_grad`` with respect to the
   first argument (predictions / logits / log-predictions / anchors), for jaxloss and optax, and the same
-  in PyTorch eager (forward under ``no_grad``; forward + ``backward()``): the median of repeated runs
-  after a warm-up, the candidates of one loss measured round-robin so that drifting load hits all alike;
+  in PyTorch eager and ``torch.compile`` (forward under ``no_grad``; forward + ``backward()``): the median of repeated runs
+  after a warm-up, the candidates of one loss measured round-robin (the JAX ones together, then the
+  PyTorch ones) so that drifting load hits all alike, each timed call right after an untimed call of the
+  same candidate so that each finds its inputs in cache as a loss does in a training step;
 * the compiled temporary memory (``jax.jit(f).lower(...).compile().memory_analysis()``) of the
   ``value_and_grad`` of jaxloss and optax;
 * the floor: the bytes a call must move (read every input once, write the gradient once) divided by the
@@ -42,11 +45,14 @@ import sys
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+# On a GPU, leave memory to PyTorch too (JAX would otherwise take 75% of it at its first allocation).
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-import jaxloss
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxloss  # noqa: E402
 
 MiB = 2.0**20
 TARGET_OPTAX = 1.05
@@ -490,7 +496,9 @@ def lce_time(sizes: Sizes, torch_mod, torch_device, rng) -> tuple:
     elif T is not None:
         notes.append(f"torch {T.__version__} has no torch.nn.functional.linear_cross_entropy")
     reps = 5 if sizes.min_reps > 2 else 1
-    times = round_robin(candidates, dataclasses.replace(sizes, min_reps=reps, max_reps=reps), warm_each=False)
+    few = dataclasses.replace(sizes, min_reps=reps, max_reps=reps)
+    times = round_robin({k: v for k, v in candidates.items() if not k.startswith("torch")}, few, warm_each=False)
+    times.update(round_robin({k: v for k, v in candidates.items() if k.startswith("torch")}, few, warm_each=False))
     return times, values, temps, notes
 
 
@@ -528,7 +536,7 @@ def _mib(b: Optional[int]) -> str:
     return "—" if b is None else f"{b / MiB:.1f}"
 
 
-def machine_info(torch_mod, torch_device) -> List[str]:
+def machine_info(torch_mod, torch_device, torch_compile: bool = False) -> List[str]:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -550,7 +558,8 @@ def machine_info(torch_mod, torch_device) -> List[str]:
         f"- JAX device: {dev.platform} ({getattr(dev, 'device_kind', dev.platform)}), {jax.device_count()} device(s)",
     ]
     if torch_mod is not None:
-        lines.append(f"- PyTorch device: {torch_device} ({torch_mod.get_num_threads()} threads), eager")
+        lines.append(f"- PyTorch device: {torch_device} ({torch_mod.get_num_threads()} threads), eager"
+                     + (" and `torch.compile` (default mode)" if torch_compile else ""))
     lines.append("- versions: " + ", ".join(versions))
     return lines
 
@@ -574,7 +583,8 @@ def report(rows: List[Row], skipped, lce, machine, sizes: Sizes, quick: bool, to
     ]
     libs = ["jaxloss", "optax", "torch"] + (["torch.compile"] if torch_compile else [])
     head = (["loss", "size"] + [f"{lib} fwd" for lib in libs] + [f"{lib} v&g" for lib in libs]
-            + ["floor v&g", "fwd ÷optax", "fwd ÷torch", "v&g ÷optax", "v&g ÷torch", "v&g ÷floor", "temp jaxloss", "temp optax"])
+            + ["floor v&g", "fwd ÷optax", "fwd ÷torch", "v&g ÷optax", "v&g ÷torch"]
+            + (["fwd ÷compile", "v&g ÷compile"] if torch_compile else []) + ["v&g ÷floor", "temp jaxloss", "temp optax"])
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     for r in rows:
@@ -588,6 +598,9 @@ def report(rows: List[Row], skipped, lce, machine, sizes: Sizes, quick: bool, to
         cells.append(_ratio(jf, t.get("torch fwd"), TARGET_TORCH, misses, f"{name} fwd vs PyTorch"))
         cells.append(_ratio(jv, t.get("optax vg"), TARGET_OPTAX, misses, f"{name} v&g vs optax"))
         cells.append(_ratio(jv, t.get("torch vg"), TARGET_TORCH, misses, f"{name} v&g vs PyTorch"))
+        if torch_compile:
+            cells.append(_ratio(jf, t.get("torch.compile fwd"), TARGET_TORCH, misses, f"{name} fwd vs torch.compile"))
+            cells.append(_ratio(jv, t.get("torch.compile vg"), TARGET_TORCH, misses, f"{name} v&g vs torch.compile"))
         cells.append(_ratio(jv, r.floor_vg, TARGET_FLOOR if r.case.elementwise else None, misses, f"{name} v&g vs floor"))
         tj, to = r.temp.get("jaxloss"), r.temp.get("optax")
         temp_cell = _mib(tj)
@@ -649,12 +662,15 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="tiny sizes and few runs: a smoke test (writes no file unless --out)")
     parser.add_argument("--out", default=None, help="markdown output path (default benchmarks/results/<device>.md)")
-    parser.add_argument("--only", default=None, help="run only the losses whose name contains this string")
-    parser.add_argument("--torch-compile", action="store_true", help="also time torch.compile (slow to compile on a CPU)")
+    parser.add_argument("--only", default=None, help="run only the cases whose loss name contains this string")
+    parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="also time torch.compile (default: on, off with --quick; ~10 s of compilation per loss on a 2-core CPU)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-lce", action="store_true", help="leave the linear_cross_entropy section out")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
+    if args.torch_compile is None:
+        args.torch_compile = not args.quick
     t_start = time.perf_counter()
 
     torch_mod, torch_device = None, None
@@ -678,7 +694,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
         lce = ({}, ({}, {}, {}, ["not run (--no-lce)"]))
     else:
         lce = (lce_memory(sizes), lce_time(sizes, torch_mod, torch_device, rng))
-    text = report(rows, skipped, lce, machine_info(torch_mod, torch_device), sizes, args.quick, args.torch_compile)
+    text = report(rows, skipped, lce, machine_info(torch_mod, torch_device, args.torch_compile), sizes, args.quick, args.torch_compile)
     text += f"\nTotal run time: {time.perf_counter() - t_start:.0f} s.\n"
     print(text)
     out = args.out if args.out is not None else (None if args.quick else default_out_path())
