@@ -20,6 +20,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.per_sample
 
 clean:
 	rm -rf $(VENV) build *.egg-info

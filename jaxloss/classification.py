@@ -51,6 +51,9 @@ def cross_entropy(
     ``sum w[y]`` over unmasked examples: exactly PyTorch's ``cross_entropy(weight=, label_smoothing=,
     ignore_index=)``.
 
+    Logits of ``-inf`` (masked classes) are allowed: where the target is 0 they contribute 0, with finite
+    gradients (optax's ``safe_softmax_cross_entropy``).
+
     Probability targets (float, the logits' shape): ``-sum_c w[c] * t'[c] * log_softmax(x)[c]`` with
     ``t' = (1 - eps) * t + eps / C``; ``"mean"`` is the plain mean over examples (as in PyTorch).
 
@@ -90,6 +93,9 @@ def cross_entropy(
     num_classes = x.shape[-1]
     eps = ctx.cast(label_smoothing)
     cw = _core.class_weight_array(class_weights, num_classes, ctx.dtype)
+    # -inf logits (a masked vocabulary) become the most negative finite value: a zero target there then
+    # contributes exactly 0 instead of 0 * inf = NaN (optax's safe_softmax_cross_entropy), at no extra pass.
+    x = jnp.maximum(x, jnp.finfo(x.dtype).min)
     lse = jax.nn.logsumexp(x, axis=-1)
     smoothing, z = not _core.is_zero(label_smoothing), not _core.is_zero(z_loss)
     if is_int:
@@ -511,6 +517,9 @@ def poly1(logits, labels, *, epsilon=2.0, axis=-1, ignore_index=None, weights=No
 
     Integer labels: ``-log p_y + epsilon * (1 - p_y)``, computed from ``log p_y = x_y - logsumexp(x)``
     without a one-hot; ``1 - p_y = -expm1(log p_y)`` stays accurate when ``p_y`` is close to 1.
+    Logits of ``-inf`` (masked classes) are allowed: where the target is 0 they contribute 0, with finite
+    gradients (optax's ``safe_softmax_cross_entropy``).
+
     Probability targets (float, the logits' shape): ``-sum_c t_c log p_c + epsilon * sum_c t_c (1 - p_c)``,
     optax's ``poly_loss_cross_entropy``.
 

@@ -311,3 +311,22 @@ def test_smooth_labels_against_optax():
     assert_close(jaxloss.smooth_labels(y, 0.1, num_classes=4), optax.smooth_labels(onehot, 0.1), np.float32)
     with pytest.raises(ValueError, match="num_classes"):
         jaxloss.smooth_labels(y, 0.1)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_minus_inf_logits_against_optax_safe(dtype):
+    """Masked classes (logits -inf, zero target): optax.safe_softmax_cross_entropy values and gradients;
+    plain optax.softmax_cross_entropy gives NaN there."""
+    x, y = logits_labels(dtype)
+    x = x.copy()
+    x[:, [1, 3]] = -np.inf
+    y = np.where(np.isin(y, [1, 3]), 0, y)
+    t = np.random.default_rng(6).dirichlet(np.ones(C), size=B)
+    t[:, [1, 3]] = 0.0
+    t = (t / t.sum(-1, keepdims=True)).astype(dtype)
+    assert np.isnan(float(optax.losses.softmax_cross_entropy(x, t).mean()))
+    ref_v, ref_g = jax_value_and_grads(lambda a: optax.losses.safe_softmax_cross_entropy(a, t).mean(), (x,))
+    check_reference(lambda a: jaxloss.cross_entropy(a, t), ref_v, ref_g, (x,), dtype)
+    onehot = np.eye(C, dtype=dtype)[y]
+    ref_v, ref_g = jax_value_and_grads(lambda a: optax.losses.safe_softmax_cross_entropy(a, onehot).mean(), (x,))
+    check_reference(lambda a: jaxloss.cross_entropy(a, y), ref_v, ref_g, (x,), dtype)
