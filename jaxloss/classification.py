@@ -23,6 +23,16 @@ __all__ = [
     "multiclass_hinge",
     "multi_margin",
     "smooth_labels",
+    "soft_margin",
+    "multilabel_soft_margin",
+    "multilabel_margin",
+    "poly1",
+    "generalized_cross_entropy",
+    "categorical_hinge",
+    "perceptron",
+    "multiclass_perceptron",
+    "sparsemax",
+    "multiclass_sparsemax",
 ]
 
 
@@ -386,12 +396,6 @@ def smooth_labels(labels, alpha, *, num_classes=None):
 # cross-entropy, Keras' categorical hinge, perceptron and sparsemax losses.
 # ---------------------------------------------------------------------------------------------------------
 
-__all__ += [
-    "soft_margin",
-    "multilabel_soft_margin",
-    "multilabel_margin",
-]
-
 
 def soft_margin(scores, labels, *, weights=None, where=None, reduction="mean"):
     """Soft-margin (logistic) loss, elementwise: ``log(1 + exp(-y * s))``.
@@ -503,13 +507,6 @@ def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, redu
     gaps = jax.nn.relu(1.0 - (s_target[..., :, None] - s[..., None, :]))  # [..., K, C]
     pairs = active[..., :, None] & ~is_target[..., None, :]
     return ctx.reduce(jnp.sum(jnp.where(pairs, gaps, 0.0), axis=(-2, -1)) / num_classes, weights=weights)
-
-
-__all__ += [
-    "poly1",
-    "generalized_cross_entropy",
-    "categorical_hinge",
-]
 
 
 def poly1(logits, labels, *, epsilon=2.0, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
@@ -650,14 +647,6 @@ def categorical_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=Non
         pos = jnp.sum(t * s, axis=-1)
         neg = jnp.max((1.0 - t) * s, axis=-1)
     return ctx.reduce(jax.nn.relu(1.0 + neg - pos), weights=weights)
-
-
-__all__ += [
-    "perceptron",
-    "multiclass_perceptron",
-    "sparsemax",
-    "multiclass_sparsemax",
-]
 
 
 def perceptron(scores, labels, *, weights=None, where=None, reduction="mean"):

@@ -85,9 +85,19 @@ def all_finite(tree) -> bool:
 
 
 def jax_value_and_grads(fn: Callable, arrays: Sequence, argnums=(0,), **kw):
-    """``(value, grads)`` of ``fn(*arrays, **kw)`` with respect to ``argnums`` (a scalar output)."""
-    value, grads = jax.value_and_grad(lambda *a: fn(*a, **kw), argnums=tuple(argnums))(*[jnp.asarray(a) for a in arrays])
+    """``(value, grads)`` of ``fn(*arrays, **kw)`` with respect to ``argnums`` (a scalar output).
+
+    Computed under one ``jax.jit`` (``kw`` are bound statically), which compiles once instead of once per
+    primitive; eager calls are compared with jitted ones by the contract's ``jit_equals_eager``.
+    """
+    f = jax.jit(jax.value_and_grad(lambda *a: fn(*a, **kw), argnums=tuple(argnums)))
+    value, grads = f(*[jnp.asarray(a) for a in arrays])
     return np.asarray(value), [np.asarray(g) for g in grads]
+
+
+def jitted(fn: Callable, **kw):
+    """``fn`` with keyword arguments bound (static ones included), under ``jax.jit``."""
+    return jax.jit(lambda *a, **traced: fn(*a, **traced, **kw))
 
 
 def torch_value_and_grads(tfn: Callable, arrays: Sequence, argnums=(0,)):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
-from harness import DTYPES, all_finite, assert_close, jax_value_and_grads, torch_value_and_grads
+from harness import check_reference as check, jax_value_and_grads as jit_value_and_grads, jitted, DTYPES, all_finite, assert_close, jax_value_and_grads, torch_value_and_grads
 
 B, D = 6, 4
 
@@ -26,25 +26,6 @@ def vectors(dtype, seed=0, n=2, shape=(B, D)):
 
 def signs(seed=1, shape=(B,), dtype=np.float64):
     return np.random.default_rng(seed).choice([-1.0, 1.0], size=shape).astype(dtype)
-
-
-def jit_value_and_grads(fn, arrays, argnums=(0,)):
-    """(value, grads) of a JAX function (jaxloss, or an optax / Keras-on-JAX reference) under one jax.jit."""
-    v, g = jax.jit(jax.value_and_grad(fn, argnums=argnums))(*[jnp.asarray(a) for a in arrays])
-    return np.asarray(v), [np.asarray(x) for x in g]
-
-
-def check(jfn, ref_value, ref_grads, arrays, dtype, argnums=(0,), rtol=None, atol=None, **kw):
-    """harness.check_reference with jaxloss's value and gradients computed under one jax.jit (fast)."""
-    value, grads = jit_value_and_grads(lambda *a: jfn(*a, **kw), arrays, tuple(argnums))
-    assert_close(value, ref_value, dtype, rtol=rtol, atol=atol, err_msg="value")
-    for i, (g, r) in enumerate(zip(grads, ref_grads)):
-        assert_close(g, r, dtype, rtol=rtol, atol=atol, err_msg=f"gradient of argument {argnums[i]}")
-
-
-def jitted(fn, **kw):
-    """``fn`` with keyword arguments bound (static ones included), under jax.jit."""
-    return jax.jit(lambda *a, **traced: fn(*a, **traced, **kw))
 
 
 # ----------------------------------------------------------------------------------------- cosine family

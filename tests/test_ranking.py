@@ -11,28 +11,9 @@ import optax
 import pytest
 
 import jaxloss
-from harness import DTYPES, all_finite, assert_close
+from harness import check_reference as check, jax_value_and_grads as jit_value_and_grads, jitted, DTYPES, all_finite, assert_close
 
 B, L = 4, 6
-
-
-def jit_value_and_grads(fn, arrays, argnums=(0,)):
-    """(value, grads) of a JAX function (jaxloss, or an optax reference) under one jax.jit."""
-    v, g = jax.jit(jax.value_and_grad(fn, argnums=argnums))(*[jnp.asarray(a) for a in arrays])
-    return np.asarray(v), [np.asarray(x) for x in g]
-
-
-def check(jfn, ref_value, ref_grads, arrays, dtype, argnums=(0,), rtol=None, atol=None, **kw):
-    """harness.check_reference with jaxloss's value and gradients computed under one jax.jit (fast)."""
-    value, grads = jit_value_and_grads(lambda *a: jfn(*a, **kw), arrays, tuple(argnums))
-    assert_close(value, ref_value, dtype, rtol=rtol, atol=atol, err_msg="value")
-    for i, (g, r) in enumerate(zip(grads, ref_grads)):
-        assert_close(g, r, dtype, rtol=rtol, atol=atol, err_msg=f"gradient of argument {argnums[i]}")
-
-
-def jitted(fn, **kw):
-    """``fn`` with keyword arguments bound (static ones included), under jax.jit."""
-    return jax.jit(lambda *a, **traced: fn(*a, **traced, **kw))
 
 
 def lists(dtype, seed=0, b=B, n=L):
