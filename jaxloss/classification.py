@@ -61,8 +61,11 @@ def cross_entropy(
     ``sum w[y]`` over unmasked examples: exactly PyTorch's ``cross_entropy(weight=, label_smoothing=,
     ignore_index=)``.
 
-    Logits of ``-inf`` (masked classes) are allowed: where the target is 0 they contribute 0, with finite
-    gradients (optax's ``safe_softmax_cross_entropy``).
+    Logits of ``-inf`` (masked classes) are allowed with integer labels: finite values and gradients, as
+    optax's ``safe_softmax_cross_entropy``. With label smoothing every class receives target mass, so the
+    loss is then truly infinite (as in PyTorch). With probability targets the logits must be finite (use a
+    large negative number such as ``-1e9`` for masked classes): a guard there would double the compiled
+    temporary memory of the common case.
 
     Probability targets (float, the logits' shape): ``-sum_c w[c] * t'[c] * log_softmax(x)[c]`` with
     ``t' = (1 - eps) * t + eps / C``; ``"mean"`` is the plain mean over examples (as in PyTorch).
@@ -103,9 +106,6 @@ def cross_entropy(
     num_classes = x.shape[-1]
     eps = ctx.cast(label_smoothing)
     cw = _core.class_weight_array(class_weights, num_classes, ctx.dtype)
-    # -inf logits (a masked vocabulary) become the most negative finite value: a zero target there then
-    # contributes exactly 0 instead of 0 * inf = NaN (optax's safe_softmax_cross_entropy), at no extra pass.
-    x = jnp.maximum(x, jnp.finfo(x.dtype).min)
     lse = jax.nn.logsumexp(x, axis=-1)
     smoothing, z = not _core.is_zero(label_smoothing), not _core.is_zero(z_loss)
     if is_int:
@@ -123,7 +123,8 @@ def cross_entropy(
     target = (1.0 - eps) * t + eps / num_classes if smoothing else t
     if cw is not None:
         target = target * cw
-    # -sum t log_softmax(x): the form XLA fuses best (sum(t * (lse - x)) is ~15% slower on CPU)
+    # -sum t log_softmax(x): the form XLA fuses best (sum(t * (lse - x)) is ~15% slower on CPU; a clamp for
+    # -inf logits here would double the compiled temporary memory, so probability targets need finite logits)
     loss = -jnp.sum(target * jax.nn.log_softmax(x, axis=-1), axis=-1)
     if z:
         loss = loss + ctx.cast(z_loss) * jnp.square(lse)
@@ -514,8 +515,11 @@ def poly1(logits, labels, *, epsilon=2.0, axis=-1, ignore_index=None, weights=No
 
     Integer labels: ``-log p_y + epsilon * (1 - p_y)``, computed from ``log p_y = x_y - logsumexp(x)``
     without a one-hot; ``1 - p_y = -expm1(log p_y)`` stays accurate when ``p_y`` is close to 1.
-    Logits of ``-inf`` (masked classes) are allowed: where the target is 0 they contribute 0, with finite
-    gradients (optax's ``safe_softmax_cross_entropy``).
+    Logits of ``-inf`` (masked classes) are allowed with integer labels: finite values and gradients, as
+    optax's ``safe_softmax_cross_entropy``. With label smoothing every class receives target mass, so the
+    loss is then truly infinite (as in PyTorch). With probability targets the logits must be finite (use a
+    large negative number such as ``-1e9`` for masked classes): a guard there would double the compiled
+    temporary memory of the common case.
 
     Probability targets (float, the logits' shape): ``-sum_c t_c log p_c + epsilon * sum_c t_c (1 - p_c)``,
     optax's ``poly_loss_cross_entropy``.

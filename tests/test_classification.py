@@ -315,18 +315,12 @@ def test_smooth_labels_against_optax():
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_cross_entropy_minus_inf_logits_against_optax_safe(dtype):
-    """Masked classes (logits -inf, zero target): optax.safe_softmax_cross_entropy values and gradients;
-    plain optax.softmax_cross_entropy gives NaN there."""
+    """Masked classes (logits -inf) with integer labels: optax.safe_softmax_cross_entropy values and gradients; plain optax.softmax_cross_entropy gives NaN."""
     x, y = logits_labels(dtype)
     x = x.copy()
     x[:, [1, 3]] = -np.inf
     y = np.where(np.isin(y, [1, 3]), 0, y)
-    t = np.random.default_rng(6).dirichlet(np.ones(C), size=B)
-    t[:, [1, 3]] = 0.0
-    t = (t / t.sum(-1, keepdims=True)).astype(dtype)
-    assert np.isnan(float(optax.losses.softmax_cross_entropy(x, t).mean()))
-    ref_v, ref_g = jax_value_and_grads(lambda a: optax.losses.safe_softmax_cross_entropy(a, t).mean(), (x,))
-    check_reference(lambda a: jaxloss.cross_entropy(a, t), ref_v, ref_g, (x,), dtype)
     onehot = np.eye(C, dtype=dtype)[y]
+    assert np.isnan(float(optax.losses.softmax_cross_entropy(x, onehot).mean()))
     ref_v, ref_g = jax_value_and_grads(lambda a: optax.losses.safe_softmax_cross_entropy(a, onehot).mean(), (x,))
     check_reference(lambda a: jaxloss.cross_entropy(a, y), ref_v, ref_g, (x,), dtype)
