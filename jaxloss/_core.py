@@ -233,6 +233,10 @@ class LossContext:
         m = self.mask.reshape(self.mask.shape + (1,) * (x.ndim - self.mask.ndim))
         return jnp.where(m, x, jnp.asarray(value, x.dtype))
 
+    def value_check(self, ok: Array, message: str) -> None:
+        """A checked-mode check (see :func:`checked`) of unmasked entries only: masked entries may hold anything."""
+        value_check(ok if self.mask is None else ok | ~self.mask, message)
+
     def cast(self, x: ArrayLike) -> Array:
         """``x`` (a hyperparameter or a float input) as an array of the compute dtype."""
         return jnp.asarray(x, self.dtype)

@@ -121,35 +121,24 @@ def fit_ready_objectives(max_steps: int = 1000, mlp_epochs: int = 30, seed: int 
             print(f"  fitted {name:<20s} on {dataset:<14s} {seconds:5.1f} s")
 
     x, y = datasets.load_diabetes(return_X_y=True)
-    x_tr, y_tr, x_te, y_te = _split_standardize(x, y, seed, scale_y=True)
-    regression = [
-        ("least squares", jaxloss.least_squares()),
-        ("lasso", jaxloss.lasso(0.02)),
-        ("Huber", jaxloss.huber_regression(1.35, 1e-3)),
-    ]
-    for name, obj in regression:
-        if names is not None and name not in names:
-            continue
-        t0 = time.perf_counter()
-        res = jaxloss.minimize(obj, obj.init_params(x_tr), (x_tr, y_tr), max_steps=max_steps, tol=1e-5)
-        jax.block_until_ready(res.params)
-        seconds = time.perf_counter() - t0
-        record(name, "diabetes", res, seconds, _r2(obj.predict(res.params, x_te), y_te), "R^2")
-
+    diabetes = ("diabetes", *_split_standardize(x, y, seed, scale_y=True), _r2, "R^2")
     x, y = datasets.load_breast_cancer(return_X_y=True)
-    x_tr, y_tr, x_te, y_te = _split_standardize(x, y, seed, stratify=True)
-    classification = [
-        ("logistic regression", jaxloss.logistic_regression(1e-2)),
-        ("linear SVM", jaxloss.linear_svm(1e-2, loss="squared_hinge")),
+    cancer = ("breast cancer", *_split_standardize(x, y, seed, stratify=True), _accuracy_binary, "accuracy")
+    full_batch = [
+        ("least squares", jaxloss.least_squares(), diabetes),
+        ("lasso", jaxloss.lasso(0.02), diabetes),
+        ("Huber", jaxloss.huber_regression(1.35, 1e-3), diabetes),
+        ("logistic regression", jaxloss.logistic_regression(1e-2), cancer),
+        ("linear SVM", jaxloss.linear_svm(1e-2, loss="squared_hinge"), cancer),
     ]
-    for name, obj in classification:
+    for name, obj, (dataset, x_tr, y_tr, x_te, y_te, score, score_name) in full_batch:
         if names is not None and name not in names:
             continue
         t0 = time.perf_counter()
         res = jaxloss.minimize(obj, obj.init_params(x_tr), (x_tr, y_tr), max_steps=max_steps, tol=1e-5)
         jax.block_until_ready(res.params)
         seconds = time.perf_counter() - t0
-        record(name, "breast cancer", res, seconds, _accuracy_binary(obj.predict(res.params, x_te), y_te), "accuracy")
+        record(name, dataset, res, seconds, score(obj.predict(res.params, x_te), y_te), score_name)
 
     if names is not None and "MLP cross-entropy" not in names:
         return rows, curves

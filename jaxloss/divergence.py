@@ -115,9 +115,7 @@ def generalized_kl(predictions, targets, *, axis=-1, weights=None, where=None, r
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction, axis=axis, fill=(1.0, 1.0))
     ok = (p >= 0) & (t >= 0)
     ok_all = jnp.all(ok, axis=-1)
-    _core.value_check(
-        ok_all if ctx.mask is None else ok_all | ~ctx.mask, "generalized_kl needs non-negative predictions and targets"
-    )
+    ctx.value_check(ok_all, "generalized_kl needs non-negative predictions and targets")
     pos_p = p > 0
     log_p = jnp.where(pos_p, jnp.log(jnp.where(pos_p, p, 1.0)), -jnp.inf)
     t_safe = jnp.where(ok, t, 1.0)

@@ -239,7 +239,7 @@ def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
     """
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
     ok = (p > -1.0) & (t > -1.0)
-    _core.value_check(ok if ctx.mask is None else ok | ~ctx.mask, "msle needs predictions and targets > -1")
+    ctx.value_check(ok, "msle needs predictions and targets > -1")
     return ctx.reduce(jnp.square(_log1p_extended(p) - _log1p_extended(t)), weights=weights)
 
 
@@ -285,7 +285,7 @@ def poisson_nll(
         loss = jnp.exp(x) - t * x
     else:
         ok = x >= 0
-        _core.value_check(ok if ctx.mask is None else ok | ~ctx.mask, "poisson_nll rates must be >= 0 (log_input=False)")
+        ctx.value_check(ok, "poisson_nll rates must be >= 0 (log_input=False)")
         loss = x - t * jnp.log(x + ctx.cast(eps))
     if full:
         big = t > 1
@@ -336,7 +336,7 @@ def gaussian_nll(
     _core.check_broadcastable(v, shape, "var", target=f"the predictions, of shape {shape}")
     v = ctx.fill(jnp.broadcast_to(v.astype(ctx.dtype), shape), 1.0)
     ok = v >= 0
-    _core.value_check(ok if ctx.mask is None else ok | ~ctx.mask, "gaussian_nll: var must be non-negative")
+    ctx.value_check(ok, "gaussian_nll: var must be non-negative")
     # value max(v, eps); gradient 1 with respect to v (PyTorch's in-place no_grad clamp)
     v_c = jax.lax.stop_gradient(jnp.maximum(v, ctx.cast(eps))) + (v - jax.lax.stop_gradient(v))
     loss = 0.5 * (jnp.log(v_c) + jnp.square(p - t) / v_c)
@@ -397,7 +397,7 @@ def tweedie(predictions, targets, *, power=1.5, weights=None, where=None, reduct
         ok = ok & (t >= 0)
     elif pw >= 2.0:
         ok = ok & (t > 0)
-    _core.value_check(ok if ctx.mask is None else ok | ~ctx.mask, f"tweedie(power={pw}): targets/predictions outside the domain")
+    ctx.value_check(ok, f"tweedie(power={pw}): targets/predictions outside the domain")
     mu = jnp.where(ok, mu, 1.0)
     t = jnp.where(ok, t, 1.0)
     if pw == 1.0:
