@@ -10,6 +10,7 @@ from jaxloss import (
     classification,
     divergence,
     embedding,
+    fenchel,
     fused,
     objectives,
     optimize,
@@ -26,6 +27,7 @@ from jaxloss._core import checked
 from jaxloss.classification import *  # noqa: F401,F403
 from jaxloss.divergence import *  # noqa: F401,F403
 from jaxloss.embedding import *  # noqa: F401,F403
+from jaxloss.fenchel import *  # noqa: F401,F403
 from jaxloss.fused import *  # noqa: F401,F403
 from jaxloss.objectives import *  # noqa: F401,F403
 from jaxloss.optimize import *  # noqa: F401,F403
@@ -40,7 +42,7 @@ from jaxloss.sequence import *  # noqa: F401,F403
 __version__ = "0.1.0"
 
 _MODULES = (
-    regression, classification, divergence, embedding, ranking, sequence, segmentation, rl, fused,
+    regression, classification, divergence, embedding, ranking, sequence, segmentation, rl, fenchel, fused,
     regularizers, objectives, optimize, per_sample,
 )
 
