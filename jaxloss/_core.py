@@ -291,7 +291,7 @@ class Domain:
 
     def specs(self, name, options):
         spec = self.inputs.get(name, self.hypers.get(name))
-        return _active_specs(spec, self.options(options or {}))
+        return [] if spec is None else _active_specs(spec, self.options(options or {}))
 
 
 def domain(**specs) -> Callable:
