@@ -576,6 +576,28 @@ def _and_mask(a: Optional[Array], b: Optional[Array]) -> Optional[Array]:
     return a & b
 
 
+def split_mask(
+    where: Optional[ArrayLike], items_shape: Sequence[int], *, groups: bool = True, what: str = "the items"
+) -> Tuple[Optional[Array], Optional[Array]]:
+    """Splits ``where`` of a loss over groups of items (lists of a ranking, groups of embeddings).
+
+    ``where`` with the items' rank (broadcastable to ``items_shape = [..., N]``) masks single items; with a
+    lower rank (only when ``groups``) it masks whole groups ``[...]``. Returns ``(item_mask, group_mask)``,
+    each broadcast to its shape or ``None``.
+    """
+    if where is None:
+        return None, None
+    w = jnp.asarray(where)
+    if w.dtype != jnp.bool_:
+        raise TypeError(f"where must be a boolean mask; got dtype {w.dtype}")
+    items_shape = tuple(items_shape)
+    if not groups or w.ndim == len(items_shape):
+        check_broadcastable(w, items_shape, "where", what)
+        return jnp.broadcast_to(w, items_shape), None
+    check_broadcastable(w, items_shape[:-1], "where", "the groups")
+    return None, jnp.broadcast_to(w, items_shape[:-1])
+
+
 def prepare(
     *arrays: ArrayLike,
     names: Sequence[str] = ("predictions", "targets"),
