@@ -87,6 +87,7 @@ def mean_bias_error(predictions, targets, *, weights=None, where=None, reduction
     return ctx.reduce(p - t, weights=weights)
 
 
+@_core.domain(delta=_core.POSITIVE)
 def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reduction="mean"):
     """Huber loss: quadratic for small errors, linear for large ones.
 
@@ -101,8 +102,8 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
       >>> print(jaxloss.huber(jnp.array([0.5, 3.0]), jnp.zeros(2)))
       1.3125
     """
-    _core.check_hyper(delta, "delta", low=0.0, low_open=True)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(huber, delta=delta)
     delta = ctx.cast(delta)
     abs_err = jnp.abs(p - t)
     quad = jnp.minimum(abs_err, delta)
@@ -110,6 +111,7 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
     return ctx.reduce(0.5 * quad * quad + delta * (abs_err - quad), weights=weights)
 
 
+@_core.domain(beta=_core.NONNEGATIVE)
 def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduction="mean"):
     """Smooth L1 loss (PyTorch's ``smooth_l1_loss``): ``huber(delta=beta) / beta``.
 
@@ -121,8 +123,8 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
       >>> print(jaxloss.smooth_l1(jnp.array([0.5, 3.0]), jnp.zeros(2), beta=1.0))
       1.3125
     """
-    _core.check_hyper(beta, "beta", low=0.0)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(smooth_l1, beta=beta)
     beta = ctx.cast(beta)
     abs_err = jnp.abs(p - t)
     small = abs_err < beta
@@ -147,6 +149,7 @@ def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"
     return ctx.reduce(jnp.logaddexp(e, -e) - _LN2, weights=weights)
 
 
+@_core.domain(tau=_core.PROBABILITY)
 def quantile(predictions, targets, *, tau=0.5, weights=None, where=None, reduction="mean"):
     """Quantile (pinball) loss: ``max(tau * (t - p), (tau - 1) * (t - p))``.
 
@@ -161,8 +164,8 @@ def quantile(predictions, targets, *, tau=0.5, weights=None, where=None, reducti
       >>> print(jaxloss.quantile(jnp.array([0.0, 0.0]), jnp.array([1.0, -1.0]), tau=0.9))
       0.5
     """
-    _core.check_hyper(tau, "tau", low=0.0, high=1.0)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(quantile, tau=tau)
     tau = ctx.cast(tau)
     diff = t - p
     return ctx.reduce(jnp.maximum(tau * diff, (tau - 1.0) * diff), weights=weights)
@@ -175,6 +178,7 @@ def quantile(predictions, targets, *, tau=0.5, weights=None, where=None, reducti
 _F64_EPS = float(np.finfo(np.float64).eps)
 
 
+@_core.domain(eps=_core.POSITIVE)
 def mape(predictions, targets, *, eps=_F64_EPS, weights=None, where=None, reduction="mean"):
     """Mean absolute percentage error as a fraction: ``|p - t| / max(|t|, eps)`` per element.
 
@@ -200,9 +204,13 @@ def mape(predictions, targets, *, eps=_F64_EPS, weights=None, where=None, reduct
       >>> print(round(float(jaxloss.mape(jnp.array([1.5, 1.0]), jnp.array([1.0, 2.0]))), 4))
       0.5
     """
-    _core.check_hyper(eps, "eps", low=0.0, low_open=True)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
-    return ctx.reduce(jnp.abs(p - t) / jnp.maximum(jnp.abs(t), ctx.cast(eps)), weights=weights)
+    ctx = ctx.enforce(mape, eps=eps)
+    eps = ctx.cast(eps)
+    abs_t = jnp.abs(t)
+    big = abs_t > eps
+    # double where: the eps branch divides by a constant, so its second derivative has no 1/eps^3 (0 in f32)
+    return ctx.reduce(jnp.abs(p - t) / jnp.where(big, abs_t, eps), weights=weights)
 
 
 def _log1p_extended(x):
@@ -218,6 +226,7 @@ def _log1p_extended(x):
     return jnp.where(inside, jnp.log1p(jnp.where(inside, x, 0.0)), math.log(d) + (x - lo) / d)
 
 
+@_core.domain(targets=_core.Interval(-1.0, low_open=True))
 def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
     """Mean squared logarithmic error: ``(log1p(p) - log1p(t))^2`` per element.
 
@@ -226,8 +235,9 @@ def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
     at ``1e-7``.
 
     Inputs ``<= -1`` are outside the domain (scikit-learn raises; Keras clips every input below at
-    ``1e-7``, which also zeroes the gradient of all negative predictions). jaxloss keeps them finite and
-    never NaN: below ``-1 + eps`` (``eps`` the compute dtype's machine epsilon) ``log1p`` is continued by
+    ``1e-7``, which also zeroes the gradient of all negative predictions). Targets ``<= -1`` give NaN (the
+    jaxloss domain policy). Predictions ``<= -1`` are a decision apart, so that training can recover
+    from them: they stay finite and never NaN: below ``-1 + eps`` (``eps`` the compute dtype's machine epsilon) ``log1p`` is continued by
     its tangent line, so such an entry gets a huge finite loss (order ``(x / eps)^2``) and a gradient that
     pushes it back above ``-1``. :func:`jaxloss.checked` reports them. Use a non-negative output
     (``softplus``, ``exp``) for predictions.
@@ -238,8 +248,8 @@ def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
       1.0
     """
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
-    ok = (p > -1.0) & (t > -1.0)
-    ctx.value_check(ok, "msle needs predictions and targets > -1")
+    ctx.value_check(p > -1.0, "msle needs predictions and targets > -1")
+    ctx = ctx.enforce(msle, targets=t)
     return ctx.reduce(jnp.square(_log1p_extended(p) - _log1p_extended(t)), weights=weights)
 
 
@@ -248,6 +258,7 @@ def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
 # ---------------------------------------------------------------------------------------------------------
 
 
+@_core.domain(targets=_core.NONNEGATIVE, predictions=_core.when("log_input", False, _core.NONNEGATIVE), eps=_core.NONNEGATIVE)
 def poisson_nll(
     predictions, targets, *, log_input=True, full=False, eps=1e-8, weights=None, where=None, reduction="mean"
 ):
@@ -277,15 +288,13 @@ def poisson_nll(
       >>> print(round(float(jaxloss.poisson_nll(jnp.array([0.0, 1.0]), jnp.array([1.0, 2.0]))), 4))
       0.8591
     """
-    _core.check_hyper(eps, "eps", low=0.0)
     ctx, (x, t) = _core.prepare(
         predictions, targets, where=where, reduction=reduction, fill=(0.0 if log_input else 1.0, 1.0)
     )
+    ctx = ctx.enforce(poisson_nll, dict(log_input=log_input), predictions=x, targets=t, eps=eps)
     if log_input:
         loss = jnp.exp(x) - t * x
     else:
-        ok = x >= 0
-        ctx.value_check(ok, "poisson_nll rates must be >= 0 (log_input=False)")
         loss = x - t * jnp.log(x + ctx.cast(eps))
     if full:
         big = t > 1
@@ -295,6 +304,7 @@ def poisson_nll(
     return ctx.reduce(loss, weights=weights)
 
 
+@_core.domain(var=_core.NONNEGATIVE, eps=_core.NONNEGATIVE)
 def gaussian_nll(
     predictions, targets, var, *, full=False, eps=1e-6, weights=None, where=None, reduction="mean"
 ):
@@ -327,7 +337,6 @@ def gaussian_nll(
       >>> print(round(float(jaxloss.gaussian_nll(jnp.array([1.0]), jnp.array([3.0]), jnp.array([2.0]))), 4))
       1.3466
     """
-    _core.check_hyper(eps, "eps", low=0.0)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
     v = _core.float_array(var, "var")
     shape = tuple(ctx.loss_shape)
@@ -335,14 +344,13 @@ def gaussian_nll(
         v = v[..., None]
     _core.check_broadcastable(v, shape, "var", target=f"the predictions, of shape {shape}")
     v = ctx.fill(jnp.broadcast_to(v.astype(ctx.dtype), shape), 1.0)
-    ok = v >= 0
-    ctx.value_check(ok, "gaussian_nll: var must be non-negative")
+    ctx = ctx.enforce(gaussian_nll, var=v, eps=eps)
     # value max(v, eps); gradient 1 with respect to v (PyTorch's in-place no_grad clamp)
     v_c = jax.lax.stop_gradient(jnp.maximum(v, ctx.cast(eps))) + (v - jax.lax.stop_gradient(v))
     loss = 0.5 * (jnp.log(v_c) + jnp.square(p - t) / v_c)
     if full:
         loss = loss + 0.5 * math.log(2.0 * math.pi)
-    return ctx.reduce(jnp.where(ok, loss, jnp.nan), weights=weights)
+    return ctx.reduce(loss, weights=weights)
 
 
 def _static_power(power) -> float:
@@ -358,6 +366,13 @@ def _static_power(power) -> float:
     return p
 
 
+@_core.domain(
+    predictions=_core.Cond("power", lambda p: float(p) != 0.0, _core.POSITIVE, "(unless power=0)"),
+    targets=(
+        _core.Cond("power", lambda p: 1.0 <= float(p) < 2.0, _core.NONNEGATIVE, "(for 1 <= power < 2)"),
+        _core.Cond("power", lambda p: float(p) >= 2.0, _core.POSITIVE, "(for power >= 2)"),
+    ),
+)
 def tweedie(predictions, targets, *, power=1.5, weights=None, where=None, reduction="mean"):
     """Tweedie unit deviance ``d(t, mu)`` (scikit-learn's ``mean_tweedie_deviance``), elementwise.
 
@@ -392,12 +407,8 @@ def tweedie(predictions, targets, *, power=1.5, weights=None, where=None, reduct
     ctx, (mu, t) = _core.prepare(predictions, targets, where=where, reduction=reduction, fill=(1.0, 1.0))
     if pw == 0.0:
         return ctx.reduce(jnp.square(t - mu), weights=weights)
-    ok = mu > 0
-    if 1.0 <= pw < 2.0:
-        ok = ok & (t >= 0)
-    elif pw >= 2.0:
-        ok = ok & (t > 0)
-    ctx.value_check(ok, f"tweedie(power={pw}): targets/predictions outside the domain")
+    ctx = ctx.enforce(tweedie, dict(power=pw), predictions=mu, targets=t)
+    ok = ~ctx.invalid
     mu = jnp.where(ok, mu, 1.0)
     t = jnp.where(ok, t, 1.0)
     if pw == 1.0:
@@ -411,7 +422,7 @@ def tweedie(predictions, targets, *, power=1.5, weights=None, where=None, reduct
             - t * jnp.power(mu, 1.0 - pw) / (1.0 - pw)
             + jnp.power(mu, 2.0 - pw) / (2.0 - pw)
         )
-    return ctx.reduce(jnp.where(ok, dev, jnp.nan), weights=weights)
+    return ctx.reduce(dev, weights=weights)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -445,6 +456,7 @@ def _barron(x, alpha, scale):
     return jnp.where(pos_inf, jnp.expm1(0.5 * jnp.where(pos_inf, z, 0.0)), loss)
 
 
+@_core.domain(scale=_core.POSITIVE)
 def general_robust(predictions, targets, *, alpha=1.0, scale=1.0, weights=None, where=None, reduction="mean"):
     """Barron's general and adaptive robust loss ``rho(x, alpha, c)`` of ``x = p - t``, elementwise.
 
@@ -483,22 +495,23 @@ def general_robust(predictions, targets, *, alpha=1.0, scale=1.0, weights=None, 
       >>> print(round(float(jaxloss.general_robust(jnp.array([3.0]), jnp.array([0.0]), alpha=0.0)), 4))
       1.7047
     """
-    _core.check_hyper(scale, "scale", low=0.0, low_open=True)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(general_robust, scale=scale)
     alpha, scale = ctx.cast(alpha), ctx.cast(scale)
     _core.check_broadcastable(alpha, ctx.loss_shape, "alpha")
     _core.check_broadcastable(scale, ctx.loss_shape, "scale")
     return ctx.reduce(_barron(p - t, alpha, scale), weights=weights)
 
 
-def _scaled_sq(predictions, targets, scale, where, reduction):
-    _core.check_hyper(scale, "scale", low=0.0, low_open=True)
+def _scaled_sq(loss, predictions, targets, scale, where, reduction):
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(loss, scale=scale)
     scale = ctx.cast(scale)
     _core.check_broadcastable(scale, ctx.loss_shape, "scale")
     return ctx, jnp.square((p - t) / scale)
 
 
+@_core.domain(scale=_core.POSITIVE)
 def cauchy(predictions, targets, *, scale=1.0, weights=None, where=None, reduction="mean"):
     """Cauchy (Lorentzian) loss ``log(0.5 (x/c)^2 + 1)``, ``x = p - t``: :func:`general_robust` at ``alpha = 0``.
 
@@ -513,10 +526,11 @@ def cauchy(predictions, targets, *, scale=1.0, weights=None, where=None, reducti
       >>> print(round(float(jaxloss.cauchy(jnp.array([2.0]), jnp.array([0.0]), scale=2.0)), 4))
       0.4055
     """
-    ctx, z = _scaled_sq(predictions, targets, scale, where, reduction)
+    ctx, z = _scaled_sq(cauchy, predictions, targets, scale, where, reduction)
     return ctx.reduce(jnp.log1p(0.5 * z), weights=weights)
 
 
+@_core.domain(scale=_core.POSITIVE)
 def geman_mcclure(predictions, targets, *, scale=1.0, weights=None, where=None, reduction="mean"):
     """Geman-McClure loss ``2 (x/c)^2 / ((x/c)^2 + 4)``, ``x = p - t``: :func:`general_robust` at ``alpha = -2``.
 
@@ -530,10 +544,11 @@ def geman_mcclure(predictions, targets, *, scale=1.0, weights=None, where=None, 
       >>> print(round(float(jaxloss.geman_mcclure(jnp.array([2.0]), jnp.array([0.0]))), 4))
       1.0
     """
-    ctx, z = _scaled_sq(predictions, targets, scale, where, reduction)
+    ctx, z = _scaled_sq(geman_mcclure, predictions, targets, scale, where, reduction)
     return ctx.reduce(2.0 * z / (z + 4.0), weights=weights)
 
 
+@_core.domain(scale=_core.POSITIVE)
 def welsch(predictions, targets, *, scale=1.0, weights=None, where=None, reduction="mean"):
     """Welsch (Leclerc) loss ``1 - exp(-0.5 (x/c)^2)``, ``x = p - t``: :func:`general_robust` at ``alpha = -inf``.
 
@@ -547,5 +562,5 @@ def welsch(predictions, targets, *, scale=1.0, weights=None, where=None, reducti
       >>> print(round(float(jaxloss.welsch(jnp.array([2.0]), jnp.array([0.0]), scale=2.0)), 4))
       0.3935
     """
-    ctx, z = _scaled_sq(predictions, targets, scale, where, reduction)
+    ctx, z = _scaled_sq(welsch, predictions, targets, scale, where, reduction)
     return ctx.reduce(-jnp.expm1(-0.5 * z), weights=weights)

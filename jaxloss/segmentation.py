@@ -30,6 +30,8 @@ from jaxloss.sequence import _context
 
 __all__ = ["dice", "tversky", "jaccard", "generalized_dice"]
 
+_TARGETS = _core.ClassIndex(probabilities=True)  # integer labels ({0, 1} for one channel) or maps in [0, 1]
+
 
 def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, where, reduction):
     """Validates the inputs and returns ``(ctx, TP, P, T)``, each ``[*batch, C]`` summed over the pixels."""
@@ -65,7 +67,7 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
         probs = jax.nn.sigmoid(x) if num_classes == 1 else jax.nn.softmax(x, axis=-1)
     else:
         probs = x
-        _core.value_check((x >= 0) & (x <= 1), "predictions must be probabilities in [0, 1] when from_logits=False")
+        ctx = ctx.enforce(tversky, dict(from_logits=from_logits), predictions=x)
 
     pixel_valid = None
     if is_int:
@@ -83,6 +85,7 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
         onehot = labels[..., None].astype(ctx.dtype) if num_classes == 1 else jax.nn.one_hot(labels, num_classes, dtype=ctx.dtype)
     else:
         onehot = ctx.fill(t.astype(ctx.dtype))
+        ctx = ctx.enforce(tversky, targets=onehot)
     if pixel_valid is not None:
         keep = pixel_valid[..., None]
         probs = jnp.where(keep, probs, 0.0)
@@ -105,6 +108,7 @@ def _class_mean(ctx, per_class, class_weights):
     return jnp.sum(per_class * cw, axis=-1) / jnp.sum(cw)
 
 
+@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, alpha=_core.NONNEGATIVE, beta=_core.NONNEGATIVE, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
 def tversky(
     predictions,
     targets,
@@ -172,18 +176,18 @@ def tversky(
       >>> print(round(float(jaxloss.tversky(p, t, alpha=0.3, beta=0.7, smooth=0.0, from_logits=False)), 4))
       0.2562
     """
-    for value, name in ((alpha, "alpha"), (beta, "beta"), (smooth, "smooth"), (epsilon, "epsilon")):
-        _core.check_hyper(value, name, low=0.0)
     ctx, tp, ps, ts = _sums(
         predictions, targets, axis=axis, from_logits=from_logits, batch_dims=batch_dims,
         ignore_index=ignore_index, where=where, reduction=reduction,
     )
+    ctx = ctx.enforce(tversky, alpha=alpha, beta=beta, smooth=smooth, epsilon=epsilon)
     s = ctx.cast(smooth)
     den = tp + ctx.cast(alpha) * (ps - tp) + ctx.cast(beta) * (ts - tp) + s + ctx.cast(epsilon)
     per_class = 1.0 - _ratio(tp + s, den)
     return ctx.reduce(_class_mean(ctx, per_class, class_weights), weights=weights)
 
 
+@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
 def dice(
     predictions,
     targets,
@@ -234,6 +238,7 @@ def dice(
     )
 
 
+@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
 def jaccard(
     predictions,
     targets,
@@ -278,6 +283,7 @@ def jaccard(
     )
 
 
+@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE)
 def generalized_dice(
     predictions,
     targets,
@@ -319,11 +325,11 @@ def generalized_dice(
       >>> print(round(float(jaxloss.generalized_dice(p, t, smooth=0.0, from_logits=False)), 4))
       0.3191
     """
-    _core.check_hyper(smooth, "smooth", low=0.0)
     ctx, tp, ps, ts = _sums(
         predictions, targets, axis=axis, from_logits=from_logits, batch_dims=batch_dims,
         ignore_index=ignore_index, where=where, reduction=reduction,
     )
+    ctx = ctx.enforce(generalized_dice, smooth=smooth)
     present = ts > 0
     w = 1.0 / jnp.square(jnp.where(present, ts, 1.0))
     w_max = jnp.max(jnp.where(present, w, 0.0), axis=-1, keepdims=True)

@@ -131,6 +131,7 @@ def _ctc_per_sequence(x, y, frame_valid, label_valid, log_epsilon, *, blank_id, 
     return loss
 
 
+@_core.domain(labels=_core.ClassIndex(what="label (never blank_id)"))
 def ctc(
     logits,
     labels,
@@ -270,6 +271,7 @@ def ctc(
 # ---------------------------------------------------------------------------------------------------------
 
 
+@_core.domain(labels=_core.CLASS_LABELS, label_smoothing=_core.PROBABILITY)
 def sequence_cross_entropy(
     logits,
     labels,
