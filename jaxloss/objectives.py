@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import sys
+from collections.abc import Mapping
 from typing import Optional, Tuple
 
 import jax
@@ -75,7 +76,18 @@ def _resolve_model(model, vmap_model):
     return model, bool(vmap_model)
 
 
+_BATCH_KEYS = ("inputs", "targets", "weights")
+
+
 def _unpack(batch):
+    if isinstance(batch, Mapping):
+        keys = set(batch)
+        if not {"inputs", "targets"} <= keys or not keys <= set(_BATCH_KEYS):
+            raise ValueError(
+                "a dict batch must have the keys 'inputs' and 'targets' (and optionally 'weights'); "
+                f"got keys {sorted(map(str, keys))}"
+            )
+        return batch["inputs"], batch["targets"], batch.get("weights")
     if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
         raise ValueError(
             "batch must be (inputs, targets) or (inputs, targets, weights); "
@@ -94,8 +106,9 @@ class Objective:
     """``objective(params, batch) -> scalar``: the data term ``loss(model(params, inputs), targets)`` plus
     the regularizer.
 
-    ``batch`` is ``(inputs, targets)`` or ``(inputs, targets, weights)``; with weights, the data term is the
-    loss's weighted mean ``sum(w * l) / sum(w)``. Pure and traceable: ``jax.grad(obj)(params, batch)``,
+    ``batch`` is ``(inputs, targets)``, ``(inputs, targets, weights)`` or a dict with the keys ``"inputs"``,
+    ``"targets"`` and optionally ``"weights"``; with weights, the data term is the loss's weighted mean
+    ``sum(w * l) / sum(w)``. Pure and traceable: ``jax.grad(obj)(params, batch)``,
     ``jax.jit(obj)``. Build one with :func:`objective`.
 
     Attributes:
@@ -214,8 +227,23 @@ class Objective:
         return self._init_params(inputs, targets)
 
     def __repr__(self):
-        loss = getattr(self.loss, "func", self.loss)
-        return f"Objective(model={getattr(self.model, '__name__', self.model)!r}, loss={getattr(loss, '__name__', loss)}, regularizer={self.regularizer!r})"
+        """``Objective(model=mlp, loss=cross_entropy(label_smoothing=0.1), regularizer=l2(strength=0.0001))``."""
+        kwargs = ", ".join(f"{k}={_regs._fmt(v) if _is_hyper(v) else repr(v)}" for k, v in self.loss_kwargs.items())
+        loss = _name(self.loss_fn) + (f"({kwargs})" if kwargs else "")
+        model = "module.__call__" if self.model is _call_module else _name(self.model)
+        vmap = ", vmap_model=True" if self.vmap_model and self.model is not _call_module else ""
+        return f"Objective(model={model}, loss={loss}, regularizer={self.regularizer!r}{vmap})"
+
+
+def _name(fn) -> str:
+    """A function's name for a repr: ``huber``, ``Dense.apply``, ``huber(delta=2.0)`` for a partial."""
+    if isinstance(fn, functools.partial):
+        args = ", ".join(f"{k}={v!r}" for k, v in fn.keywords.items())
+        return f"{_name(fn.func)}({args})"
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not isinstance(owner, type(sys)):
+        return f"{type(owner).__name__}.{getattr(fn, '__name__', '?')}"
+    return getattr(fn, "__name__", type(fn).__name__)
 
 
 def _is_hyper(x) -> bool:
@@ -252,7 +280,8 @@ def objective(model, loss, regularizer=None, *, vmap_model=None, **loss_kwargs) 
     """Composes a model, a loss and a regularizer into a pure ``objective(params, batch) -> scalar``.
 
     ``objective(params, batch) = loss(model(params, inputs), targets[, weights=weights]) + regularizer(params)``
-    with ``batch = (inputs, targets)`` or ``(inputs, targets, weights)``.
+    with ``batch = (inputs, targets)``, ``(inputs, targets, weights)`` or
+    ``{"inputs": ..., "targets": ...[, "weights": ...]}``.
 
     Args:
       model: one of
