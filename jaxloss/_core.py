@@ -935,3 +935,30 @@ def signed_labels(labels: ArrayLike, name: str = "labels") -> Array:
     # y^2 + y - 1 maps 0 -> -1, 1 -> 1, -1 -> -1 with arithmetic only: a select here would stop XLA:CPU from
     # fusing the loss into its reduction (an extra pass and a full-size temporary).
     return labels * labels + labels - 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A context for a loss whose unreduced shape is not an input's shape (sequence and segmentation losses)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def context(
+    loss_shape: Sequence[int],
+    dtype,
+    *,
+    where: Optional[ArrayLike] = None,
+    reduction: str = "mean",
+    invalid: Optional[Array] = None,
+    extra_mask: Optional[Array] = None,
+) -> LossContext:
+    """A :class:`LossContext` for a loss whose unreduced shape ``loss_shape`` is not an input's shape.
+
+    ``dtype`` is the predictions' dtype (the compute dtype is derived from it); ``where`` (the user's mask,
+    broadcastable to ``loss_shape``) is combined with ``extra_mask`` (entries that the loss itself leaves
+    out, e.g. sequences without any valid token). ``reduction`` is validated here.
+    """
+    check_reduction(reduction)
+    mask = _make_mask(where, loss_shape)
+    if extra_mask is not None:
+        mask = _and_mask(mask, jnp.broadcast_to(extra_mask, tuple(loss_shape)))
+    return LossContext(tuple(loss_shape), mask, compute_dtype(dtype), jnp.dtype(dtype), reduction, invalid)

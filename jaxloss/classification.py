@@ -17,7 +17,7 @@ __all__ = [
     "nll",
     "binary_cross_entropy",
     "focal",
-    "categorical_focal",
+    "multiclass_focal",
     "hinge",
     "squared_hinge",
     "multiclass_hinge",
@@ -251,7 +251,7 @@ def focal(logits, labels, *, alpha=None, gamma=2.0, weights=None, where=None, re
 
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES, alpha=_core.NONNEGATIVE, gamma=_core.NONNEGATIVE)
-def categorical_focal(
+def multiclass_focal(
     logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore_index=None, weights=None, where=None, reduction="mean"
 ):
     """Softmax focal loss: ``-sum_c alpha_c * t_c * (1 - p_c)^gamma * log p_c`` per example.
@@ -266,13 +266,13 @@ def categorical_focal(
 
     Examples:
       >>> import jax.numpy as jnp, jaxloss
-      >>> print(round(float(jaxloss.categorical_focal(jnp.zeros((1, 2)), jnp.array([0]), gamma=2.0)), 4))
+      >>> print(round(float(jaxloss.multiclass_focal(jnp.zeros((1, 2)), jnp.array([0]), gamma=2.0)), 4))
       0.1733
     """
     ctx, x, t, is_int = _core.prepare_classes(
         logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
     )
-    ctx = ctx.enforce(categorical_focal, labels=t, alpha=alpha, gamma=gamma)
+    ctx = ctx.enforce(multiclass_focal, labels=t, alpha=alpha, gamma=gamma)
     log_p = jax.nn.log_softmax(x, axis=-1)
     gamma = ctx.cast(gamma)
     a = None if alpha is None else ctx.cast(alpha)

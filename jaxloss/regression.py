@@ -32,6 +32,8 @@ __all__ = [
     "cauchy",
     "geman_mcclure",
     "welsch",
+    "smoothed_quantile",
+    "concomitant_huber",
 ]
 
 _LN2 = 0.6931471805599453
@@ -564,3 +566,115 @@ def welsch(predictions, targets, *, scale=1.0, weights=None, where=None, reducti
     """
     ctx, z = _scaled_sq(welsch, predictions, targets, scale, where, reduction)
     return ctx.reduce(-jnp.expm1(-0.5 * z), weights=weights)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Smoothed losses of the ready objectives (quantile regression, Huber regression with a fitted scale)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def smoothed_quantile(predictions, targets, *, tau=0.5, smoothing=1.0, weights=None, where=None, reduction="mean"):
+    """Smoothed quantile (pinball) loss: the Moreau envelope of :func:`quantile` with parameter ``mu``.
+
+    With ``r = t - p`` and ``mu = smoothing``::
+
+        tau * r - mu * tau^2 / 2                if r > tau * mu
+        r^2 / (2 mu)                            if (tau - 1) * mu <= r <= tau * mu
+        (tau - 1) * r - mu * (1 - tau)^2 / 2    if r < (tau - 1) * mu
+
+    i.e. ``min_z pinball_tau(z) + (r - z)^2 / (2 mu)``: the kink of the pinball loss at 0 is rounded by a
+    parabola on an interval of width ``mu``, the slopes ``tau`` and ``tau - 1`` are kept outside. It is
+    differentiable with a ``1 / mu``-Lipschitz gradient, lies below the pinball loss by at most
+    ``mu * max(tau, 1 - tau)^2 / 2``, and equals it for ``smoothing=0``. For ``tau = 1/2`` it is
+    ``huber(delta=mu / 2) / mu``. It is the smooth surrogate that :func:`jaxloss.quantile_regression` uses
+    with ``smoothing=``.
+
+    Args:
+      predictions: float array of any shape.
+      targets: float array of the same shape.
+      tau: the quantile level in ``[0, 1]``; may be traced.
+      smoothing: ``mu >= 0``, the width of the rounded zone; may be traced. ``0`` is the pinball loss.
+      weights: optional weights broadcastable to the predictions' shape.
+      where: optional boolean mask broadcastable to the predictions' shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (elementwise).
+
+    Returns:
+      a scalar, or an array of the predictions' shape for ``reduction="none"``.
+
+    References:
+      Moreau, "Proximite et dualite dans un espace hilbertien", 1965; Zheng, "Gradient descent algorithms
+      for quantile regression with smooth approximation", 2011.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> # r = 1 > tau mu = 0.45: 0.9 - 0.5 * 0.81 / 2; r = 0.2 in the parabola: 0.04 / 1
+      >>> print(jaxloss.smoothed_quantile(jnp.zeros(2), jnp.array([1.0, 0.2]), tau=0.9, smoothing=0.5, reduction="none"))
+      [0.6975 0.04  ]
+    """
+    _core.check_hyper(tau, "tau", low=0.0, high=1.0)
+    _core.check_hyper(smoothing, "smoothing", low=0.0)
+    ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    tau, mu = ctx.cast(tau), ctx.cast(smoothing)
+    r = t - p
+    # c: r clipped to the parabola's interval; outside it the loss continues linearly from its ends.
+    c = jnp.clip(r, (tau - 1.0) * mu, tau * mu)
+    d = r - c
+    safe_mu = jnp.where(mu > 0, mu, 1.0)  # mu = 0: c = 0, no parabola
+    return ctx.reduce(0.5 * c * c / safe_mu + tau * d - jnp.minimum(d, 0.0), weights=weights)
+
+
+def concomitant_huber(predictions, targets, scale, *, delta=1.35, weights=None, where=None, reduction="mean"):
+    """Huber loss with a jointly estimated scale (Owen's concomitant scale; scikit-learn's ``HuberRegressor``).
+
+    With ``r = t - p`` and ``s = scale > 0``::
+
+        s * (1 + 2 * huber(r / s, delta))  =  s + r^2 / s                    if |r| <= delta * s
+                                              s + 2 delta |r| - delta^2 s    otherwise
+
+    Unlike :func:`huber`, whose threshold is in the targets' units, the threshold here is ``delta`` scale
+    units, and the loss is jointly convex in ``(p, s)``: minimising it over the predictions *and* the
+    scale estimates both (Owen 2007, Huber's "Proposal 2"). scikit-learn's ``HuberRegressor(epsilon=delta)``
+    minimises its sum (with ``s = scale_``) plus the L2 penalty; :func:`jaxloss.huber_regression` with
+    ``fit_scale=True`` is that objective with ``s = exp(params["log_scale"])``.
+
+    Args:
+      predictions: float array of any shape.
+      targets: float array of the same shape.
+      scale: ``s > 0``, broadcastable to the predictions' shape (a Python float, a scalar or per-element
+        scales); differentiable. Non-positive (unmasked) scales give NaN and are reported by
+        :func:`jaxloss.checked`.
+      delta: the threshold in scale units (> 0; scikit-learn's ``epsilon``, 1.35 by default: 95%
+        efficiency at the normal); may be traced.
+      weights: optional weights broadcastable to the predictions' shape.
+      where: optional boolean mask broadcastable to the predictions' shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (elementwise).
+
+    Returns:
+      a scalar, or an array of the predictions' shape for ``reduction="none"``.
+
+    References:
+      Owen, "A robust hybrid of lasso and ridge regression", Contemporary Mathematics 443, 2007;
+      Huber, "Robust Statistics", 1981 (section 7.7).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> # s = 2: r = 1 is inside (2 + 1/2), r = 6 outside (2 + 2 * 1.35 * 6 - 1.35^2 * 2)
+      >>> print(jaxloss.concomitant_huber(jnp.zeros(2), jnp.array([1.0, 6.0]), 2.0, reduction="none"))
+      [ 2.5   14.555]
+    """
+    _core.check_hyper(delta, "delta", low=0.0, low_open=True)
+    ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    s = _core.float_array(scale, "scale") if not isinstance(scale, (int, float)) else jnp.asarray(scale, ctx.dtype)
+    shape = tuple(ctx.loss_shape)
+    _core.check_broadcastable(s, shape, "scale", target=f"the predictions, of shape {shape}")
+    s = ctx.fill(jnp.broadcast_to(s.astype(ctx.dtype), shape), 1.0)
+    ok = s > 0
+    ctx.value_check(ok, "concomitant_huber: scale must be positive")
+    s = jnp.where(ok, s, 1.0)
+    delta = ctx.cast(delta)
+    abs_r = jnp.abs(t - p)
+    q = jnp.minimum(abs_r, delta * s)
+    # s + q^2 / s + 2 delta (|r| - q): equals both branches and is smooth in r and s.
+    loss = s + q * q / s + 2.0 * delta * (abs_r - q)
+    return ctx.reduce(jnp.where(ok, loss, jnp.nan), weights=weights)
+

@@ -22,11 +22,12 @@ With ``p`` the probabilities and ``t`` the targets of one class of one example, 
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
-from jaxloss.sequence import _context
 
 __all__ = ["dice", "tversky", "jaccard", "generalized_dice"]
 
@@ -37,6 +38,17 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
     """Validates the inputs and returns ``(ctx, TP, P, T)``, each ``[*batch, C]`` summed over the pixels."""
     _core.check_reduction(reduction)
     p = _core.float_array(predictions, "predictions")
+    if axis is None:  # a binary map without a channel axis: one (foreground) channel
+        p = p[..., None]
+        axis = -1
+        t = jnp.asarray(targets)
+        if jnp.issubdtype(t.dtype, jnp.floating):
+            if t.shape != p.shape[:-1]:
+                raise ValueError(
+                    "with axis=None, targets must have the shape of predictions; got "
+                    f"predictions.shape={p.shape[:-1]} and targets.shape={t.shape}"
+                )
+            targets = t[..., None]
     p = _core.move_axis_last(p, axis, "predictions")
     if not isinstance(batch_dims, int) or not 0 <= batch_dims < p.ndim:
         raise ValueError(f"batch_dims must be an int in [0, {p.ndim}) for predictions of shape {jnp.moveaxis(p, -1, axis).shape}; got {batch_dims!r}")
@@ -61,15 +73,18 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
 
     batch_shape = p.shape[:batch_dims]
     sum_axes = tuple(range(batch_dims, p.ndim - 1))
-    ctx = _context(batch_shape, where, p.dtype, reduction)
+    ctx = _core.context(batch_shape, p.dtype, where=where, reduction=reduction)
     x = ctx.fill(p.astype(ctx.dtype))
+    # ignored pixels may hold anything (NaN included): replace them before the softmax (double where)
+    pixel_valid = None if ignore_index is None else (t != ignore_index)[..., None]
+    if pixel_valid is not None:
+        x = jnp.where(pixel_valid, x, 0.0)
     if from_logits:
         probs = jax.nn.sigmoid(x) if num_classes == 1 else jax.nn.softmax(x, axis=-1)
     else:
         probs = x
         ctx = ctx.enforce(tversky, dict(from_logits=from_logits), predictions=x)
 
-    pixel_valid = None
     if is_int:
         top = 2 if num_classes == 1 else num_classes
         in_range = (t >= 0) & (t < top)
@@ -78,18 +93,15 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
             considered = considered | ~ctx.mask.reshape(batch_shape + (1,) * (t.ndim - batch_dims))
         _core.value_check(considered, f"integer targets must lie in [0, {top}) (or equal ignore_index); found a label out of range")
         invalid = jnp.any(~considered, axis=sum_axes) if sum_axes else ~considered
-        ctx = _core.LossContext(ctx.loss_shape, ctx.mask, ctx.dtype, ctx.out_dtype, reduction, invalid)
-        if ignore_index is not None:
-            pixel_valid = t != ignore_index
+        ctx = dataclasses.replace(ctx, invalid=invalid)
         labels = jnp.where(in_range, t, 0)
         onehot = labels[..., None].astype(ctx.dtype) if num_classes == 1 else jax.nn.one_hot(labels, num_classes, dtype=ctx.dtype)
     else:
         onehot = ctx.fill(t.astype(ctx.dtype))
         ctx = ctx.enforce(tversky, targets=onehot)
     if pixel_valid is not None:
-        keep = pixel_valid[..., None]
-        probs = jnp.where(keep, probs, 0.0)
-        onehot = jnp.where(keep, onehot, 0.0)
+        probs = jnp.where(pixel_valid, probs, 0.0)
+        onehot = jnp.where(pixel_valid, onehot, 0.0)
     tp = jnp.sum(probs * onehot, axis=sum_axes)
     return ctx, tp, jnp.sum(probs, axis=sum_axes), jnp.sum(onehot, axis=sum_axes)
 
