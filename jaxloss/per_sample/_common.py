@@ -8,8 +8,7 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-
+import optax
 
 Array = jax.Array
 PyTree = Any
@@ -87,7 +86,19 @@ def _sq_norms(tree: PyTree) -> PyTree:
 
 
 def _sum_leaves(tree: PyTree, init=0.0):
+    """The elementwise sum of a tree's leaves (e.g. per-leaf ``[B]`` norms into ``[B]``); ``optax.tree.sum``
+    would also sum over the example axis."""
     return sum(_leaves(tree), init)
+
+
+def _global_norms(grads: PyTree) -> Array:
+    """``[B]``: the L2 norm of each example's gradient over all leaves of a tree of ``[B, ...]`` arrays."""
+    return _sqrt(_sum_leaves(_sq_norms(grads)))
+
+
+def _zero_grads(fn: Callable, params: PyTree, batch: PyTree) -> PyTree:
+    """Zeros of the structure, shapes and dtypes of ``grad fn(params, batch)`` (no gradient is computed)."""
+    return optax.tree.zeros_like(jax.eval_shape(jax.grad(fn), params, _tmap(lambda x: x[:1], batch)))
 
 
 def _tree_dtype(tree):
