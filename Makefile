@@ -10,6 +10,9 @@ PIP := $(PY) -m pip install -q
 
 .PHONY: demo test bench check-wheel typecheck docs docs-serve catalog clean
 
+# The site is built from this checkout; the material theme's banner about MkDocs 2 is not a build warning.
+DOCS_ENV := PYTHONPATH=$(CURDIR) NO_MKDOCS_2_WARNING=1
+
 $(VENV)/.created:
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
@@ -52,6 +55,19 @@ check-wheel: $(VENV)/.test
 	rm -rf dist
 	$(PY) -m build --sdist --wheel --outdir dist . > /dev/null
 	$(PY) .ci/check_dist.py --python $(PYTHON_LOWEST) dist
+
+# The documentation site (docs/, mkdocs.yml): strict, so any warning fails; runs every examples/*.py
+# with --quick (results cached in .cache/gallery). `make docs-serve` serves it with live reload.
+docs: $(VENV)/.docs
+	$(DOCS_ENV) $(PY) -m mkdocs build --strict
+	@echo "site/: $$(find site -name index.html | wc -l) pages"
+
+docs-serve: $(VENV)/.docs
+	$(DOCS_ENV) $(PY) -m mkdocs serve --strict
+
+# Rewrite the README's loss table from docs/catalog.py (the one source; tests/test_docs.py checks it).
+catalog:
+	$(PYTHON) docs/catalog.py
 
 clean:
 	rm -rf $(VENV) build dist site *.egg-info .cache

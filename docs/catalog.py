@@ -62,7 +62,7 @@ PEERS: dict[str, tuple[str, str, str, str, str]] = {
         "logits by default",
     ),
     "focal": ("— (torchvision `sigmoid_focal_loss`)", "`sigmoid_focal_loss`", "`BinaryFocalCrossentropy`", "optax", ""),
-    "categorical_focal": ("—", "—", "`CategoricalFocalCrossentropy`", "Keras", ""),
+    "multiclass_focal": ("—", "—", "`CategoricalFocalCrossentropy`", "Keras", ""),
     "hinge": ("—", "`hinge_loss`", "`Hinge`", "optax", ""),
     "squared_hinge": ("—", "—", "`SquaredHinge`", "Keras", ""),
     "multiclass_hinge": ("—", "`multiclass_hinge_loss`", "—", "optax", ""),
@@ -125,18 +125,21 @@ PEERS: dict[str, tuple[str, str, str, str, str]] = {
     "value_loss": ("—", "—", "—", "float64 NumPy", ""),
 }
 
-# Used only until the package has a registry of loss families: (title, module) in catalog order.
-_FALLBACK_FAMILIES = (
-    ("regression", "regression"),
-    ("classification", "classification"),
-    ("divergences", "divergence"),
-    ("embeddings and metric learning", "embedding"),
-    ("ranking and recommendation", "ranking"),
-    ("sequence / NLP", "sequence"),
-    ("large vocabularies", "fused"),
-    ("segmentation", "segmentation"),
-    ("reinforcement learning", "rl"),
-)
+# Display titles of the loss families of the registry (jaxloss/_registry.py LOSS_FAMILIES); a family
+# missing here is shown under its module name.
+TITLES = {
+    "regression": "regression",
+    "classification": "classification",
+    "divergence": "divergences",
+    "embedding": "embeddings and metric learning",
+    "ranking": "ranking and recommendation",
+    "sequence": "sequence / NLP",
+    "fused": "large vocabularies",
+    "segmentation": "segmentation",
+    "rl": "reinforcement learning",
+}
+# Used only where the package has no registry of loss families (older checkouts).
+_FALLBACK_FAMILIES = ("regression", "classification", "divergence", "embedding", "ranking", "sequence", "segmentation", "rl", "fused")
 
 
 def _import_jaxloss():
@@ -146,24 +149,17 @@ def _import_jaxloss():
 
 
 def families() -> list[tuple[str, str, list[str]]]:
-    """``(title, module name, [public loss names])`` for every loss family, in catalog order.
+    """``(title, module name, [public names])`` for every loss family, in the registry's order.
 
-    Read from the package's registry of loss families when it has one (``jaxloss._registry.FAMILIES``),
-    else from the family modules' ``__all__``.
+    The families and their members are the package's registry (``jaxloss._registry.LOSS_FAMILIES``, each
+    module's ``__all__``): a loss added there appears here, and a loss without a ``PEERS`` row fails.
     """
     jaxloss = _import_jaxloss()
     try:
-        registry = importlib.import_module("jaxloss._registry")
-    except ImportError:
-        registry = None
-    if registry is not None and hasattr(registry, "FAMILIES"):
-        out = []
-        for fam in registry.FAMILIES:
-            module = fam.module if isinstance(fam.module, str) else fam.module.__name__
-            module = module.removeprefix("jaxloss.")
-            out.append((fam.title, module, list(fam.names)))
-        return out
-    return [(title, mod, list(getattr(jaxloss, mod).__all__)) for title, mod in _FALLBACK_FAMILIES]
+        modules = importlib.import_module("jaxloss._registry").LOSS_FAMILIES
+    except (ImportError, AttributeError):
+        modules = _FALLBACK_FAMILIES
+    return [(TITLES.get(m, m), m, list(importlib.import_module(f"jaxloss.{m}").__all__)) for m in modules]
 
 
 def summary(fn) -> str:

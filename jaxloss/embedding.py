@@ -206,7 +206,8 @@ def cosine_distance(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, redu
     :func:`cosine_similarity` for the ``eps`` clamp).
 
     Args:
-      x1, x2: float arrays of one shape, features on ``axis``.
+      x1: float arrays of one shape, features on ``axis``.
+      x2: as ``x1``.
       eps: the smallest norm in the denominator (> 0).
       axis: the feature axis (static).
 
@@ -242,12 +243,14 @@ def cosine_embedding(x1, x2, labels, *, margin=0.0, eps=1e-8, axis=-1, weights=N
     except for vectors of norm below about ``1e-6``.
 
     Args:
-      x1, x2: float ``[..., D, ...]`` with the features on ``axis``.
+      x1: float ``[..., D, ...]`` with the features on ``axis``.
+      x2: as ``x1``.
       labels: ``[...]`` (the pair shape): 1 similar, -1 (or 0) dissimilar.
       margin: in ``[-1, 1]``; may be traced.
       eps: the smallest norm in the cosine's denominator (> 0).
       axis: the feature axis (static).
-      weights, where: per pair, broadcastable to the pair shape.
+      weights: per pair, broadcastable to the pair shape.
+      where: a boolean mask, broadcastable like ``weights``.
 
     Returns:
       a scalar, or one loss per pair for ``reduction="none"``.
@@ -274,7 +277,8 @@ def margin_ranking(x1, x2, labels, *, margin=0.0, weights=None, where=None, redu
     ``y = 1`` means ``x1`` should rank above ``x2``, ``y = -1`` (or 0, read as -1) the reverse.
 
     Args:
-      x1, x2: float scores of one shape.
+      x1: float scores of one shape.
+      x2: as ``x1``.
       labels: the same shape, ``{-1, 1}`` or ``{0, 1}``; int, bool or float.
       margin: the required gap (any real; PyTorch's default 0); may be traced.
 
@@ -336,7 +340,9 @@ def triplet_margin(
     gradient, also where ``x - y + eps`` is the zero vector.
 
     Args:
-      anchor, positive, negative: float arrays of one shape, features on ``axis``.
+      anchor: float arrays of one shape, features on ``axis``.
+      positive: as ``anchor``.
+      negative: as ``anchor``.
       margin: ``>= 0``; may be traced.
       p: the norm degree, a Python number ``> 0`` (or ``inf``); static.
       eps: added to every difference (PyTorch's default 1e-6); may be traced.
@@ -382,7 +388,8 @@ def contrastive(x1, x2, labels, *, margin=1.0, axis=-1, weights=None, where=None
     gradient is finite at ``d = 0`` (the distance's gradient there is taken as 0).
 
     Args:
-      x1, x2: float arrays of one shape, features on ``axis``.
+      x1: float arrays of one shape, features on ``axis``.
+      x2: as ``x1``.
       labels: ``[...]`` (the pair shape): 1 similar, 0 dissimilar; int, bool or float.
       margin: ``>= 0``; may be traced.
       axis: the feature axis (static).

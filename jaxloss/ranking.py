@@ -129,7 +129,8 @@ def bpr(positive_scores, negative_scores, *, weights=None, where=None, reduction
     Args:
       positive_scores: float scores of the observed (preferred) items.
       negative_scores: float scores of the sampled unobserved items, same shape.
-      weights, where: broadcastable to the scores' shape.
+      weights: broadcastable to the scores' shape.
+      where: a boolean mask, broadcastable like ``weights``.
       reduction: ``"mean"``, ``"sum"`` or ``"none"`` (elementwise).
 
     Returns:

@@ -197,8 +197,8 @@ def ctc(
       a scalar, or the per-sequence losses ``[B]`` (a scalar for one unbatched sequence) for ``"none"``.
 
     Raises:
-      TypeError: float labels or integer logits. ValueError: shapes that do not fit, or both a padding
-      and a length argument for the same input.
+      TypeError: float labels or integer logits.
+      ValueError: shapes that do not fit, or both a padding and a length argument for the same input.
 
     Labels outside ``[0, K)`` or equal to ``blank_id`` (within the label length), and lengths outside
     ``[0, T]`` / ``[0, N]``, give NaN for their sequence; :func:`jaxloss.checked` raises on them.

@@ -20,14 +20,14 @@ import sys
 import types
 import zlib
 
-from mkdocs.exceptions import PluginError
-from mkdocs.structure.files import File
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _use_this_checkout():
     """Document this checkout's jaxloss (MkDocs resets sys.path after loading hooks, so at each event)."""
+    from mkdocs.exceptions import PluginError
+
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
     module = sys.modules.get("jaxloss")
@@ -143,6 +143,9 @@ def _replace_nav(nav, title, entries):
 
 
 def on_files(files, config, **kwargs):
+    from mkdocs.exceptions import PluginError
+    from mkdocs.structure.files import File
+
     _use_this_checkout()
     catalog = _catalog()
     problems = catalog.check_peers()
@@ -186,6 +189,8 @@ def missing_from_inventory(names: set[str]) -> list[str]:
 
 
 def on_post_build(config, **kwargs):
+    from mkdocs.exceptions import PluginError
+
     _use_this_checkout()
     missing = missing_from_inventory(inventory_names(pathlib.Path(config["site_dir"])))
     if missing:
