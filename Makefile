@@ -56,6 +56,11 @@ check-wheel: $(VENV)/.test
 	$(PY) -m build --sdist --wheel --outdir dist . > /dev/null
 	$(PY) .ci/check_dist.py --python $(PYTHON_LOWEST) dist
 
+# mypy: the package checks clean, and each deliberate mistake in tests/typing/usage.py is reported.
+typecheck: $(VENV)/.lint
+	PYTHONPATH=$(CURDIR) $(PY) -m mypy
+	PYTHONPATH=$(CURDIR) $(PY) tests/typing/check_usage.py
+
 # The documentation site (docs/, mkdocs.yml): strict, so any warning fails; runs every examples/*.py
 # with --quick (results cached in .cache/gallery). `make docs-serve` serves it with live reload.
 docs: $(VENV)/.docs
