@@ -18,6 +18,7 @@ import argparse
 import importlib
 import inspect
 import pathlib
+import re
 import sys
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -162,11 +163,25 @@ def families() -> list[tuple[str, str, list[str]]]:
     return [(TITLES.get(m, m), m, list(importlib.import_module(f"jaxloss.{m}").__all__)) for m in modules]
 
 
+def _cell(text: str) -> str:
+    """Markdown for a table cell: a code span holding ``|`` (``|p - t|``) becomes ``<code>`` with the
+    pipe as an entity, which the table parser leaves alone; other pipes are escaped."""
+    def code(m):
+        inner = m.group(1)
+        if "|" not in inner:
+            return m.group(0)
+        inner = inner.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "&#124;")
+        return f"<code>{inner}</code>"
+
+    text = re.sub(r"`([^`]+)`", code, text)
+    return text.replace("|", "\\|")
+
+
 def summary(fn) -> str:
-    """The first sentence line of a docstring, with reST double backquotes as Markdown code."""
+    """The first paragraph of a docstring (its summary), with reST double backquotes as Markdown code."""
     doc = inspect.getdoc(fn) or ""
     line = doc.strip().split("\n\n")[0].replace("\n", " ").strip()
-    return line.replace("``", "`").replace("|", "\\|")
+    return _cell(line.replace("``", "`"))
 
 
 def domain(fn) -> str:
@@ -178,7 +193,7 @@ def domain(fn) -> str:
     for name, spec in dict(getattr(dom, "inputs", {}) or {}).items():
         text = spec.describe() if hasattr(spec, "describe") else str(spec)
         parts.append(f"`{name}` {text}")
-    return "; ".join(parts).replace("|", "\\|")
+    return _cell("; ".join(parts))
 
 
 def _rows():

@@ -169,6 +169,11 @@ def on_files(files, config, **kwargs):
     return files
 
 
+def on_page_content(html, page, config, files, **kwargs):
+    """Docstrings use Sphinx roles (``:func:`x```); on this site the code span alone is shown."""
+    return re.sub(r":(?:mod|func|class|meth|attr|data|obj|exc):(?=<code>)", "", html)
+
+
 def inventory_names(site_dir: pathlib.Path) -> set[str]:
     """Object names in a Sphinx-format ``objects.inv`` (what mkdocstrings wrote)."""
     data = (site_dir / "objects.inv").read_bytes()
