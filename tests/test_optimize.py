@@ -141,34 +141,6 @@ def test_train_step_equals_hand_written_optax_loop():
         assert_tree_close(p, q, np.float64)
 
 
-def test_fit_history_and_batches_forms():
-    x, y = _regression()
-    obj = jaxloss.ridge_regression(0.01)
-    opt = optax.sgd(0.05)
-    batches = [(x[:20], y[:20]), (x[20:], y[20:])]
-    res = jaxloss.fit(obj, obj.init_params(x), batches, opt, epochs=4)
-    assert res.history.shape == (4,) and res.num_steps == 8 and not res.converged
-    assert np.all(np.diff(res.history) < 0)
-    # the same two batches by hand with optax
-    q, t = obj.init_params(x), opt.init(obj.init_params(x))
-    for _ in range(4):
-        for b in batches:
-            u, t = opt.update(jax.grad(obj)(q, b), t, q)
-            q = optax.apply_updates(q, u)
-    assert_tree_close(res.params, q, np.float64)
-    # a function of the epoch gives the same run
-    res2 = jaxloss.fit(obj, obj.init_params(x), lambda epoch: batches, opt, epochs=4)
-    assert_tree_close(res2.params, q, np.float64)
-    # the whole dataset with batch_size: shuffled batches, remainder dropped
-    seen = []
-    res3 = jaxloss.fit(obj, obj.init_params(x), (x, y), opt, epochs=3, batch_size=16, seed=1,
-                       callback=lambda e, p, loss: seen.append((e, loss)))
-    assert res3.num_steps == 6 and [e for e, _ in seen] == [0, 1, 2]
-    np.testing.assert_allclose([l for _, l in seen], res3.history)
-    with pytest.raises(ValueError, match="no batches"):
-        jaxloss.fit(obj, obj.init_params(x), iter(batches), opt, epochs=2)
-
-
 def test_equinox_module_through_minimize_and_train_step():
     """An Equinox module (with a function leaf) is optimised; its non-array leaves are kept."""
     import equinox as eqx
