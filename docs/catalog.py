@@ -42,6 +42,8 @@ PEERS: dict[str, tuple[str, str, str, str, str]] = {
     "poisson_nll": ("`poisson_nll_loss`", "—", "`Poisson` (`log_input=False`)", "PyTorch", ""),
     "gaussian_nll": ("`gaussian_nll_loss`", "—", "—", "PyTorch", ""),
     "tweedie": ("—", "—", "—", "scikit-learn `mean_tweedie_deviance`", ""),
+    "smoothed_quantile": ("—", "—", "—", "float64 NumPy, scikit-learn `mean_pinball_loss` (limit)", ""),
+    "concomitant_huber": ("—", "—", "—", "scikit-learn `HuberRegressor`'s objective", ""),
     "general_robust": ("—", "—", "—", "float64 NumPy + mpmath (Barron, CVPR 2019)", ""),
     "cauchy": ("—", "—", "—", "float64 NumPy + mpmath (Barron, CVPR 2019)", ""),
     "geman_mcclure": ("—", "—", "—", "float64 NumPy + mpmath (Barron, CVPR 2019)", ""),
@@ -185,15 +187,16 @@ def summary(fn) -> str:
 
 
 def domain(fn) -> str:
-    """The declared domain of a loss's inputs (``loss.domain``, when declared), as one short cell."""
+    """The declared domain of a loss's inputs (``loss.domain``, declared once with ``@_core.domain``)."""
     dom = getattr(fn, "domain", None)
     if dom is None:
-        return ""
+        return "—"
+    describe = getattr(importlib.import_module("jaxloss._core"), "_describe", None)
     parts = []
     for name, spec in dict(getattr(dom, "inputs", {}) or {}).items():
-        text = spec.describe() if hasattr(spec, "describe") else str(spec)
+        text = describe(spec) if describe else spec.describe()
         parts.append(f"`{name}` {text}")
-    return _cell("; ".join(parts))
+    return _cell("; ".join(parts)) if parts else "—"
 
 
 def _rows():
@@ -241,7 +244,7 @@ def docs_table() -> str:
         for name, fn in members:
             torch, optax, keras, ref, _ = _peer(name)
             link = f"[`{name}`][jaxloss.{module}.{name}]"
-            out.append(f"| {link} | {summary(fn)} | {domain(fn) or '—'} | {torch} | {optax} | {keras} | {ref} |")
+            out.append(f"| {link} | {summary(fn)} | {domain(fn)} | {torch} | {optax} | {keras} | {ref} |")
         out.append("")
     return "\n".join(out)
 

@@ -153,7 +153,7 @@ def on_files(files, config, **kwargs):
         raise PluginError("docs/catalog.py: " + "; ".join(problems))
     intro = (
         "# Catalog\n\nEvery loss, by family: what it computes (its docstring's first line), the domain of its "
-        "inputs (as declared in the code), its counterparts in PyTorch (`torch.nn.functional`), optax "
+        "inputs as declared in the code (—: any real values), its counterparts in PyTorch (`torch.nn.functional`), optax "
         "(`optax.losses`) and Keras 3 (`keras.losses`), and the independent reference its tests compare "
         "against. The README's table comes from the same source (`docs/catalog.py`, `make catalog`).\n\n"
     )

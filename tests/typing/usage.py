@@ -21,7 +21,7 @@ labels = jnp.array([0, 1, 2, 0])
 
 # ---- correct calls --------------------------------------------------------------------------------------
 a: jax.Array = jaxloss.huber(pred, target, delta=0.5, reduction="none")
-b: jax.Array = jaxloss.mse(np.zeros(3), [0.0, 1.0, 2.0] and np.ones(3), weights=np.ones(3))
+b: jax.Array = jaxloss.mse(np.zeros(3), np.ones(3), weights=np.ones(3))
 c: jax.Array = jaxloss.cross_entropy(logits, labels, label_smoothing=0.1, reduction="sum")
 d: jax.Array = jaxloss.binary_cross_entropy(pred, target, from_logits=False, where=target > 0)
 e: jax.Array = jax.jit(jaxloss.huber)(pred, target)
