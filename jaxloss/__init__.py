@@ -9,6 +9,7 @@ The modules and what they export are listed once, in ``jaxloss/_registry.py``; t
 
 from jaxloss import prox
 from jaxloss._core import checked
+from jaxloss._typing import Reduction
 from jaxloss.regression import (
     cauchy, gaussian_nll, geman_mcclure, general_robust, huber, log_cosh, mae, mape, mean_bias_error, mse, msle,
     poisson_nll, quantile, smooth_l1, tweedie, welsch, smoothed_quantile, concomitant_huber,
@@ -48,8 +49,8 @@ __version__ = "0.1.0"
 
 # Equal to jaxloss._registry.public_names() (tests/test_registry.py): written out for readers and type checkers.
 __all__ = [
-    # checked mode and the jaxloss.prox namespace
-    "checked", "prox",
+    # checked mode, the jaxloss.prox namespace, the type of reduction=
+    "checked", "prox", "Reduction",
     # jaxloss.regression
     "mse", "mae", "mean_bias_error", "huber", "smooth_l1", "log_cosh", "quantile", "mape", "msle", "poisson_nll",
     "gaussian_nll", "tweedie", "general_robust", "cauchy", "geman_mcclure", "welsch", "smoothed_quantile",

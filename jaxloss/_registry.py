@@ -37,8 +37,9 @@ TOOLS: Tuple[str, ...] = ("regularizers", "objectives", "optimize", "training", 
 # Public names of loss families that are helpers, not losses (they have their own tests).
 NOT_LOSSES = frozenset({"smooth_labels"})
 
-# Names of ``jaxloss`` that no module's ``__all__`` lists: checked mode and the ``prox`` namespace.
-EXTRAS: Tuple[str, ...] = ("checked", "prox")
+# Names of ``jaxloss`` that no module's ``__all__`` lists: checked mode, the ``prox`` namespace and the
+# ``Reduction`` type (``Literal["mean", "sum", "none"]``, from ``jaxloss/_typing.py``).
+EXTRAS: Tuple[str, ...] = ("checked", "prox", "Reduction")
 
 
 def module_names(modules: Tuple[str, ...] = LOSS_FAMILIES + TOOLS) -> Dict[str, Tuple[str, ...]]:

@@ -314,8 +314,8 @@ def linear_cross_entropy(
       ``hidden``, ``weight`` and ``bias``.
 
     Raises:
-      TypeError: non-float ``hidden``/``weight``/``bias`` or non-integer labels. ValueError: shapes that do
-      not fit, a bad ``chunk_size`` or reduction.
+      TypeError: non-float ``hidden``/``weight``/``bias`` or non-integer labels.
+      ValueError: shapes that do not fit, a bad ``chunk_size`` or reduction.
 
     Labels out of ``[0, V)`` (and not ignored) give NaN; :func:`jaxloss.checked` raises on them. Works under
     ``jit``, ``vmap`` and ``grad`` (reverse mode; it is a ``jax.custom_vjp``, so forward-mode ``jvp`` is

@@ -187,7 +187,8 @@ def box(params, step=None, *, lower, upper):
       params: a pytree of arrays.
       step: ignored (a projection does not depend on the step); present so that
         ``functools.partial(box, lower=0.0, upper=1.0)`` can be given to :func:`transform`.
-      lower, upper: bounds, scalars or pytrees of the params' structure.
+      lower: the lower bound, a scalar or a pytree of the params' structure.
+      upper: the upper bound, likewise.
 
     Examples:
       >>> import jax.numpy as jnp, jaxloss

@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = ["dice", "tversky", "jaccard", "generalized_dice"]
 
@@ -123,22 +124,11 @@ def _class_mean(ctx, per_class, class_weights):
 
 @_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, alpha=_core.NONNEGATIVE, beta=_core.NONNEGATIVE, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
 def tversky(
-    predictions,
-    targets,
-    *,
-    alpha=0.5,
-    beta=0.5,
-    smooth=1.0,
-    epsilon=0.0,
-    axis=-1,
-    from_logits=True,
-    batch_dims=1,
-    class_weights=None,
-    ignore_index=None,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    predictions: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike | None = 0.5, beta: ArrayLike = 0.5,
+    smooth: ArrayLike = 1.0, epsilon: ArrayLike = 0.0, axis: int = -1, from_logits: bool = True,
+    batch_dims: int = 1, class_weights: ArrayLike | None = None, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Tversky loss (Salehi et al., 2017), per example: the class mean of ``1 - TI_c`` with
 
     ``TI_c = (TP + smooth) / (TP + alpha * FP + beta * FN + smooth + epsilon)``
@@ -205,20 +195,11 @@ def tversky(
 
 @_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
 def dice(
-    predictions,
-    targets,
-    *,
-    smooth=1.0,
-    epsilon=0.0,
-    axis=-1,
-    from_logits=True,
-    batch_dims=1,
-    class_weights=None,
-    ignore_index=None,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    predictions: ArrayLike, targets: ArrayLike, *, smooth: ArrayLike = 1.0, epsilon: ArrayLike = 0.0,
+    axis: int = -1, from_logits: bool = True, batch_dims: int = 1, class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Soft Dice loss (Milletari et al., 2016), per example: the class mean of ``1 - D_c`` with
 
     ``D_c = (2 TP + 2 smooth) / (P + T + 2 smooth + 2 epsilon)``
@@ -259,20 +240,11 @@ def dice(
 
 @_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
 def jaccard(
-    predictions,
-    targets,
-    *,
-    smooth=1.0,
-    epsilon=0.0,
-    axis=-1,
-    from_logits=True,
-    batch_dims=1,
-    class_weights=None,
-    ignore_index=None,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    predictions: ArrayLike, targets: ArrayLike, *, smooth: ArrayLike = 1.0, epsilon: ArrayLike = 0.0,
+    axis: int = -1, from_logits: bool = True, batch_dims: int = 1, class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Soft Jaccard (IoU) loss, per example: the class mean of ``1 - J_c`` with
 
     ``J_c = (TP + smooth) / (P + T - TP + smooth + epsilon)``
@@ -304,20 +276,11 @@ def jaccard(
 
 @_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE)
 def generalized_dice(
-    predictions,
-    targets,
-    *,
-    smooth=1e-5,
-    axis=-1,
-    from_logits=True,
-    batch_dims=1,
-    class_weights=None,
-    ignore_background=False,
-    ignore_index=None,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    predictions: ArrayLike, targets: ArrayLike, *, smooth: ArrayLike = 1e-5, axis: int = -1,
+    from_logits: bool = True, batch_dims: int = 1, class_weights: ArrayLike | None = None,
+    ignore_background: bool = False, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Generalized Dice loss (Sudre et al., 2017), per example:
 
     ``GDL = 1 - (2 sum_c w_c TP_c + smooth) / (sum_c w_c (P_c + T_c) + smooth)``, ``w_c = v_c / T_c^2``
