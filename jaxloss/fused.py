@@ -249,6 +249,7 @@ def _prepare(hidden, weight, labels, bias, where, reduction, ignore_index):
     return ctx, h, weight, bias, y
 
 
+@_core.domain(labels=_core.CLASS_LABELS, label_smoothing=_core.PROBABILITY, z_loss=_core.NONNEGATIVE)
 def linear_cross_entropy(
     hidden,
     weight,
@@ -333,9 +334,8 @@ def linear_cross_entropy(
     """
     if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}")
-    _core.check_hyper(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    _core.check_hyper(z_loss, "z_loss", low=0.0)
     ctx, h, weight, bias, y = _prepare(hidden, weight, labels, bias, where, reduction, ignore_index)
+    ctx = ctx.enforce(linear_cross_entropy, label_smoothing=label_smoothing, z_loss=z_loss)
     chunk = int(chunk_size)
     vocab = weight.shape[1]
     eps, z = ctx.cast(label_smoothing), ctx.cast(z_loss)

@@ -3,7 +3,7 @@
 :func:`objective` builds an :class:`Objective` from any model (a function ``fn(params, inputs)``, a Flax
 linen module or its ``.apply``, or an Equinox module whose parameters are the module itself), any jaxloss
 loss and an optional :class:`jaxloss.Regularizer`. The ready objectives (:func:`least_squares`,
-:func:`ridge`, :func:`lasso`, :func:`logistic_regression`, :func:`linear_svm`, :func:`huber_regression`,
+:func:`ridge_regression`, :func:`lasso_regression`, :func:`logistic_regression`, :func:`linear_svm`, :func:`huber_regression`,
 :func:`quantile_regression`, :func:`poisson_regression`) are linear models in the jaxopt tradition, with
 parameters ``{"w": [features(, outputs)], "b": [(outputs)]}`` (``obj.init_params(inputs)`` makes zeros),
 the intercept ``b`` never penalised, and regularization conventions that map one-to-one onto
@@ -43,8 +43,8 @@ __all__ = [
     "Objective",
     "objective",
     "least_squares",
-    "ridge",
-    "lasso",
+    "ridge_regression",
+    "lasso_regression",
     "logistic_regression",
     "linear_svm",
     "huber_regression",
@@ -379,7 +379,7 @@ def least_squares(*, fit_intercept=True) -> Objective:
     return _ready(_half_mse, None, fit_intercept=fit_intercept)
 
 
-def ridge(alpha, *, fit_intercept=True) -> Objective:
+def ridge_regression(alpha, *, fit_intercept=True) -> Objective:
     """Ridge regression: ``0.5 * mean((x w + b - y)^2) + 0.5 * alpha * ||w||^2`` (intercept not penalised).
 
     Multiplying by ``2 n`` gives scikit-learn's ``Ridge`` objective ``||y - X w||^2 + alpha_sk ||w||^2`` with
@@ -391,13 +391,13 @@ def ridge(alpha, *, fit_intercept=True) -> Objective:
     Examples:
       >>> import jax.numpy as jnp, jaxloss
       >>> x, y = jnp.array([[1.0], [2.0]]), jnp.array([2.0, 4.0])
-      >>> print(jaxloss.ridge(1.0)({"w": jnp.array([2.0]), "b": jnp.array(0.0)}, (x, y)))
+      >>> print(jaxloss.ridge_regression(1.0)({"w": jnp.array([2.0]), "b": jnp.array(0.0)}, (x, y)))
       2.0
     """
     return _ready(_half_mse, _regs.l2(alpha, mask=_weights_only), fit_intercept=fit_intercept)
 
 
-def lasso(alpha, *, fit_intercept=True) -> Objective:
+def lasso_regression(alpha, *, fit_intercept=True) -> Objective:
     """The lasso: ``0.5 * mean((x w + b - y)^2) + alpha * ||w||_1``, exactly scikit-learn's ``Lasso(alpha)``.
 
     Non-smooth: :func:`jaxloss.minimize` solves it by accelerated proximal gradient, giving exact zeros.
@@ -405,7 +405,7 @@ def lasso(alpha, *, fit_intercept=True) -> Objective:
     Examples:
       >>> import jax.numpy as jnp, jaxloss
       >>> x, y = jnp.array([[1.0], [2.0]]), jnp.array([2.0, 4.0])
-      >>> print(jaxloss.lasso(0.5)({"w": jnp.array([2.0]), "b": jnp.array(0.0)}, (x, y)))
+      >>> print(jaxloss.lasso_regression(0.5)({"w": jnp.array([2.0]), "b": jnp.array(0.0)}, (x, y)))
       1.0
     """
     return _ready(_half_mse, _regs.l1(alpha, mask=_weights_only), fit_intercept=fit_intercept)
@@ -462,19 +462,12 @@ def linear_svm(l2=1.0, *, loss="hinge", fit_intercept=True, penalize_intercept=F
     return _ready(losses[loss], _regs.l2(l2, mask=mask), fit_intercept=fit_intercept)
 
 
-def _scaled_huber(predictions, targets, *, delta, weights=None, reduction="mean"):
-    """``sigma * (1 + 2 huber((y - p) / sigma, delta))`` with ``predictions = (p, log sigma)``: scikit-learn's
-    ``HuberRegressor`` per-sample term (Owen's concomitant scale)."""
+def _huber_log_scale(predictions, targets, *, delta, weights=None, where=None, reduction="mean"):
+    """:func:`jaxloss.concomitant_huber` of ``predictions = (p, log sigma)`` (the model's two outputs)."""
     mean, log_scale = predictions
-    sigma = jnp.exp(log_scale)
-    z = _reg.huber(mean / sigma, targets / sigma, delta=delta, reduction="none")
-    per = sigma * (1.0 + 2.0 * z)
-    if reduction == "none":
-        return per
-    if weights is None:
-        return jnp.mean(per) if reduction == "mean" else jnp.sum(per)
-    w = jnp.broadcast_to(jnp.asarray(weights, per.dtype), per.shape)
-    return jnp.sum(w * per) / jnp.sum(w) if reduction == "mean" else jnp.sum(w * per)
+    return _reg.concomitant_huber(
+        mean, targets, jnp.exp(log_scale), delta=delta, weights=weights, where=where, reduction=reduction
+    )
 
 
 def _linear_with_scale(params, x):
@@ -488,7 +481,8 @@ def huber_regression(delta=1.35, l2=0.0, *, fit_scale=False, fit_intercept=True)
     ``fit_scale=False``: ``mean(huber(x w + b, y, delta)) + 0.5 * l2 * ||w||^2`` (residuals in the
     targets' units). ``fit_scale=True``: scikit-learn's ``HuberRegressor`` objective, which estimates the
     residual scale ``sigma = exp(params["log_scale"])`` jointly (Owen 2007):
-    ``mean(sigma + 2 sigma huber((y - x w - b) / sigma, delta)) + 0.5 * l2 * ||w||^2``.
+    ``mean(sigma + 2 sigma huber((y - x w - b) / sigma, delta)) + 0.5 * l2 * ||w||^2``, the mean of
+    :func:`jaxloss.concomitant_huber`.
     ``HuberRegressor(epsilon=delta, alpha)`` equals it with ``l2 = 2 * alpha / n`` (its objective is ``n``
     times this one), and its ``scale_`` is ``sigma``.
 
@@ -505,24 +499,8 @@ def huber_regression(delta=1.35, l2=0.0, *, fit_scale=False, fit_intercept=True)
     _core.check_hyper(delta, "delta", low=0.0, low_open=True)
     reg = _regs.l2(l2, mask=_weights_only)
     if fit_scale:
-        return _ready(_scaled_huber, reg, fit_intercept=fit_intercept, model=_linear_with_scale, extra=("log_scale",), delta=delta)
+        return _ready(_huber_log_scale, reg, fit_intercept=fit_intercept, model=_linear_with_scale, extra=("log_scale",), delta=delta)
     return _ready(_reg.huber, reg, fit_intercept=fit_intercept, delta=delta)
-
-
-def _smoothed_quantile(predictions, targets, *, tau, smoothing, weights=None, reduction="mean"):
-    """The Moreau envelope of the pinball loss with parameter ``mu``: ``r^2 / (2 mu)`` for
-    ``(tau - 1) mu <= r <= tau mu`` and the pinball loss minus ``mu tau^2 / 2`` (or ``mu (1 - tau)^2 / 2``)
-    outside, ``r = y - p``."""
-    r = targets - predictions
-    mu = jnp.asarray(smoothing, r.dtype)
-    hi, lo = tau * mu, (tau - 1.0) * mu
-    per = jnp.where(
-        r > hi, tau * r - 0.5 * tau * hi, jnp.where(r < lo, (tau - 1.0) * r - 0.5 * (tau - 1.0) * lo, 0.5 * r * r / mu)
-    )
-    if weights is None:
-        return jnp.mean(per) if reduction == "mean" else (jnp.sum(per) if reduction == "sum" else per)
-    w = jnp.broadcast_to(jnp.asarray(weights, per.dtype), per.shape)
-    return jnp.sum(w * per) / jnp.sum(w) if reduction == "mean" else (jnp.sum(w * per) if reduction == "sum" else w * per)
 
 
 def quantile_regression(tau=0.5, l1=0.0, *, smoothing=0.0, fit_intercept=True) -> Objective:
@@ -530,9 +508,9 @@ def quantile_regression(tau=0.5, l1=0.0, *, smoothing=0.0, fit_intercept=True) -
 
     scikit-learn's ``QuantileRegressor(quantile=tau, alpha=l1)`` minimises exactly this (as a linear
     program). The pinball loss is non-smooth; ``smoothing=mu > 0`` replaces it by its Moreau envelope
-    (a Huber-like rounding of the kink of width ``mu``), which is below the pinball loss by at most
-    ``mu * max(tau, 1 - tau)^2 / 2`` per example, so minimising with ``mu`` decreasing towards 0 (each
-    solve warm-started) reaches the exact minimum to that accuracy.
+    :func:`jaxloss.smoothed_quantile` (a Huber-like rounding of the kink of width ``mu``), which is below
+    the pinball loss by at most ``mu * max(tau, 1 - tau)^2 / 2`` per example, so minimising with ``mu``
+    decreasing towards 0 (each solve warm-started) reaches the exact minimum to that accuracy.
 
     Args:
       tau: the quantile in ``(0, 1)``.
@@ -551,7 +529,7 @@ def quantile_regression(tau=0.5, l1=0.0, *, smoothing=0.0, fit_intercept=True) -
     reg = _regs.l1(l1, mask=_weights_only) if not (_core.is_concrete(l1) and float(l1) == 0.0) else None
     if _core.is_concrete(smoothing) and float(smoothing) == 0.0:
         return _ready(_reg.quantile, reg, fit_intercept=fit_intercept, tau=tau)
-    return _ready(_smoothed_quantile, reg, fit_intercept=fit_intercept, tau=tau, smoothing=smoothing)
+    return _ready(_reg.smoothed_quantile, reg, fit_intercept=fit_intercept, tau=tau, smoothing=smoothing)
 
 
 def poisson_regression(l2=0.0, *, fit_intercept=True) -> Objective:

@@ -331,7 +331,7 @@ def minimize(
     One ``lax.while_loop`` runs until the gradient norm is at most ``tol`` (absolute, in the params'
     Euclidean norm), the value becomes non-finite, or ``max_steps`` steps have been taken. The compiled
     loop is cached; the float hyperparameters of a :class:`jaxloss.Objective` and its regularizer are
-    passed as data, so ``minimize(jaxloss.lasso(alpha), ...)`` over many ``alpha`` compiles once.
+    passed as data, so ``minimize(jaxloss.lasso_regression(alpha), ...)`` over many ``alpha`` compiles once.
 
     Methods:
 
@@ -365,7 +365,7 @@ def minimize(
     Examples:
       >>> import jax.numpy as jnp, jaxloss
       >>> x = jnp.array([[1.0], [2.0], [3.0]]); y = jnp.array([1.0, 2.0, 3.5])
-      >>> res = jaxloss.minimize(jaxloss.lasso(0.5), {"w": jnp.zeros(1), "b": jnp.zeros(())}, (x, y), tol=1e-9)
+      >>> res = jaxloss.minimize(jaxloss.lasso_regression(0.5), {"w": jnp.zeros(1), "b": jnp.zeros(())}, (x, y), tol=1e-9)
       >>> print(bool(res.converged), round(float(res.params["w"][0]), 4))
       True 0.5
     """

@@ -70,7 +70,7 @@ def _weighted(rec):
 def test_fit_without_batch_size_is_full_batch_training():
     """Was: "ValueError: batch must be (inputs, targets) ...; got DynamicJaxprTracer of length ?"."""
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     opt = optax.sgd(0.1)
     res = jaxloss.fit(obj, obj.init_params(x), (x, y), opt, epochs=5, verbose=0)
     ref, rec = _optax_loop(obj, obj.init_params(x), opt, [[(x, y)]] * 5)
@@ -90,7 +90,7 @@ def test_fit_without_batch_size_is_full_batch_training():
 def test_batch_size_larger_than_the_data_is_one_batch():
     """Was: "epoch 0 had no batches (a generator is exhausted ...)"."""
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     opt = optax.sgd(0.1)
     res = jaxloss.fit(obj, obj.init_params(x), (x, y), opt, epochs=3, batch_size=64, verbose=0)
     ref, rec = _optax_loop(obj, obj.init_params(x), opt, [[(x, y)]] * 3)
@@ -104,7 +104,7 @@ def test_lbfgs_in_fit_reaches_the_normal_equations():
     arguments: 'value', 'grad', and 'value_fn'"."""
     x, y = _regression()
     alpha = 0.1
-    obj = jaxloss.ridge(alpha)
+    obj = jaxloss.ridge_regression(alpha)
     res = jaxloss.fit(obj, obj.init_params(x), (x, y), optax.lbfgs(), epochs=25, verbose=0)
     xa = np.hstack([x, np.ones((N, 1))])
     sol = np.linalg.solve(xa.T @ xa + np.diag([alpha * N] * D + [0.0]), xa.T @ y)
@@ -113,14 +113,14 @@ def test_lbfgs_in_fit_reaches_the_normal_equations():
     assert np.all(np.diff(res.history["loss"]) <= 1e-12)  # the line search never goes up on a full batch
     # a line search cannot be combined with proximal steps: a clear error, not an optax TypeError
     with pytest.raises(ValueError, match="line-search optimizer"):
-        jaxloss.train_step(jaxloss.lasso(0.1), optax.lbfgs(), prox_step=0.1).init(obj.init_params(x))
+        jaxloss.train_step(jaxloss.lasso_regression(0.1), optax.lbfgs(), prox_step=0.1).init(obj.init_params(x))
 
 
 def test_dict_batches_work():
     """Was: "ValueError: batch must be (inputs, targets) or (inputs, targets, weights); got dict of length ?"."""
     x, y = _regression()
     w = np.linspace(0.5, 1.5, N)
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     params = obj.init_params(x)
     # an Objective on a dict batch equals the tuple batch (NumPy weighted-mean formula)
     r = x @ np.asarray(params["w"]) + float(params["b"]) - y
@@ -153,7 +153,7 @@ def test_dict_batches_work():
 
 def test_batches_forms_drop_last_and_weighted_epoch_loss():
     x, y = _regression()
-    obj = jaxloss.ridge(0.01)
+    obj = jaxloss.ridge_regression(0.01)
     opt = optax.sgd(0.05)
     batches = [(x[:30], y[:30]), (x[30:], y[30:])]
     res = jaxloss.fit(obj, obj.init_params(x), batches, opt, epochs=4, verbose=0)
@@ -177,7 +177,7 @@ def test_batches_forms_drop_last_and_weighted_epoch_loss():
 
 def test_data_form_errors_are_clear():
     x, y = _regression()
-    obj = jaxloss.ridge(0.01)
+    obj = jaxloss.ridge_regression(0.01)
     p, opt = obj.init_params(x), optax.sgd(0.05)
     batches = [(x[:20], y[:20]), (x[20:], y[20:])]
     with pytest.raises(ValueError, match="iterator .* exhausted after one epoch but epochs=2"):
@@ -350,7 +350,7 @@ def test_early_stopping_min_delta_mode_and_baseline():
 
 def test_function_callback_can_stop_and_see_state():
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     calls = []
 
     def cb(epoch, logs, state):
@@ -364,7 +364,7 @@ def test_function_callback_can_stop_and_see_state():
 
 def test_non_finite_loss_stops_with_a_warning():
     x, y = _regression()
-    obj = jaxloss.ridge(0.0)
+    obj = jaxloss.ridge_regression(0.0)
     with pytest.warns(RuntimeWarning, match="training loss is (inf|nan) at epoch"):
         res = jaxloss.fit(obj, obj.init_params(x), (x, y), optax.sgd(1e3), epochs=200, verbose=0)
     assert res.epochs < 200 and not np.isfinite(res.history["loss"][-1])
@@ -378,7 +378,7 @@ def test_non_finite_loss_stops_with_a_warning():
 
 def test_verbose_levels(capsys):
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     res = jaxloss.fit(obj, obj.init_params(x), (x, y), optax.sgd(0.1), epochs=2, validation_data=(x, y), verbose=2)
     out = capsys.readouterr().out.splitlines()
     assert out == [f"epoch {e + 1}/2 - loss: {res.history['loss'][e]:.4g} - val_loss: {res.history['val_loss'][e]:.4g}"
@@ -411,5 +411,5 @@ def test_reprs_show_hyperparameters():
     assert repr(jaxloss.huber_regression(1.35, 1e-3)) == (
         "Objective(model=_linear, loss=huber(delta=1.35), regularizer=l2(strength=0.001, mask=_weights_only))")
     x, y = _regression()
-    res = jaxloss.fit(jaxloss.ridge(0.1), jaxloss.ridge(0.1).init_params(x), (x, y), optax.sgd(0.1), epochs=2, verbose=0)
+    res = jaxloss.fit(jaxloss.ridge_regression(0.1), jaxloss.ridge_regression(0.1).init_params(x), (x, y), optax.sgd(0.1), epochs=2, verbose=0)
     assert repr(res) == f"FitResult(epochs=2, num_steps=2, loss={res.history['loss'][-1]:.6g}, params=<4 numbers>)"
