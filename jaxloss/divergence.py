@@ -27,6 +27,7 @@ def _prob_and_log(targets, log_targets):
     return targets, jnp.log(jnp.where(pos, targets, 1.0))
 
 
+@_core.domain(targets=(_core.when("log_targets", False, _core.PROBABILITY), _core.when("log_targets", True, _core.Interval(high=0.0))))
 def kl_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weights=None, where=None, reduction="mean"):
     """Kullback–Leibler divergence ``KL(targets || predictions) = sum_c t_c (log t_c - log p_c)``.
 
@@ -53,10 +54,12 @@ def kl_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weigh
     ctx, (lp, t) = _core.prepare(
         log_predictions, targets, names=("log_predictions", "targets"), where=where, reduction=reduction, axis=axis
     )
+    ctx = ctx.enforce(kl_divergence, dict(log_targets=log_targets), targets=t)
     t, log_t = _prob_and_log(t, log_targets)
     return ctx.reduce(jnp.sum(_plogp_over_q(t, log_t, lp), axis=-1), weights=weights)
 
 
+@_core.domain(targets=(_core.when("log_targets", False, _core.PROBABILITY), _core.when("log_targets", True, _core.Interval(high=0.0))))
 def js_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weights=None, where=None, reduction="mean"):
     """Jensen–Shannon divergence ``0.5 KL(p || m) + 0.5 KL(t || m)``, ``m = (p + t) / 2``, in nats.
 
@@ -74,6 +77,7 @@ def js_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weigh
     ctx, (lp, t) = _core.prepare(
         log_predictions, targets, names=("log_predictions", "targets"), where=where, reduction=reduction, axis=axis
     )
+    ctx = ctx.enforce(js_divergence, dict(log_targets=log_targets), targets=t)
     p = jnp.exp(lp)
     t, log_t = _prob_and_log(t, log_targets)
     m = 0.5 * (p + t)
@@ -83,6 +87,7 @@ def js_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weigh
     return ctx.reduce(jnp.sum(js, axis=-1), weights=weights)
 
 
+@_core.domain(predictions=_core.NONNEGATIVE, targets=_core.NONNEGATIVE)
 def generalized_kl(predictions, targets, *, axis=-1, weights=None, where=None, reduction="mean"):
     """Generalized KL (I-)divergence between non-negative measures: ``sum_c t_c log(t_c / p_c) - t_c + p_c``.
 
@@ -113,17 +118,17 @@ def generalized_kl(predictions, targets, *, axis=-1, weights=None, where=None, r
       2.3863
     """
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction, axis=axis, fill=(1.0, 1.0))
+    ctx = ctx.enforce(generalized_kl, predictions=p, targets=t)
     ok = (p >= 0) & (t >= 0)
-    ok_all = jnp.all(ok, axis=-1)
-    ctx.value_check(ok_all, "generalized_kl needs non-negative predictions and targets")
     pos_p = p > 0
     log_p = jnp.where(pos_p, jnp.log(jnp.where(pos_p, p, 1.0)), -jnp.inf)
     t_safe = jnp.where(ok, t, 1.0)
     t_safe, log_t = _prob_and_log(t_safe, False)
     term = _plogp_over_q(t_safe, log_t, log_p) - t + p
-    return ctx.reduce(jnp.where(ok_all, jnp.sum(term, axis=-1), jnp.nan), weights=weights)
+    return ctx.reduce(jnp.sum(term, axis=-1), weights=weights)
 
 
+@_core.domain(logits=_core.when("from_logits", False, _core.PROBABILITY))
 def entropy(logits, *, axis=-1, from_logits=True, weights=None, where=None, reduction="mean"):
     """Shannon entropy ``H = -sum_c q_c log q_c`` (nats) of the distribution ``q`` along ``axis``.
 
@@ -155,6 +160,7 @@ def entropy(logits, *, axis=-1, from_logits=True, weights=None, where=None, redu
       0.6931
     """
     ctx, (x,) = _core.prepare(logits, names=("logits",), where=where, reduction=reduction, axis=axis)
+    ctx = ctx.enforce(entropy, dict(from_logits=from_logits), logits=x)
     if from_logits:
         log_q = jax.nn.log_softmax(x, axis=-1)
         q = jnp.exp(log_q)

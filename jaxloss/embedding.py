@@ -52,9 +52,9 @@ def _unit(x, eps):
     return x / jnp.maximum(_core.safe_norm(x), eps)[..., None]
 
 
-def _labels_of_loss_shape(ctx, labels, name, convert):
-    """Per-pair labels: converted, checked to have the unreduced loss shape, masked entries set to 1."""
-    y = convert(labels, name)
+def _labels_of_loss_shape(ctx, labels, name):
+    """Per-pair labels as floats, checked to have the unreduced loss shape, masked entries set to 1."""
+    y = _core.numeric_targets(labels, name)
     if y.shape != tuple(ctx.loss_shape):
         raise ValueError(
             f"{name} must have the shape of the inputs without the feature axis, {tuple(ctx.loss_shape)}; "
@@ -163,6 +163,7 @@ def _circle_anchors(e, y, valid, gamma, m, remove_diagonal):
 # ---------------------------------------------------------------------------------------------------------
 
 
+@_core.domain(eps=_core.POSITIVE)
 def cosine_similarity(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, reduction="mean"):
     """Cosine similarity of vector pairs: ``x1 . x2 / (max(|x1|, eps) * max(|x2|, eps))``.
 
@@ -194,11 +195,12 @@ def cosine_similarity(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, re
       >>> print([round(float(v), 4) for v in jaxloss.cosine_similarity(x1, x2, reduction="none")])
       [0.7071, 0.0]
     """
-    _core.check_hyper(eps, "eps", low=0.0, low_open=True)
     ctx, (a, b) = _core.prepare(x1, x2, names=("x1", "x2"), where=where, reduction=reduction, axis=axis)
+    ctx = ctx.enforce(cosine_similarity, eps=eps)
     return ctx.reduce(_cosine(a, b, ctx.cast(eps)), weights=weights)
 
 
+@_core.domain(eps=_core.POSITIVE)
 def cosine_distance(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, reduction="mean"):
     """Cosine distance of vector pairs: ``1 - cosine_similarity(x1, x2)`` (optax's ``cosine_distance``).
 
@@ -218,8 +220,8 @@ def cosine_distance(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, redu
       >>> print(round(float(jaxloss.cosine_distance(jnp.array([1.0, 0.0]), jnp.array([0.0, 3.0]))), 4))
       1.0
     """
-    _core.check_hyper(eps, "eps", low=0.0, low_open=True)
     ctx, (a, b) = _core.prepare(x1, x2, names=("x1", "x2"), where=where, reduction=reduction, axis=axis)
+    ctx = ctx.enforce(cosine_distance, eps=eps)
     return ctx.reduce(1.0 - _cosine(a, b, ctx.cast(eps)), weights=weights)
 
 
@@ -228,6 +230,7 @@ def cosine_distance(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, redu
 # ---------------------------------------------------------------------------------------------------------
 
 
+@_core.domain(labels=_core.BINARY_ANY, margin=_core.in_range(-1, 1), eps=_core.POSITIVE)
 def cosine_embedding(x1, x2, labels, *, margin=0.0, eps=1e-8, axis=-1, weights=None, where=None, reduction="mean"):
     """Cosine embedding loss (PyTorch's ``cosine_embedding_loss``), one value per pair.
 
@@ -259,15 +262,16 @@ def cosine_embedding(x1, x2, labels, *, margin=0.0, eps=1e-8, axis=-1, weights=N
       >>> print(round(float(jaxloss.cosine_embedding(x1, x2, jnp.array([1, -1]), margin=0.5)), 4))
       0.6036
     """
-    _core.check_hyper(margin, "margin", low=-1.0, high=1.0)
-    _core.check_hyper(eps, "eps", low=0.0, low_open=True)
     ctx, (a, b) = _core.prepare(x1, x2, names=("x1", "x2"), where=where, reduction=reduction, axis=axis)
-    y = _labels_of_loss_shape(ctx, labels, "labels", _core.signed_labels)
+    y = _labels_of_loss_shape(ctx, labels, "labels")
+    ctx = ctx.enforce(cosine_embedding, labels=y, margin=margin, eps=eps)
+    y = _core.to_signed(y)
     cos = _cosine(a, b, ctx.cast(eps))
     loss = jnp.where(y > 0, 1.0 - cos, jax.nn.relu(cos - ctx.cast(margin)))
     return ctx.reduce(loss, weights=weights)
 
 
+@_core.domain(labels=_core.BINARY_ANY)
 def margin_ranking(x1, x2, labels, *, margin=0.0, weights=None, where=None, reduction="mean"):
     """Margin ranking loss (PyTorch's ``margin_ranking_loss``), elementwise: ``max(0, -y (x1 - x2) + margin)``.
 
@@ -287,11 +291,15 @@ def margin_ranking(x1, x2, labels, *, margin=0.0, weights=None, where=None, redu
       0.35
     """
     ctx, (a, b, y) = _core.prepare(
-        x1, x2, _core.signed_labels(labels), names=("x1", "x2", "labels"), where=where, reduction=reduction, fill=(0.0, 0.0, 1.0)
+        x1, x2, _core.numeric_targets(labels), names=("x1", "x2", "labels"), where=where, reduction=reduction,
+        fill=(0.0, 0.0, 1.0),
     )
+    ctx = ctx.enforce(margin_ranking, labels=y)
+    y = _core.to_signed(y)
     return ctx.reduce(jax.nn.relu(-y * (a - b) + ctx.cast(margin)), weights=weights)
 
 
+@_core.domain(labels=_core.BINARY_ANY, margin=_core.NONNEGATIVE)
 def hinge_embedding(inputs, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
     """Hinge embedding loss (PyTorch's ``hinge_embedding_loss``), elementwise.
 
@@ -312,10 +320,11 @@ def hinge_embedding(inputs, labels, *, margin=1.0, weights=None, where=None, red
       >>> print(jaxloss.hinge_embedding(jnp.array([0.25, 0.25]), jnp.array([1, -1])))
       0.5
     """
-    _core.check_hyper(margin, "margin", low=0.0)
     ctx, (x, y) = _core.prepare(
-        inputs, _core.signed_labels(labels), names=("inputs", "labels"), where=where, reduction=reduction, fill=(0.0, 1.0)
+        inputs, _core.numeric_targets(labels), names=("inputs", "labels"), where=where, reduction=reduction, fill=(0.0, 1.0)
     )
+    ctx = ctx.enforce(hinge_embedding, labels=y, margin=margin)
+    y = _core.to_signed(y)
     return ctx.reduce(jnp.where(y > 0, x, jax.nn.relu(ctx.cast(margin) - x)), weights=weights)
 
 
@@ -324,6 +333,7 @@ def _pairwise_distance(a, b, p, eps):
     return _core.safe_norm(a - b + eps, axis=-1, ord=p)
 
 
+@_core.domain(margin=_core.NONNEGATIVE)
 def triplet_margin(
     anchor, positive, negative, *, margin=1.0, p=2.0, eps=1e-6, swap=False, axis=-1, weights=None, where=None,
     reduction="mean",
@@ -358,10 +368,10 @@ def triplet_margin(
     """
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not p > 0:
         raise ValueError(f"p must be a Python number > 0 (the norm degree, static); got {p!r}")
-    _core.check_hyper(margin, "margin", low=0.0)
     ctx, (a, pos, neg) = _core.prepare(
         anchor, positive, negative, names=("anchor", "positive", "negative"), where=where, reduction=reduction, axis=axis
     )
+    ctx = ctx.enforce(triplet_margin, margin=margin)
     eps = ctx.cast(eps)
     d_pos = _pairwise_distance(a, pos, p, eps)
     d_neg = _pairwise_distance(a, neg, p, eps)
@@ -370,6 +380,7 @@ def triplet_margin(
     return ctx.reduce(jax.nn.relu(d_pos - d_neg + ctx.cast(margin)), weights=weights)
 
 
+@_core.domain(labels=_core.PROBABILITY, margin=_core.NONNEGATIVE)
 def contrastive(x1, x2, labels, *, margin=1.0, axis=-1, weights=None, where=None, reduction="mean"):
     """Pairwise contrastive loss (Hadsell, Chopra & LeCun, 2006), one value per pair.
 
@@ -400,9 +411,9 @@ def contrastive(x1, x2, labels, *, margin=1.0, axis=-1, weights=None, where=None
       >>> print(round(float(jaxloss.contrastive(x1, x2, jnp.array([1, 0]), margin=1.0)), 4))
       0.625
     """
-    _core.check_hyper(margin, "margin", low=0.0)
     ctx, (a, b) = _core.prepare(x1, x2, names=("x1", "x2"), where=where, reduction=reduction, axis=axis)
-    y = _labels_of_loss_shape(ctx, labels, "labels", _core.numeric_targets)
+    y = _labels_of_loss_shape(ctx, labels, "labels")
+    ctx = ctx.enforce(contrastive, labels=y, margin=margin)
     diff = a - b
     d = _core.safe_norm(diff)
     loss = y * jnp.sum(diff * diff, axis=-1) + (1.0 - y) * jnp.square(jax.nn.relu(ctx.cast(margin) - d))
@@ -414,6 +425,7 @@ def contrastive(x1, x2, labels, *, margin=1.0, axis=-1, weights=None, where=None
 # ---------------------------------------------------------------------------------------------------------
 
 
+@_core.domain(temperature=_core.POSITIVE, eps=_core.POSITIVE)
 def ntxent(embeddings, labels, *, temperature=0.07, eps=1e-8, weights=None, where=None, reduction="mean"):
     """NT-Xent / InfoNCE loss of SimCLR (optax's ``ntxent``), one value per group of embeddings.
 
@@ -456,8 +468,6 @@ def ntxent(embeddings, labels, *, temperature=0.07, eps=1e-8, weights=None, wher
       >>> print(round(float(jaxloss.ntxent(e, jnp.array([0, 0, 1, 1]), temperature=0.5)), 4))
       0.2899
     """
-    _core.check_hyper(temperature, "temperature", low=0.0, low_open=True)
-    _core.check_hyper(eps, "eps", low=0.0, low_open=True)
     e, y, valid, loss_shape, group_mask, dtype, out_dtype = _prepare_groups(
         embeddings, labels, where, reduction, per_item=False
     )
@@ -465,9 +475,11 @@ def ntxent(embeddings, labels, *, temperature=0.07, eps=1e-8, weights=None, wher
     if group_mask is not None:
         mask = mask & group_mask
     ctx = _core.LossContext(tuple(loss_shape), mask, dtype, out_dtype, reduction)
+    ctx = ctx.enforce(ntxent, temperature=temperature, eps=eps)
     return ctx.reduce(loss, weights=weights)
 
 
+@_core.domain(gamma=_core.POSITIVE)
 def circle(
     embeddings, labels, *, gamma=80.0, margin=0.4, remove_diagonal=True, weights=None, where=None, reduction="mean"
 ):
@@ -512,8 +524,8 @@ def circle(
       >>> print(round(float(jaxloss.circle(e, jnp.array([0, 0, 1, 1]), gamma=2.0)), 4))
       1.1711
     """
-    _core.check_hyper(gamma, "gamma", low=0.0, low_open=True)
     e, y, valid, loss_shape, _, dtype, out_dtype = _prepare_groups(embeddings, labels, where, reduction, per_item=True)
     loss, has = _circle_anchors(e, y, valid, jnp.asarray(gamma, dtype), jnp.asarray(margin, dtype), bool(remove_diagonal))
     ctx = _core.LossContext(tuple(loss_shape), has, dtype, out_dtype, reduction)
+    ctx = ctx.enforce(circle, gamma=gamma)
     return ctx.reduce(loss, weights=weights)

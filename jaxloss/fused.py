@@ -412,29 +412,25 @@ def _prepare(hidden, weight, labels, bias, where, reduction, ignore_index):
         if ignore_index is not None:
             raise ValueError("ignore_index applies to integer labels only; mask probability targets with where=")
         ctx = _core.LossContext(tuple(loss_shape), _core._make_mask(where, loss_shape), dtype, out_dtype, reduction)
-        t = ctx.fill(labels.astype(dtype)).reshape(-1, vocab)
-        return ctx, ctx.fill(hidden.astype(dtype)).reshape(-1, hidden.shape[-1]), weight, bias, t, False
+        t = ctx.fill(labels.astype(dtype))
+        return ctx, ctx.fill(hidden.astype(dtype)).reshape(-1, hidden.shape[-1]), weight, bias, t, labels
     labels = _core.int_array(labels, "labels", "linear_cross_entropy takes integer labels or float probabilities")
     if labels.shape != loss_shape:
         raise ValueError(
             f"labels must have the shape of hidden without its last axis; got hidden.shape={hidden.shape} "
             f"and labels.shape={labels.shape} (expected {loss_shape})"
         )
-    # The label handling of _core.prepare_classes, without the [..., vocab] logits it would need.
-    mask = _core._make_mask(where, loss_shape)
-    if ignore_index is not None:
-        mask = _core._and_mask(mask, labels != ignore_index)
-    in_range = (labels >= 0) & (labels < vocab)
-    considered = in_range if mask is None else (in_range | ~mask)
-    _core.value_check(
-        considered, f"labels must lie in [0, {vocab}) (or equal ignore_index / be masked); found a label out of range"
+    # The label handling of every class-axis loss, without the [..., vocab] logits it would need.
+    ctx, y = _core.prepare_labels(
+        labels, vocab, loss_shape=loss_shape, where=where, ignore_index=ignore_index, dtype=dtype,
+        out_dtype=out_dtype, reduction=reduction,
     )
-    ctx = _core.LossContext(tuple(loss_shape), mask, dtype, out_dtype, reduction, invalid=~considered)
-    y = jnp.where(in_range if mask is None else (in_range & mask), labels, 0).astype(jnp.int32).reshape(-1)
+    y = y.astype(jnp.int32).reshape(-1)
     h = ctx.fill(hidden.astype(dtype)).reshape(-1, hidden.shape[-1])
-    return ctx, h, weight, bias, y, True
+    return ctx, h, weight, bias, y, labels
 
 
+@_core.domain(labels=_core.CLASS_OR_PROBABILITIES, label_smoothing=_core.PROBABILITY, z_loss=_core.NONNEGATIVE)
 def linear_cross_entropy(
     hidden,
     weight,
@@ -550,9 +546,10 @@ def linear_cross_entropy(
     """
     if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive int; got {chunk_size!r}")
-    _core.check_hyper(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    _core.check_hyper(z_loss, "z_loss", low=0.0)
-    ctx, h, weight, bias, t, is_int = _prepare(hidden, weight, labels, bias, where, reduction, ignore_index)
+    ctx, h, weight, bias, t, labels = _prepare(hidden, weight, labels, bias, where, reduction, ignore_index)
+    ctx = ctx.enforce(linear_cross_entropy, labels=labels, label_smoothing=label_smoothing, z_loss=z_loss)
+    is_int = t.ndim == 1 and jnp.issubdtype(t.dtype, jnp.integer)
+    t = t if is_int else t.reshape(-1, weight.shape[1])
     chunk, kind = int(chunk_size), "labels" if is_int else "probs"
     vocab = weight.shape[1]
     eps, zl = ctx.cast(label_smoothing), ctx.cast(z_loss)

@@ -84,8 +84,9 @@ def _pairwise_lists(s, y, valid, margin, kind):
     return total / jnp.maximum(n_pairs, 1.0), n_pairs > 0
 
 
-def _pairwise(scores, labels, where, reduction, weights, kind, margin=0.0):
+def _pairwise(loss, scores, labels, where, reduction, weights, kind, margin=0.0):
     ctx, s, y, valid = _prepare_lists(scores, labels, where, reduction)
+    ctx = ctx.enforce(loss, labels=y, **({} if kind == "logistic" else dict(margin=margin)))
     loss, has_pairs = _pairwise_lists(s, y, valid, ctx.cast(margin), kind)
     return _reduce_lists(ctx, loss, has_pairs, weights)
 
@@ -150,6 +151,7 @@ def bpr(positive_scores, negative_scores, *, weights=None, where=None, reduction
     return ctx.reduce(jax.nn.softplus(sn - sp), weights=weights)
 
 
+@_core.domain(labels=_core.REAL)
 def pairwise_logistic(scores, labels, *, weights=None, where=None, reduction="mean"):
     """Pairwise logistic (RankNet) loss: mean over ordered pairs of ``log(1 + exp(-(s_i - s_j)))``.
 
@@ -178,9 +180,10 @@ def pairwise_logistic(scores, labels, *, weights=None, where=None, reduction="me
       >>> print(round(float(jaxloss.pairwise_logistic(jnp.array([2.0, 1.0, 0.0]), jnp.array([2, 0, 1]))), 4))
       0.5845
     """
-    return _pairwise(scores, labels, where, reduction, weights, "logistic")
+    return _pairwise(pairwise_logistic, scores, labels, where, reduction, weights, "logistic")
 
 
+@_core.domain(labels=_core.REAL, margin=_core.NONNEGATIVE)
 def pairwise_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
     """Pairwise hinge (RankSVM) loss: mean over ordered pairs of ``max(0, margin - (s_i - s_j))``.
 
@@ -205,10 +208,10 @@ def pairwise_hinge(scores, labels, *, margin=1.0, weights=None, where=None, redu
       >>> print(round(float(jaxloss.pairwise_hinge(jnp.array([2.0, 1.0, 0.0]), jnp.array([2, 0, 1]))), 4))
       0.6667
     """
-    _core.check_hyper(margin, "margin", low=0.0)
-    return _pairwise(scores, labels, where, reduction, weights, "hinge", margin)
+    return _pairwise(pairwise_hinge, scores, labels, where, reduction, weights, "hinge", margin)
 
 
+@_core.domain(labels=_core.NONNEGATIVE)
 def ranking_softmax(scores, labels, *, weights=None, where=None, reduction="mean"):
     """Listwise softmax loss (optax's ``ranking_softmax_loss``): ``-sum_i y_i log softmax(s)_i`` per list.
 
@@ -236,10 +239,12 @@ def ranking_softmax(scores, labels, *, weights=None, where=None, reduction="mean
       0.4076
     """
     ctx, s, y, valid = _prepare_lists(scores, labels, where, reduction)
+    ctx = ctx.enforce(ranking_softmax, labels=y)
     loss, any_valid = _softmax_lists(s, y, valid)
     return _reduce_lists(ctx, loss, any_valid, weights)
 
 
+@_core.domain(labels=_core.REAL)
 def listmle(scores, labels, *, weights=None, where=None, reduction="mean"):
     """ListMLE (Xia et al., ICML 2008): negative Plackett–Luce log-likelihood of the label order.
 
@@ -271,5 +276,6 @@ def listmle(scores, labels, *, weights=None, where=None, reduction="mean"):
       1.7209
     """
     ctx, s, y, valid = _prepare_lists(scores, labels, where, reduction)
+    ctx = ctx.enforce(listmle, labels=y)
     loss, any_valid = _listmle_lists(s, y, valid)
     return _reduce_lists(ctx, loss, any_valid, weights)

@@ -32,6 +32,8 @@ __all__ = [
     "cauchy",
     "geman_mcclure",
     "welsch",
+    "smoothed_quantile",
+    "concomitant_huber",
 ]
 
 _LN2 = 0.6931471805599453
@@ -87,6 +89,7 @@ def mean_bias_error(predictions, targets, *, weights=None, where=None, reduction
     return ctx.reduce(p - t, weights=weights)
 
 
+@_core.domain(delta=_core.POSITIVE)
 def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reduction="mean"):
     """Huber loss: quadratic for small errors, linear for large ones.
 
@@ -101,8 +104,8 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
       >>> print(jaxloss.huber(jnp.array([0.5, 3.0]), jnp.zeros(2)))
       1.3125
     """
-    _core.check_hyper(delta, "delta", low=0.0, low_open=True)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(huber, delta=delta)
     delta = ctx.cast(delta)
     abs_err = jnp.abs(p - t)
     quad = jnp.minimum(abs_err, delta)
@@ -110,6 +113,7 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
     return ctx.reduce(0.5 * quad * quad + delta * (abs_err - quad), weights=weights)
 
 
+@_core.domain(beta=_core.NONNEGATIVE)
 def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduction="mean"):
     """Smooth L1 loss (PyTorch's ``smooth_l1_loss``): ``huber(delta=beta) / beta``.
 
@@ -121,8 +125,8 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
       >>> print(jaxloss.smooth_l1(jnp.array([0.5, 3.0]), jnp.zeros(2), beta=1.0))
       1.3125
     """
-    _core.check_hyper(beta, "beta", low=0.0)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(smooth_l1, beta=beta)
     beta = ctx.cast(beta)
     abs_err = jnp.abs(p - t)
     small = abs_err < beta
@@ -147,6 +151,7 @@ def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"
     return ctx.reduce(jnp.logaddexp(e, -e) - _LN2, weights=weights)
 
 
+@_core.domain(tau=_core.PROBABILITY)
 def quantile(predictions, targets, *, tau=0.5, weights=None, where=None, reduction="mean"):
     """Quantile (pinball) loss: ``max(tau * (t - p), (tau - 1) * (t - p))``.
 
@@ -161,8 +166,8 @@ def quantile(predictions, targets, *, tau=0.5, weights=None, where=None, reducti
       >>> print(jaxloss.quantile(jnp.array([0.0, 0.0]), jnp.array([1.0, -1.0]), tau=0.9))
       0.5
     """
-    _core.check_hyper(tau, "tau", low=0.0, high=1.0)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(quantile, tau=tau)
     tau = ctx.cast(tau)
     diff = t - p
     return ctx.reduce(jnp.maximum(tau * diff, (tau - 1.0) * diff), weights=weights)
@@ -175,6 +180,7 @@ def quantile(predictions, targets, *, tau=0.5, weights=None, where=None, reducti
 _F64_EPS = float(np.finfo(np.float64).eps)
 
 
+@_core.domain(eps=_core.POSITIVE)
 def mape(predictions, targets, *, eps=_F64_EPS, weights=None, where=None, reduction="mean"):
     """Mean absolute percentage error as a fraction: ``|p - t| / max(|t|, eps)`` per element.
 
@@ -200,9 +206,13 @@ def mape(predictions, targets, *, eps=_F64_EPS, weights=None, where=None, reduct
       >>> print(round(float(jaxloss.mape(jnp.array([1.5, 1.0]), jnp.array([1.0, 2.0]))), 4))
       0.5
     """
-    _core.check_hyper(eps, "eps", low=0.0, low_open=True)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
-    return ctx.reduce(jnp.abs(p - t) / jnp.maximum(jnp.abs(t), ctx.cast(eps)), weights=weights)
+    ctx = ctx.enforce(mape, eps=eps)
+    eps = ctx.cast(eps)
+    abs_t = jnp.abs(t)
+    big = abs_t > eps
+    # double where: the eps branch divides by a constant, so its second derivative has no 1/eps^3 (0 in f32)
+    return ctx.reduce(jnp.abs(p - t) / jnp.where(big, abs_t, eps), weights=weights)
 
 
 def _log1p_extended(x):
@@ -218,6 +228,7 @@ def _log1p_extended(x):
     return jnp.where(inside, jnp.log1p(jnp.where(inside, x, 0.0)), math.log(d) + (x - lo) / d)
 
 
+@_core.domain(targets=_core.Interval(-1.0, low_open=True))
 def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
     """Mean squared logarithmic error: ``(log1p(p) - log1p(t))^2`` per element.
 
@@ -226,8 +237,9 @@ def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
     at ``1e-7``.
 
     Inputs ``<= -1`` are outside the domain (scikit-learn raises; Keras clips every input below at
-    ``1e-7``, which also zeroes the gradient of all negative predictions). jaxloss keeps them finite and
-    never NaN: below ``-1 + eps`` (``eps`` the compute dtype's machine epsilon) ``log1p`` is continued by
+    ``1e-7``, which also zeroes the gradient of all negative predictions). Targets ``<= -1`` give NaN (the
+    jaxloss domain policy). Predictions ``<= -1`` are a decision apart, so that training can recover
+    from them: they stay finite and never NaN: below ``-1 + eps`` (``eps`` the compute dtype's machine epsilon) ``log1p`` is continued by
     its tangent line, so such an entry gets a huge finite loss (order ``(x / eps)^2``) and a gradient that
     pushes it back above ``-1``. :func:`jaxloss.checked` reports them. Use a non-negative output
     (``softplus``, ``exp``) for predictions.
@@ -238,8 +250,8 @@ def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
       1.0
     """
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
-    ok = (p > -1.0) & (t > -1.0)
-    ctx.value_check(ok, "msle needs predictions and targets > -1")
+    ctx.value_check(p > -1.0, "msle needs predictions and targets > -1")
+    ctx = ctx.enforce(msle, targets=t)
     return ctx.reduce(jnp.square(_log1p_extended(p) - _log1p_extended(t)), weights=weights)
 
 
@@ -248,6 +260,7 @@ def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
 # ---------------------------------------------------------------------------------------------------------
 
 
+@_core.domain(targets=_core.NONNEGATIVE, predictions=_core.when("log_input", False, _core.NONNEGATIVE), eps=_core.NONNEGATIVE)
 def poisson_nll(
     predictions, targets, *, log_input=True, full=False, eps=1e-8, weights=None, where=None, reduction="mean"
 ):
@@ -277,15 +290,13 @@ def poisson_nll(
       >>> print(round(float(jaxloss.poisson_nll(jnp.array([0.0, 1.0]), jnp.array([1.0, 2.0]))), 4))
       0.8591
     """
-    _core.check_hyper(eps, "eps", low=0.0)
     ctx, (x, t) = _core.prepare(
         predictions, targets, where=where, reduction=reduction, fill=(0.0 if log_input else 1.0, 1.0)
     )
+    ctx = ctx.enforce(poisson_nll, dict(log_input=log_input), predictions=x, targets=t, eps=eps)
     if log_input:
         loss = jnp.exp(x) - t * x
     else:
-        ok = x >= 0
-        ctx.value_check(ok, "poisson_nll rates must be >= 0 (log_input=False)")
         loss = x - t * jnp.log(x + ctx.cast(eps))
     if full:
         big = t > 1
@@ -295,6 +306,7 @@ def poisson_nll(
     return ctx.reduce(loss, weights=weights)
 
 
+@_core.domain(var=_core.NONNEGATIVE, eps=_core.NONNEGATIVE)
 def gaussian_nll(
     predictions, targets, var, *, full=False, eps=1e-6, weights=None, where=None, reduction="mean"
 ):
@@ -327,7 +339,6 @@ def gaussian_nll(
       >>> print(round(float(jaxloss.gaussian_nll(jnp.array([1.0]), jnp.array([3.0]), jnp.array([2.0]))), 4))
       1.3466
     """
-    _core.check_hyper(eps, "eps", low=0.0)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
     v = _core.float_array(var, "var")
     shape = tuple(ctx.loss_shape)
@@ -335,14 +346,13 @@ def gaussian_nll(
         v = v[..., None]
     _core.check_broadcastable(v, shape, "var", target=f"the predictions, of shape {shape}")
     v = ctx.fill(jnp.broadcast_to(v.astype(ctx.dtype), shape), 1.0)
-    ok = v >= 0
-    ctx.value_check(ok, "gaussian_nll: var must be non-negative")
+    ctx = ctx.enforce(gaussian_nll, var=v, eps=eps)
     # value max(v, eps); gradient 1 with respect to v (PyTorch's in-place no_grad clamp)
     v_c = jax.lax.stop_gradient(jnp.maximum(v, ctx.cast(eps))) + (v - jax.lax.stop_gradient(v))
     loss = 0.5 * (jnp.log(v_c) + jnp.square(p - t) / v_c)
     if full:
         loss = loss + 0.5 * math.log(2.0 * math.pi)
-    return ctx.reduce(jnp.where(ok, loss, jnp.nan), weights=weights)
+    return ctx.reduce(loss, weights=weights)
 
 
 def _static_power(power) -> float:
@@ -358,6 +368,13 @@ def _static_power(power) -> float:
     return p
 
 
+@_core.domain(
+    predictions=_core.Cond("power", lambda p: float(p) != 0.0, _core.POSITIVE, "(unless power=0)"),
+    targets=(
+        _core.Cond("power", lambda p: 1.0 <= float(p) < 2.0, _core.NONNEGATIVE, "(for 1 <= power < 2)"),
+        _core.Cond("power", lambda p: float(p) >= 2.0, _core.POSITIVE, "(for power >= 2)"),
+    ),
+)
 def tweedie(predictions, targets, *, power=1.5, weights=None, where=None, reduction="mean"):
     """Tweedie unit deviance ``d(t, mu)`` (scikit-learn's ``mean_tweedie_deviance``), elementwise.
 
@@ -392,12 +409,8 @@ def tweedie(predictions, targets, *, power=1.5, weights=None, where=None, reduct
     ctx, (mu, t) = _core.prepare(predictions, targets, where=where, reduction=reduction, fill=(1.0, 1.0))
     if pw == 0.0:
         return ctx.reduce(jnp.square(t - mu), weights=weights)
-    ok = mu > 0
-    if 1.0 <= pw < 2.0:
-        ok = ok & (t >= 0)
-    elif pw >= 2.0:
-        ok = ok & (t > 0)
-    ctx.value_check(ok, f"tweedie(power={pw}): targets/predictions outside the domain")
+    ctx = ctx.enforce(tweedie, dict(power=pw), predictions=mu, targets=t)
+    ok = ~ctx.invalid
     mu = jnp.where(ok, mu, 1.0)
     t = jnp.where(ok, t, 1.0)
     if pw == 1.0:
@@ -411,7 +424,7 @@ def tweedie(predictions, targets, *, power=1.5, weights=None, where=None, reduct
             - t * jnp.power(mu, 1.0 - pw) / (1.0 - pw)
             + jnp.power(mu, 2.0 - pw) / (2.0 - pw)
         )
-    return ctx.reduce(jnp.where(ok, dev, jnp.nan), weights=weights)
+    return ctx.reduce(dev, weights=weights)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -445,6 +458,7 @@ def _barron(x, alpha, scale):
     return jnp.where(pos_inf, jnp.expm1(0.5 * jnp.where(pos_inf, z, 0.0)), loss)
 
 
+@_core.domain(scale=_core.POSITIVE)
 def general_robust(predictions, targets, *, alpha=1.0, scale=1.0, weights=None, where=None, reduction="mean"):
     """Barron's general and adaptive robust loss ``rho(x, alpha, c)`` of ``x = p - t``, elementwise.
 
@@ -483,22 +497,23 @@ def general_robust(predictions, targets, *, alpha=1.0, scale=1.0, weights=None, 
       >>> print(round(float(jaxloss.general_robust(jnp.array([3.0]), jnp.array([0.0]), alpha=0.0)), 4))
       1.7047
     """
-    _core.check_hyper(scale, "scale", low=0.0, low_open=True)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(general_robust, scale=scale)
     alpha, scale = ctx.cast(alpha), ctx.cast(scale)
     _core.check_broadcastable(alpha, ctx.loss_shape, "alpha")
     _core.check_broadcastable(scale, ctx.loss_shape, "scale")
     return ctx.reduce(_barron(p - t, alpha, scale), weights=weights)
 
 
-def _scaled_sq(predictions, targets, scale, where, reduction):
-    _core.check_hyper(scale, "scale", low=0.0, low_open=True)
+def _scaled_sq(loss, predictions, targets, scale, where, reduction):
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(loss, scale=scale)
     scale = ctx.cast(scale)
     _core.check_broadcastable(scale, ctx.loss_shape, "scale")
     return ctx, jnp.square((p - t) / scale)
 
 
+@_core.domain(scale=_core.POSITIVE)
 def cauchy(predictions, targets, *, scale=1.0, weights=None, where=None, reduction="mean"):
     """Cauchy (Lorentzian) loss ``log(0.5 (x/c)^2 + 1)``, ``x = p - t``: :func:`general_robust` at ``alpha = 0``.
 
@@ -513,10 +528,11 @@ def cauchy(predictions, targets, *, scale=1.0, weights=None, where=None, reducti
       >>> print(round(float(jaxloss.cauchy(jnp.array([2.0]), jnp.array([0.0]), scale=2.0)), 4))
       0.4055
     """
-    ctx, z = _scaled_sq(predictions, targets, scale, where, reduction)
+    ctx, z = _scaled_sq(cauchy, predictions, targets, scale, where, reduction)
     return ctx.reduce(jnp.log1p(0.5 * z), weights=weights)
 
 
+@_core.domain(scale=_core.POSITIVE)
 def geman_mcclure(predictions, targets, *, scale=1.0, weights=None, where=None, reduction="mean"):
     """Geman-McClure loss ``2 (x/c)^2 / ((x/c)^2 + 4)``, ``x = p - t``: :func:`general_robust` at ``alpha = -2``.
 
@@ -530,10 +546,11 @@ def geman_mcclure(predictions, targets, *, scale=1.0, weights=None, where=None, 
       >>> print(round(float(jaxloss.geman_mcclure(jnp.array([2.0]), jnp.array([0.0]))), 4))
       1.0
     """
-    ctx, z = _scaled_sq(predictions, targets, scale, where, reduction)
+    ctx, z = _scaled_sq(geman_mcclure, predictions, targets, scale, where, reduction)
     return ctx.reduce(2.0 * z / (z + 4.0), weights=weights)
 
 
+@_core.domain(scale=_core.POSITIVE)
 def welsch(predictions, targets, *, scale=1.0, weights=None, where=None, reduction="mean"):
     """Welsch (Leclerc) loss ``1 - exp(-0.5 (x/c)^2)``, ``x = p - t``: :func:`general_robust` at ``alpha = -inf``.
 
@@ -547,5 +564,117 @@ def welsch(predictions, targets, *, scale=1.0, weights=None, where=None, reducti
       >>> print(round(float(jaxloss.welsch(jnp.array([2.0]), jnp.array([0.0]), scale=2.0)), 4))
       0.3935
     """
-    ctx, z = _scaled_sq(predictions, targets, scale, where, reduction)
+    ctx, z = _scaled_sq(welsch, predictions, targets, scale, where, reduction)
     return ctx.reduce(-jnp.expm1(-0.5 * z), weights=weights)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Smoothed losses of the ready objectives (quantile regression, Huber regression with a fitted scale)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def smoothed_quantile(predictions, targets, *, tau=0.5, smoothing=1.0, weights=None, where=None, reduction="mean"):
+    """Smoothed quantile (pinball) loss: the Moreau envelope of :func:`quantile` with parameter ``mu``.
+
+    With ``r = t - p`` and ``mu = smoothing``::
+
+        tau * r - mu * tau^2 / 2                if r > tau * mu
+        r^2 / (2 mu)                            if (tau - 1) * mu <= r <= tau * mu
+        (tau - 1) * r - mu * (1 - tau)^2 / 2    if r < (tau - 1) * mu
+
+    i.e. ``min_z pinball_tau(z) + (r - z)^2 / (2 mu)``: the kink of the pinball loss at 0 is rounded by a
+    parabola on an interval of width ``mu``, the slopes ``tau`` and ``tau - 1`` are kept outside. It is
+    differentiable with a ``1 / mu``-Lipschitz gradient, lies below the pinball loss by at most
+    ``mu * max(tau, 1 - tau)^2 / 2``, and equals it for ``smoothing=0``. For ``tau = 1/2`` it is
+    ``huber(delta=mu / 2) / mu``. It is the smooth surrogate that :func:`jaxloss.quantile_regression` uses
+    with ``smoothing=``.
+
+    Args:
+      predictions: float array of any shape.
+      targets: float array of the same shape.
+      tau: the quantile level in ``[0, 1]``; may be traced.
+      smoothing: ``mu >= 0``, the width of the rounded zone; may be traced. ``0`` is the pinball loss.
+      weights: optional weights broadcastable to the predictions' shape.
+      where: optional boolean mask broadcastable to the predictions' shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (elementwise).
+
+    Returns:
+      a scalar, or an array of the predictions' shape for ``reduction="none"``.
+
+    References:
+      Moreau, "Proximite et dualite dans un espace hilbertien", 1965; Zheng, "Gradient descent algorithms
+      for quantile regression with smooth approximation", 2011.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> # r = 1 > tau mu = 0.45: 0.9 - 0.5 * 0.81 / 2; r = 0.2 in the parabola: 0.04 / 1
+      >>> print(jaxloss.smoothed_quantile(jnp.zeros(2), jnp.array([1.0, 0.2]), tau=0.9, smoothing=0.5, reduction="none"))
+      [0.6975 0.04  ]
+    """
+    _core.check_hyper(tau, "tau", low=0.0, high=1.0)
+    _core.check_hyper(smoothing, "smoothing", low=0.0)
+    ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    tau, mu = ctx.cast(tau), ctx.cast(smoothing)
+    r = t - p
+    # c: r clipped to the parabola's interval; outside it the loss continues linearly from its ends.
+    c = jnp.clip(r, (tau - 1.0) * mu, tau * mu)
+    d = r - c
+    safe_mu = jnp.where(mu > 0, mu, 1.0)  # mu = 0: c = 0, no parabola
+    return ctx.reduce(0.5 * c * c / safe_mu + tau * d - jnp.minimum(d, 0.0), weights=weights)
+
+
+def concomitant_huber(predictions, targets, scale, *, delta=1.35, weights=None, where=None, reduction="mean"):
+    """Huber loss with a jointly estimated scale (Owen's concomitant scale; scikit-learn's ``HuberRegressor``).
+
+    With ``r = t - p`` and ``s = scale > 0``::
+
+        s * (1 + 2 * huber(r / s, delta))  =  s + r^2 / s                    if |r| <= delta * s
+                                              s + 2 delta |r| - delta^2 s    otherwise
+
+    Unlike :func:`huber`, whose threshold is in the targets' units, the threshold here is ``delta`` scale
+    units, and the loss is jointly convex in ``(p, s)``: minimising it over the predictions *and* the
+    scale estimates both (Owen 2007, Huber's "Proposal 2"). scikit-learn's ``HuberRegressor(epsilon=delta)``
+    minimises its sum (with ``s = scale_``) plus the L2 penalty; :func:`jaxloss.huber_regression` with
+    ``fit_scale=True`` is that objective with ``s = exp(params["log_scale"])``.
+
+    Args:
+      predictions: float array of any shape.
+      targets: float array of the same shape.
+      scale: ``s > 0``, broadcastable to the predictions' shape (a Python float, a scalar or per-element
+        scales); differentiable. Non-positive (unmasked) scales give NaN and are reported by
+        :func:`jaxloss.checked`.
+      delta: the threshold in scale units (> 0; scikit-learn's ``epsilon``, 1.35 by default: 95%
+        efficiency at the normal); may be traced.
+      weights: optional weights broadcastable to the predictions' shape.
+      where: optional boolean mask broadcastable to the predictions' shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (elementwise).
+
+    Returns:
+      a scalar, or an array of the predictions' shape for ``reduction="none"``.
+
+    References:
+      Owen, "A robust hybrid of lasso and ridge regression", Contemporary Mathematics 443, 2007;
+      Huber, "Robust Statistics", 1981 (section 7.7).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> # s = 2: r = 1 is inside (2 + 1/2), r = 6 outside (2 + 2 * 1.35 * 6 - 1.35^2 * 2)
+      >>> print(jaxloss.concomitant_huber(jnp.zeros(2), jnp.array([1.0, 6.0]), 2.0, reduction="none"))
+      [ 2.5   14.555]
+    """
+    _core.check_hyper(delta, "delta", low=0.0, low_open=True)
+    ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    s = _core.float_array(scale, "scale") if not isinstance(scale, (int, float)) else jnp.asarray(scale, ctx.dtype)
+    shape = tuple(ctx.loss_shape)
+    _core.check_broadcastable(s, shape, "scale", target=f"the predictions, of shape {shape}")
+    s = ctx.fill(jnp.broadcast_to(s.astype(ctx.dtype), shape), 1.0)
+    ok = s > 0
+    ctx.value_check(ok, "concomitant_huber: scale must be positive")
+    s = jnp.where(ok, s, 1.0)
+    delta = ctx.cast(delta)
+    abs_r = jnp.abs(t - p)
+    q = jnp.minimum(abs_r, delta * s)
+    # s + q^2 / s + 2 delta (|r| - q): equals both branches and is smooth in r and s.
+    loss = s + q * q / s + 2.0 * delta * (abs_r - q)
+    return ctx.reduce(jnp.where(ok, loss, jnp.nan), weights=weights)
+

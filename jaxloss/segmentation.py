@@ -22,19 +22,33 @@ With ``p`` the probabilities and ``t`` the targets of one class of one example, 
 
 from __future__ import annotations
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
-from jaxloss.sequence import _context
 
 __all__ = ["dice", "tversky", "jaccard", "generalized_dice"]
+
+_TARGETS = _core.ClassIndex(probabilities=True)  # integer labels ({0, 1} for one channel) or maps in [0, 1]
 
 
 def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, where, reduction):
     """Validates the inputs and returns ``(ctx, TP, P, T)``, each ``[*batch, C]`` summed over the pixels."""
     _core.check_reduction(reduction)
     p = _core.float_array(predictions, "predictions")
+    if axis is None:  # a binary map without a channel axis: one (foreground) channel
+        p = p[..., None]
+        axis = -1
+        t = jnp.asarray(targets)
+        if jnp.issubdtype(t.dtype, jnp.floating):
+            if t.shape != p.shape[:-1]:
+                raise ValueError(
+                    "with axis=None, targets must have the shape of predictions; got "
+                    f"predictions.shape={p.shape[:-1]} and targets.shape={t.shape}"
+                )
+            targets = t[..., None]
     p = _core.move_axis_last(p, axis, "predictions")
     if not isinstance(batch_dims, int) or not 0 <= batch_dims < p.ndim:
         raise ValueError(f"batch_dims must be an int in [0, {p.ndim}) for predictions of shape {jnp.moveaxis(p, -1, axis).shape}; got {batch_dims!r}")
@@ -59,15 +73,18 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
 
     batch_shape = p.shape[:batch_dims]
     sum_axes = tuple(range(batch_dims, p.ndim - 1))
-    ctx = _context(batch_shape, where, p.dtype, reduction)
+    ctx = _core.context(batch_shape, p.dtype, where=where, reduction=reduction)
     x = ctx.fill(p.astype(ctx.dtype))
+    # ignored pixels may hold anything (NaN included): replace them before the softmax (double where)
+    pixel_valid = None if ignore_index is None else (t != ignore_index)[..., None]
+    if pixel_valid is not None:
+        x = jnp.where(pixel_valid, x, 0.0)
     if from_logits:
         probs = jax.nn.sigmoid(x) if num_classes == 1 else jax.nn.softmax(x, axis=-1)
     else:
         probs = x
-        _core.value_check((x >= 0) & (x <= 1), "predictions must be probabilities in [0, 1] when from_logits=False")
+        ctx = ctx.enforce(tversky, dict(from_logits=from_logits), predictions=x)
 
-    pixel_valid = None
     if is_int:
         top = 2 if num_classes == 1 else num_classes
         in_range = (t >= 0) & (t < top)
@@ -76,17 +93,15 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
             considered = considered | ~ctx.mask.reshape(batch_shape + (1,) * (t.ndim - batch_dims))
         _core.value_check(considered, f"integer targets must lie in [0, {top}) (or equal ignore_index); found a label out of range")
         invalid = jnp.any(~considered, axis=sum_axes) if sum_axes else ~considered
-        ctx = _core.LossContext(ctx.loss_shape, ctx.mask, ctx.dtype, ctx.out_dtype, reduction, invalid)
-        if ignore_index is not None:
-            pixel_valid = t != ignore_index
+        ctx = dataclasses.replace(ctx, invalid=invalid)
         labels = jnp.where(in_range, t, 0)
         onehot = labels[..., None].astype(ctx.dtype) if num_classes == 1 else jax.nn.one_hot(labels, num_classes, dtype=ctx.dtype)
     else:
         onehot = ctx.fill(t.astype(ctx.dtype))
+        ctx = ctx.enforce(tversky, targets=onehot)
     if pixel_valid is not None:
-        keep = pixel_valid[..., None]
-        probs = jnp.where(keep, probs, 0.0)
-        onehot = jnp.where(keep, onehot, 0.0)
+        probs = jnp.where(pixel_valid, probs, 0.0)
+        onehot = jnp.where(pixel_valid, onehot, 0.0)
     tp = jnp.sum(probs * onehot, axis=sum_axes)
     return ctx, tp, jnp.sum(probs, axis=sum_axes), jnp.sum(onehot, axis=sum_axes)
 
@@ -105,6 +120,7 @@ def _class_mean(ctx, per_class, class_weights):
     return jnp.sum(per_class * cw, axis=-1) / jnp.sum(cw)
 
 
+@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, alpha=_core.NONNEGATIVE, beta=_core.NONNEGATIVE, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
 def tversky(
     predictions,
     targets,
@@ -172,18 +188,18 @@ def tversky(
       >>> print(round(float(jaxloss.tversky(p, t, alpha=0.3, beta=0.7, smooth=0.0, from_logits=False)), 4))
       0.2562
     """
-    for value, name in ((alpha, "alpha"), (beta, "beta"), (smooth, "smooth"), (epsilon, "epsilon")):
-        _core.check_hyper(value, name, low=0.0)
     ctx, tp, ps, ts = _sums(
         predictions, targets, axis=axis, from_logits=from_logits, batch_dims=batch_dims,
         ignore_index=ignore_index, where=where, reduction=reduction,
     )
+    ctx = ctx.enforce(tversky, alpha=alpha, beta=beta, smooth=smooth, epsilon=epsilon)
     s = ctx.cast(smooth)
     den = tp + ctx.cast(alpha) * (ps - tp) + ctx.cast(beta) * (ts - tp) + s + ctx.cast(epsilon)
     per_class = 1.0 - _ratio(tp + s, den)
     return ctx.reduce(_class_mean(ctx, per_class, class_weights), weights=weights)
 
 
+@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
 def dice(
     predictions,
     targets,
@@ -234,6 +250,7 @@ def dice(
     )
 
 
+@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
 def jaccard(
     predictions,
     targets,
@@ -278,6 +295,7 @@ def jaccard(
     )
 
 
+@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE)
 def generalized_dice(
     predictions,
     targets,
@@ -319,11 +337,11 @@ def generalized_dice(
       >>> print(round(float(jaxloss.generalized_dice(p, t, smooth=0.0, from_logits=False)), 4))
       0.3191
     """
-    _core.check_hyper(smooth, "smooth", low=0.0)
     ctx, tp, ps, ts = _sums(
         predictions, targets, axis=axis, from_logits=from_logits, batch_dims=batch_dims,
         ignore_index=ignore_index, where=where, reduction=reduction,
     )
+    ctx = ctx.enforce(generalized_dice, smooth=smooth)
     present = ts > 0
     w = 1.0 / jnp.square(jnp.where(present, ts, 1.0))
     w_max = jnp.max(jnp.where(present, w, 0.0), axis=-1, keepdims=True)

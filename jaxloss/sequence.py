@@ -8,6 +8,7 @@ count, or the gradient, even when the padded logits hold NaN.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Optional, Tuple
 
@@ -20,20 +21,6 @@ from jaxloss.classification import cross_entropy
 __all__ = ["ctc", "sequence_cross_entropy", "z_loss"]
 
 _NORMALIZE = ("tokens", "sequences")
-
-
-def _context(loss_shape, where, dtype, reduction, invalid=None, extra_mask=None) -> _core.LossContext:
-    """A :class:`jaxloss._core.LossContext` for a loss whose unreduced shape is not an input's shape.
-
-    ``where`` (the user's mask, broadcastable to ``loss_shape``) is combined with ``extra_mask`` (entries
-    that the loss itself leaves out, e.g. sequences without any valid token).
-    """
-    _core.check_reduction(reduction)
-    mask = _core._make_mask(where, loss_shape)
-    if extra_mask is not None:
-        extra_mask = jnp.broadcast_to(extra_mask, loss_shape)
-        mask = extra_mask if mask is None else mask & extra_mask
-    return _core.LossContext(tuple(loss_shape), mask, _core.compute_dtype(dtype), jnp.dtype(dtype), reduction, invalid)
 
 
 def _steps_mask(paddings, lengths, shape, names) -> Tuple[Optional[jax.Array], Optional[jax.Array]]:
@@ -80,7 +67,10 @@ def _ctc_log_likelihood(log_probs, frame_valid, labels, label_len, blank_id, log
     batch, _, _ = log_probs.shape
     num_labels = labels.shape[1]
     blanks = jnp.full_like(labels, blank_id)
-    ext = jnp.concatenate([jnp.stack([blanks, labels], axis=-1).reshape(batch, 2 * num_labels), blanks[:, :1]], axis=1)
+    # (the final blank is its own column: with no labels at all, N = 0, the extended sequence is one blank)
+    last_blank = jnp.full((batch, 1), blank_id, labels.dtype)
+    ext = jnp.concatenate([jnp.stack([blanks, labels], axis=-1).reshape(batch, 2 * num_labels), last_blank], axis=1)
+    num_states = ext.shape[1]
     # emissions [T, B, S]: log p_t(ext[s]); time-major for the scan
     emit = jnp.take_along_axis(log_probs, ext[:, None, :], axis=-1).transpose(1, 0, 2)
     dtype = log_probs.dtype
@@ -89,16 +79,16 @@ def _ctc_log_likelihood(log_probs, frame_valid, labels, label_len, blank_id, log
     # the skip s-2 -> s is allowed into a label that differs from the previous label, penalised into a
     # repeated label, and never allowed into a blank (it would drop a label).
     is_label = (jnp.arange(ext.shape[1]) % 2) == 1
-    prev2 = jnp.concatenate([jnp.full((batch, 2), -1, ext.dtype), ext[:, :-2]], axis=1)
+    def shift(a, k, fill):
+        # a[:, s - k] (``fill`` for s < k), also when there are fewer than k states
+        return jnp.concatenate([jnp.full((batch, k), fill, a.dtype), a], axis=1)[:, :num_states]
+
+    prev2 = shift(ext, 2, -1)
     skip = jnp.where(is_label & (ext != prev2), 0.0, jnp.where(is_label, eps, neg_inf)).astype(dtype)
-    pad1 = jnp.full((batch, 1), neg_inf, dtype)
-    pad2 = jnp.full((batch, 2), neg_inf, dtype)
 
     def step(alpha, inputs):
         e_t, valid_t = inputs
-        candidates = jnp.stack(
-            [alpha, jnp.concatenate([pad1, alpha[:, :-1]], axis=1), jnp.concatenate([pad2, alpha[:, :-2]], axis=1) + skip]
-        )
+        candidates = jnp.stack([alpha, shift(alpha, 1, neg_inf), shift(alpha, 2, neg_inf) + skip])
         new = jax.nn.logsumexp(candidates, axis=0) + e_t
         return jnp.where(valid_t[:, None], new, alpha), None
 
@@ -131,6 +121,7 @@ def _ctc_per_sequence(x, y, frame_valid, label_valid, log_epsilon, *, blank_id, 
     return loss
 
 
+@_core.domain(labels=_core.ClassIndex(what="label (never blank_id)"))
 def ctc(
     logits,
     labels,
@@ -229,7 +220,7 @@ def ctc(
     frame_valid, bad_frames = _steps_mask(logit_paddings, input_lengths, x.shape[:-1], ("logit_paddings", "input_lengths"))
     label_valid, bad_labels = _steps_mask(label_paddings, label_lengths, y.shape, ("label_paddings", "label_lengths"))
 
-    ctx = _context(x.shape[:-2], where, x.dtype, reduction)
+    ctx = _core.context(x.shape[:-2], x.dtype, where=where, reduction=reduction)
     x = ctx.fill(x.astype(ctx.dtype))
     if unbatched:  # one sequence: work on a batch of one
         x, y = x[None], y[None]
@@ -260,9 +251,8 @@ def ctc(
         x, y, frame_valid, label_valid, ctx.cast(log_epsilon),
         blank_id=blank_id, zero_infinity=bool(zero_infinity), normalize_length=bool(normalize_length),
     )
-    shape = ctx.loss_shape
-    ctx = _core.LossContext(ctx.loss_shape, ctx.mask, ctx.dtype, ctx.out_dtype, reduction, invalid.reshape(shape))
-    return ctx.reduce(loss.reshape(shape), weights=weights)
+    ctx = dataclasses.replace(ctx, invalid=invalid.reshape(ctx.loss_shape))
+    return ctx.reduce(loss.reshape(ctx.loss_shape), weights=weights)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -270,6 +260,7 @@ def ctc(
 # ---------------------------------------------------------------------------------------------------------
 
 
+@_core.domain(labels=_core.CLASS_LABELS, label_smoothing=_core.PROBABILITY)
 def sequence_cross_entropy(
     logits,
     labels,
@@ -340,7 +331,7 @@ def sequence_cross_entropy(
         valid = not_ignored if valid is None else valid & not_ignored
     dtype = _core.compute_dtype(x.dtype)
     if normalize == "tokens":
-        ctx = _context(y.shape, where, x.dtype, reduction, extra_mask=valid)
+        ctx = _core.context(y.shape, x.dtype, where=where, reduction=reduction, extra_mask=valid)
         tok = cross_entropy(x.astype(dtype), y, label_smoothing=label_smoothing, where=ctx.mask, reduction="none")
         if bad_len is not None:
             tok = jnp.where(bad_len[..., None], jnp.nan, tok)
@@ -355,7 +346,10 @@ def sequence_cross_entropy(
     else:
         count = jnp.sum(token_mask, axis=-1, dtype=dtype)
     per_seq = jnp.sum(tok, axis=-1) / jnp.maximum(count, 1.0)
-    ctx = _context(y.shape[:-1], where, x.dtype, reduction, invalid=bad_len, extra_mask=None if token_mask is None else count > 0)
+    ctx = _core.context(
+        y.shape[:-1], x.dtype, where=where, reduction=reduction, invalid=bad_len,
+        extra_mask=None if token_mask is None else count > 0,
+    )
     return ctx.reduce(per_seq, weights=weights)
 
 

@@ -144,3 +144,22 @@ def test_segmentation_layout_vmap_ignore_index_and_checks():
     assert np.isnan(out[1]) and all_finite(np.asarray(out)[[0, 2]])
     err, _ = jaxloss.checked(lambda a: jaxloss.dice(a, bad))(x)
     assert err.get() is not None and "out of range" in err.get()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ignore_index_pixels_holding_nan_do_not_leak(dtype):
+    """Defect (issue 14): NaN logits at pixels excluded by ignore_index gave NaN gradients. Value and
+    gradient must be finite and equal to slicing those pixels out (reference: the loss on the sliced
+    images, whose own values are checked against optax/NumPy above); the ignored pixels get zero gradient."""
+    x, y, _ = seg_batch(dtype, seed=5)
+    y_ign = y.copy()
+    y_ign[:, -1] = -100
+    x_nan = x.copy()
+    x_nan[:, -1] = np.nan
+    for fn, kw in ((jaxloss.dice, {}), (jaxloss.generalized_dice, {}), (jaxloss.tversky, dict(alpha=0.3, beta=0.7))):
+        v, (g,) = jax_value_and_grads(lambda a: fn(a, y_ign, ignore_index=-100, **kw), (x_nan,))
+        v_ref, (g_ref,) = jax_value_and_grads(lambda a: fn(a, y[:, :-1], **kw), (x[:, :-1],))
+        assert all_finite(v) and all_finite(g), fn.__name__
+        assert_close(v, v_ref, dtype)
+        assert_close(g[:, :-1], g_ref, dtype)
+        assert np.all(g[:, -1] == 0)

@@ -99,6 +99,26 @@ def test_ctc_impossible_alignment_finite_where_pytorch_is_inf(dtype):
                     ref_v, ref_g, (x,), dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ctc_empty_label_sequences_against_pytorch(dtype):
+    """Defect (issue 14): labels of shape [B, 0] raised an internal shape error. An empty label sequence
+    is the all-blank path: -sum_t log p_t(blank). Reference: PyTorch ctc_loss with target_lengths 0
+    (values and gradients), and the float64 NumPy all-blank formula; unbatched [T, K] with [0] too."""
+    rng = np.random.default_rng(7)
+    x = (rng.normal(size=(2, 5, 4)) * 1.5).astype(dtype)
+    y = np.zeros((2, 0), np.int64)
+    il = np.array([5, 3])
+    ll = np.zeros(2, np.int64)
+    ref_v, ref_g = torch_value_and_grads(torch_ctc(y, il, ll, "sum"), (x,))
+    check_reference(lambda a: jaxloss.ctc(a, y, input_lengths=il, reduction="sum"), ref_v, ref_g, (x,), dtype)
+    logp = np.asarray(x, np.float64) - np.log(np.exp(np.asarray(x, np.float64)).sum(-1, keepdims=True))
+    blank_path = np.array([-logp[b, : il[b], 0].sum() for b in range(2)])
+    assert_close(jaxloss.ctc(x, y, input_lengths=il, reduction="none"), blank_path, dtype)
+    assert_close(jaxloss.ctc(x[0], y[0], reduction="none"), blank_path[0], dtype)
+    # the issue's reproducer: uniform logits, every path of 5 frames has probability 4^-5
+    assert_close(jaxloss.ctc(jnp.zeros((2, 5, 4), dtype), jnp.zeros((2, 0), int)), 5 * np.log(4.0), dtype)
+
+
 def test_ctc_padding_nan_vmap_jit_and_checked_mode():
     """NaN in padded frames is harmless; vmap over unbatched sequences == the batched 'none'; jit == eager;
     a blank or out-of-range label gives NaN and fails under jaxloss.checked."""
