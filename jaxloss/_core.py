@@ -291,7 +291,7 @@ class Domain:
 
     def specs(self, name, options):
         spec = self.inputs.get(name, self.hypers.get(name))
-        return _active_specs(spec, self.options(options or {}))
+        return [] if spec is None else _active_specs(spec, self.options(options or {}))
 
 
 def domain(**specs) -> Callable:
@@ -574,6 +574,28 @@ def _and_mask(a: Optional[Array], b: Optional[Array]) -> Optional[Array]:
     if b is None:
         return a
     return a & b
+
+
+def split_mask(
+    where: Optional[ArrayLike], items_shape: Sequence[int], *, groups: bool = True, what: str = "the items"
+) -> Tuple[Optional[Array], Optional[Array]]:
+    """Splits ``where`` of a loss over groups of items (lists of a ranking, groups of embeddings).
+
+    ``where`` with the items' rank (broadcastable to ``items_shape = [..., N]``) masks single items; with a
+    lower rank (only when ``groups``) it masks whole groups ``[...]``. Returns ``(item_mask, group_mask)``,
+    each broadcast to its shape or ``None``.
+    """
+    if where is None:
+        return None, None
+    w = jnp.asarray(where)
+    if w.dtype != jnp.bool_:
+        raise TypeError(f"where must be a boolean mask; got dtype {w.dtype}")
+    items_shape = tuple(items_shape)
+    if not groups or w.ndim == len(items_shape):
+        check_broadcastable(w, items_shape, "where", what)
+        return jnp.broadcast_to(w, items_shape), None
+    check_broadcastable(w, items_shape[:-1], "where", "the groups")
+    return None, jnp.broadcast_to(w, items_shape[:-1])
 
 
 def prepare(

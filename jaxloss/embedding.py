@@ -99,19 +99,12 @@ def _prepare_groups(embeddings, labels, where, reduction, *, per_item):
     out_dtype = e.dtype
     dtype = _core.compute_dtype(out_dtype)
     loss_shape = items if per_item else items[:-1]
-    valid = jnp.ones(items, bool)
-    group_mask = None
-    if where is not None:
-        w = jnp.asarray(where)
-        if w.dtype != jnp.bool_:
-            raise TypeError(f"where must be a boolean mask; got dtype {w.dtype}")
-        if per_item or w.ndim == len(items):
-            _core.check_broadcastable(w, items, "where", "the items (embeddings without the feature axis)")
-            valid = jnp.broadcast_to(w, items)
-        else:
-            _core.check_broadcastable(w, loss_shape, "where", "the groups")
-            group_mask = jnp.broadcast_to(w, loss_shape)
-            valid = jnp.broadcast_to(group_mask[..., None], items)
+    item_mask, group_mask = _core.split_mask(
+        where, items, groups=not per_item, what="the items (embeddings without the feature axis)"
+    )
+    valid = jnp.ones(items, bool) if item_mask is None else item_mask
+    if group_mask is not None:
+        valid = jnp.broadcast_to(group_mask[..., None], items)
     e = jnp.where(valid[..., None], e.astype(dtype), 0.0)
     y = jnp.where(valid, y, 0)
     return e, y, valid, loss_shape, group_mask, dtype, out_dtype
@@ -471,10 +464,8 @@ def ntxent(embeddings, labels, *, temperature=0.07, eps=1e-8, weights=None, wher
     e, y, valid, loss_shape, group_mask, dtype, out_dtype = _prepare_groups(
         embeddings, labels, where, reduction, per_item=False
     )
-    loss, mask = _ntxent_groups(e, y, valid, jnp.asarray(temperature, dtype), jnp.asarray(eps, dtype))
-    if group_mask is not None:
-        mask = mask & group_mask
-    ctx = _core.LossContext(tuple(loss_shape), mask, dtype, out_dtype, reduction)
+    loss, has_pairs = _ntxent_groups(e, y, valid, jnp.asarray(temperature, dtype), jnp.asarray(eps, dtype))
+    ctx = _core.context(loss_shape, out_dtype, where=group_mask, reduction=reduction, extra_mask=has_pairs)
     ctx = ctx.enforce(ntxent, temperature=temperature, eps=eps)
     return ctx.reduce(loss, weights=weights)
 
@@ -526,6 +517,6 @@ def circle(
     """
     e, y, valid, loss_shape, _, dtype, out_dtype = _prepare_groups(embeddings, labels, where, reduction, per_item=True)
     loss, has = _circle_anchors(e, y, valid, jnp.asarray(gamma, dtype), jnp.asarray(margin, dtype), bool(remove_diagonal))
-    ctx = _core.LossContext(tuple(loss_shape), has, dtype, out_dtype, reduction)
+    ctx = _core.context(loss_shape, out_dtype, reduction=reduction, extra_mask=has)
     ctx = ctx.enforce(circle, gamma=gamma)
     return ctx.reduce(loss, weights=weights)

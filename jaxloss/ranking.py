@@ -45,15 +45,9 @@ def _prepare_lists(scores, labels, where, reduction):
         raise ValueError("scores must have at least one dimension (the items of a list, last); got a scalar")
     y = _core.numeric_targets(labels, "labels")
     _core.check_same_shape([s, y], ["scores", "labels"])
-    list_mask, item_mask = where, None
-    if where is not None:
-        w = jnp.asarray(where)
-        if w.dtype != jnp.bool_:
-            raise TypeError(f"where must be a boolean mask; got dtype {w.dtype}")
-        if w.ndim == s.ndim:
-            _core.check_broadcastable(w, s.shape, "where", "the scores (an item mask)")
-            item_mask = jnp.broadcast_to(w, s.shape)
-            list_mask = jnp.any(item_mask, axis=-1)
+    item_mask, list_mask = _core.split_mask(where, s.shape, what="the scores (an item mask)")
+    if item_mask is not None:
+        list_mask = jnp.any(item_mask, axis=-1)
     ctx, (s, y) = _core.prepare(s, y, names=("scores", "labels"), where=list_mask, reduction=reduction, axis=-1)
     valid = jnp.ones(s.shape, bool) if ctx.mask is None else jnp.broadcast_to(ctx.mask[..., None], s.shape)
     if item_mask is not None:

@@ -573,6 +573,7 @@ def welsch(predictions, targets, *, scale=1.0, weights=None, where=None, reducti
 # ---------------------------------------------------------------------------------------------------------
 
 
+@_core.domain(tau=_core.PROBABILITY, smoothing=_core.NONNEGATIVE)
 def smoothed_quantile(predictions, targets, *, tau=0.5, smoothing=1.0, weights=None, where=None, reduction="mean"):
     """Smoothed quantile (pinball) loss: the Moreau envelope of :func:`quantile` with parameter ``mu``.
 
@@ -611,9 +612,8 @@ def smoothed_quantile(predictions, targets, *, tau=0.5, smoothing=1.0, weights=N
       >>> print(jaxloss.smoothed_quantile(jnp.zeros(2), jnp.array([1.0, 0.2]), tau=0.9, smoothing=0.5, reduction="none"))
       [0.6975 0.04  ]
     """
-    _core.check_hyper(tau, "tau", low=0.0, high=1.0)
-    _core.check_hyper(smoothing, "smoothing", low=0.0)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(smoothed_quantile, tau=tau, smoothing=smoothing)
     tau, mu = ctx.cast(tau), ctx.cast(smoothing)
     r = t - p
     # c: r clipped to the parabola's interval; outside it the loss continues linearly from its ends.
@@ -623,6 +623,7 @@ def smoothed_quantile(predictions, targets, *, tau=0.5, smoothing=1.0, weights=N
     return ctx.reduce(0.5 * c * c / safe_mu + tau * d - jnp.minimum(d, 0.0), weights=weights)
 
 
+@_core.domain(scale=_core.POSITIVE, delta=_core.POSITIVE)
 def concomitant_huber(predictions, targets, scale, *, delta=1.35, weights=None, where=None, reduction="mean"):
     """Huber loss with a jointly estimated scale (Owen's concomitant scale; scikit-learn's ``HuberRegressor``).
 
@@ -662,19 +663,17 @@ def concomitant_huber(predictions, targets, scale, *, delta=1.35, weights=None, 
       >>> print(jaxloss.concomitant_huber(jnp.zeros(2), jnp.array([1.0, 6.0]), 2.0, reduction="none"))
       [ 2.5   14.555]
     """
-    _core.check_hyper(delta, "delta", low=0.0, low_open=True)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
     s = _core.float_array(scale, "scale") if not isinstance(scale, (int, float)) else jnp.asarray(scale, ctx.dtype)
     shape = tuple(ctx.loss_shape)
     _core.check_broadcastable(s, shape, "scale", target=f"the predictions, of shape {shape}")
     s = ctx.fill(jnp.broadcast_to(s.astype(ctx.dtype), shape), 1.0)
-    ok = s > 0
-    ctx.value_check(ok, "concomitant_huber: scale must be positive")
-    s = jnp.where(ok, s, 1.0)
+    ctx = ctx.enforce(concomitant_huber, scale=s, delta=delta)
+    s = jnp.where(ctx.invalid, 1.0, s)
     delta = ctx.cast(delta)
     abs_r = jnp.abs(t - p)
     q = jnp.minimum(abs_r, delta * s)
     # s + q^2 / s + 2 delta (|r| - q): equals both branches and is smooth in r and s.
     loss = s + q * q / s + 2.0 * delta * (abs_r - q)
-    return ctx.reduce(jnp.where(ok, loss, jnp.nan), weights=weights)
+    return ctx.reduce(loss, weights=weights)
 

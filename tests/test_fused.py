@@ -4,7 +4,8 @@ References: PyTorch's ``torch.nn.functional.linear_cross_entropy`` (reference pa
 jaxloss's own ``cross_entropy`` on the materialised logits (the "naive" path the fused loss must equal;
 ``cross_entropy`` itself is checked against PyTorch in test_classification.py). Odd vocabulary sizes and
 chunk sizes that do not divide them exercise the tail chunk; ``reduction="none"`` and bf16 weights take the
-recomputing path, ``"mean"``/``"sum"`` with float32/float64 weights the one-pass-gradient path.
+recomputing path, ``"mean"``/``"sum"`` with float32/float64 weights the one-pass-gradient path. The generic
+contract checks run on its case in ``tests/cases_fused.py`` (``tests/test_contract.py``).
 """
 
 import jax
@@ -157,26 +158,6 @@ def test_bfloat16_inputs_are_reduced_in_float32():
     assert v1.dtype == jnp.float32 and g1.dtype == jnp.bfloat16
     assert_close(v1, v2, np.float32, rtol=1e-5)
     assert_close(g1, g2, np.float32, rtol=2e-2, atol=1e-2)
-
-
-def _case():
-    """A contract case: the generic checks of the harness (jit, vmap, where with NaN, full mask, ...)."""
-    w, b = _data(np.float64)[1:3]
-
-    def fn(hidden, labels, **kw):
-        dt = jnp.asarray(hidden).dtype
-        dt = dt if jnp.issubdtype(dt, jnp.floating) else np.float32
-        return jaxloss.linear_cross_entropy(hidden, jnp.asarray(w, dt), labels, bias=jnp.asarray(b, dt), chunk_size=10, **kw)
-
-    def make(rng, dtype, batch):
-        return rng.normal(size=(batch, H)).astype(dtype), rng.integers(0, V, size=batch)
-
-    return harness.LossCase("linear_cross_entropy", fn, make, kwargs=dict(label_smoothing=0.1, z_loss=1e-3))
-
-
-@pytest.mark.parametrize("check", sorted(harness.CHECKS))
-def test_contract_checks(check):
-    harness.CHECKS[check](_case())
 
 
 def test_labels_out_of_range_and_errors():

@@ -119,6 +119,29 @@ def test_ctc_empty_label_sequences_against_pytorch(dtype):
     assert_close(jaxloss.ctc(jnp.zeros((2, 5, 4), dtype), jnp.zeros((2, 0), int)), 5 * np.log(4.0), dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ctc_nonzero_blank_against_pytorch(dtype):
+    """Mutation audit (issue 14): blank_id=3 (of K=5) against PyTorch's ctc_loss(blank=3), values and
+    gradients, with repeats, padding and an empty sequence; labels use class 0 (a real class here)."""
+    x, _, il, ll = ctc_batch(dtype, seed=8)
+    rng = np.random.default_rng(8)
+    y = rng.choice([0, 1, 2, 4], size=(B, N))
+    y[1, 1] = y[1, 0]
+    y[0, :] = [0, 0, 2]
+    y[np.arange(N)[None] >= ll[:, None]] = 3  # padding holds the blank: ignored beyond the label length
+    for reduction in ("sum", "none"):
+        tfn = lambda a: F.ctc_loss(torch.log_softmax(a, -1).transpose(0, 1), torch.tensor(y), torch.tensor(il),
+                                   torch.tensor(ll), blank=3, reduction="sum")
+        if reduction == "none":
+            want = F.ctc_loss(torch.log_softmax(torch.tensor(x), -1).transpose(0, 1), torch.tensor(y), torch.tensor(il),
+                              torch.tensor(ll), blank=3, reduction="none").numpy()
+            assert_close(jaxloss.ctc(x, y, input_lengths=il, label_lengths=ll, blank_id=3, reduction="none"), want, dtype)
+        else:
+            ref_v, ref_g = torch_value_and_grads(tfn, (x,))
+            check_reference(lambda a: jaxloss.ctc(a, y, input_lengths=il, label_lengths=ll, blank_id=3, reduction="sum"),
+                            ref_v, ref_g, (x,), dtype)
+
+
 def test_ctc_padding_nan_vmap_jit_and_checked_mode():
     """NaN in padded frames is harmless; vmap over unbatched sequences == the batched 'none'; jit == eager;
     a blank or out-of-range label gives NaN and fails under jaxloss.checked."""
