@@ -29,8 +29,11 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = ["dice", "tversky", "jaccard", "generalized_dice"]
+
+_TARGETS = _core.ClassIndex(probabilities=True)  # integer labels ({0, 1} for one channel) or maps in [0, 1]
 
 
 def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, where, reduction):
@@ -82,7 +85,7 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
         probs = jax.nn.sigmoid(x) if num_classes == 1 else jax.nn.softmax(x, axis=-1)
     else:
         probs = x
-        _core.value_check((x >= 0) & (x <= 1), "predictions must be probabilities in [0, 1] when from_logits=False")
+        ctx = ctx.enforce(tversky, dict(from_logits=from_logits), predictions=x)
 
     if is_int:
         top = 2 if num_classes == 1 else num_classes
@@ -97,6 +100,7 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
         onehot = labels[..., None].astype(ctx.dtype) if num_classes == 1 else jax.nn.one_hot(labels, num_classes, dtype=ctx.dtype)
     else:
         onehot = ctx.fill(t.astype(ctx.dtype))
+        ctx = ctx.enforce(tversky, targets=onehot)
     if pixel_valid is not None:
         probs = jnp.where(pixel_valid, probs, 0.0)
         onehot = jnp.where(pixel_valid, onehot, 0.0)
@@ -118,23 +122,13 @@ def _class_mean(ctx, per_class, class_weights):
     return jnp.sum(per_class * cw, axis=-1) / jnp.sum(cw)
 
 
+@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, alpha=_core.NONNEGATIVE, beta=_core.NONNEGATIVE, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
 def tversky(
-    predictions,
-    targets,
-    *,
-    alpha=0.5,
-    beta=0.5,
-    smooth=1.0,
-    epsilon=0.0,
-    axis=-1,
-    from_logits=True,
-    batch_dims=1,
-    class_weights=None,
-    ignore_index=None,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    predictions: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike | None = 0.5, beta: ArrayLike = 0.5,
+    smooth: ArrayLike = 1.0, epsilon: ArrayLike = 0.0, axis: int = -1, from_logits: bool = True,
+    batch_dims: int = 1, class_weights: ArrayLike | None = None, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Tversky loss (Salehi et al., 2017), per example: the class mean of ``1 - TI_c`` with
 
     ``TI_c = (TP + smooth) / (TP + alpha * FP + beta * FN + smooth + epsilon)``
@@ -188,33 +182,24 @@ def tversky(
       >>> print(round(float(jaxloss.tversky(p, t, alpha=0.3, beta=0.7, smooth=0.0, from_logits=False)), 4))
       0.2562
     """
-    for value, name in ((alpha, "alpha"), (beta, "beta"), (smooth, "smooth"), (epsilon, "epsilon")):
-        _core.check_hyper(value, name, low=0.0)
     ctx, tp, ps, ts = _sums(
         predictions, targets, axis=axis, from_logits=from_logits, batch_dims=batch_dims,
         ignore_index=ignore_index, where=where, reduction=reduction,
     )
+    ctx = ctx.enforce(tversky, alpha=alpha, beta=beta, smooth=smooth, epsilon=epsilon)
     s = ctx.cast(smooth)
     den = tp + ctx.cast(alpha) * (ps - tp) + ctx.cast(beta) * (ts - tp) + s + ctx.cast(epsilon)
     per_class = 1.0 - _ratio(tp + s, den)
     return ctx.reduce(_class_mean(ctx, per_class, class_weights), weights=weights)
 
 
+@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
 def dice(
-    predictions,
-    targets,
-    *,
-    smooth=1.0,
-    epsilon=0.0,
-    axis=-1,
-    from_logits=True,
-    batch_dims=1,
-    class_weights=None,
-    ignore_index=None,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    predictions: ArrayLike, targets: ArrayLike, *, smooth: ArrayLike = 1.0, epsilon: ArrayLike = 0.0,
+    axis: int = -1, from_logits: bool = True, batch_dims: int = 1, class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Soft Dice loss (Milletari et al., 2016), per example: the class mean of ``1 - D_c`` with
 
     ``D_c = (2 TP + 2 smooth) / (P + T + 2 smooth + 2 epsilon)``
@@ -253,21 +238,13 @@ def dice(
     )
 
 
+@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
 def jaccard(
-    predictions,
-    targets,
-    *,
-    smooth=1.0,
-    epsilon=0.0,
-    axis=-1,
-    from_logits=True,
-    batch_dims=1,
-    class_weights=None,
-    ignore_index=None,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    predictions: ArrayLike, targets: ArrayLike, *, smooth: ArrayLike = 1.0, epsilon: ArrayLike = 0.0,
+    axis: int = -1, from_logits: bool = True, batch_dims: int = 1, class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Soft Jaccard (IoU) loss, per example: the class mean of ``1 - J_c`` with
 
     ``J_c = (TP + smooth) / (P + T - TP + smooth + epsilon)``
@@ -297,21 +274,13 @@ def jaccard(
     )
 
 
+@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE)
 def generalized_dice(
-    predictions,
-    targets,
-    *,
-    smooth=1e-5,
-    axis=-1,
-    from_logits=True,
-    batch_dims=1,
-    class_weights=None,
-    ignore_background=False,
-    ignore_index=None,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    predictions: ArrayLike, targets: ArrayLike, *, smooth: ArrayLike = 1e-5, axis: int = -1,
+    from_logits: bool = True, batch_dims: int = 1, class_weights: ArrayLike | None = None,
+    ignore_background: bool = False, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Generalized Dice loss (Sudre et al., 2017), per example:
 
     ``GDL = 1 - (2 sum_c w_c TP_c + smooth) / (sum_c w_c (P_c + T_c) + smooth)``, ``w_c = v_c / T_c^2``
@@ -349,11 +318,11 @@ def generalized_dice(
       >>> print(round(float(jaxloss.generalized_dice(p, t, smooth=0.0, from_logits=False, ignore_background=True)), 4))
       0.2727
     """
-    _core.check_hyper(smooth, "smooth", low=0.0)
     ctx, tp, ps, ts = _sums(
         predictions, targets, axis=axis, from_logits=from_logits, batch_dims=batch_dims,
         ignore_index=ignore_index, where=where, reduction=reduction,
     )
+    ctx = ctx.enforce(generalized_dice, smooth=smooth)
     num_classes = tp.shape[-1]
     _core.check_hyper(class_weights, "class_weights", low=0.0)
     cw = _core.class_weight_array(class_weights, num_classes, ctx.dtype)

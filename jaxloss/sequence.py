@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Optional, Tuple
+from typing import Literal, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 from jaxloss.classification import cross_entropy
 
 __all__ = ["ctc", "sequence_cross_entropy", "z_loss"]
@@ -126,23 +127,14 @@ def _ctc_per_sequence(x, y, frame_valid, label_valid, log_epsilon, *, blank_id, 
     return (loss, jnp.swapaxes(out[1], 0, 1)) if with_alpha else loss
 
 
+@_core.domain(labels=_core.ClassIndex(what="label (never blank_id)"))
 def ctc(
-    logits,
-    labels,
-    *,
-    logit_paddings=None,
-    label_paddings=None,
-    input_lengths=None,
-    label_lengths=None,
-    blank_id=0,
-    log_epsilon=-1e5,
-    zero_infinity=False,
-    normalize_length=False,
-    return_forward_probs=False,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    logits: ArrayLike, labels: ArrayLike, *, logit_paddings: ArrayLike | None = None,
+    label_paddings: ArrayLike | None = None, input_lengths: ArrayLike | None = None,
+    label_lengths: ArrayLike | None = None, blank_id: int = 0, log_epsilon: ArrayLike = -1e5,
+    zero_infinity: bool = False, normalize_length: bool = False, return_forward_probs: bool = False,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array | tuple[Array, Array]:
     """Connectionist temporal classification: ``-log p(labels | logits)`` per sequence (Graves et al., 2006).
 
     ``p(y | x) = sum over alignments pi of y of prod_t softmax(x_t)[pi_t]``, where an alignment is a
@@ -206,8 +198,8 @@ def ctc(
       array is differentiable (it is computed in the same pass as the loss).
 
     Raises:
-      TypeError: float labels or integer logits. ValueError: shapes that do not fit, or both a padding
-      and a length argument for the same input.
+      TypeError: float labels or integer logits.
+      ValueError: shapes that do not fit, or both a padding and a length argument for the same input.
 
     Labels outside ``[0, K)`` or equal to ``blank_id`` (within the label length), and lengths outside
     ``[0, T]`` / ``[0, N]``, give NaN for their sequence; :func:`jaxloss.checked` raises on them.
@@ -284,19 +276,13 @@ def ctc(
 # ---------------------------------------------------------------------------------------------------------
 
 
+@_core.domain(labels=_core.CLASS_LABELS, label_smoothing=_core.PROBABILITY)
 def sequence_cross_entropy(
-    logits,
-    labels,
-    *,
-    paddings=None,
-    lengths=None,
-    normalize="tokens",
-    label_smoothing=0.0,
-    ignore_index=None,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    logits: ArrayLike, labels: ArrayLike, *, paddings: ArrayLike | None = None, lengths: ArrayLike | None = None,
+    normalize: Literal["tokens", "sequences"] = "tokens", label_smoothing: ArrayLike = 0.0,
+    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Softmax cross-entropy of integer token labels over padded sequences (token classification, seq2seq).
 
     The per-token loss is :func:`jaxloss.cross_entropy` (``reduction="none"``) of ``logits[b, t]`` and
@@ -381,7 +367,10 @@ def sequence_cross_entropy(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def z_loss(logits, *, axis=-1, weights=None, where=None, reduction="mean"):
+def z_loss(
+    logits: ArrayLike, *, axis: int = -1, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """The log-partition penalty ``logsumexp(x)^2`` per example (PaLM's / ST-MoE's auxiliary z-loss).
 
     Pushes the softmax normaliser ``log Z = logsumexp(x)`` towards 0, which keeps large-vocabulary logits
