@@ -28,6 +28,7 @@ from jaxloss.ranking import bpr, listmle, pairwise_hinge, pairwise_logistic, ran
 from jaxloss.sequence import ctc, sequence_cross_entropy, z_loss
 from jaxloss.segmentation import dice, generalized_dice, jaccard, tversky
 from jaxloss.rl import policy_gradient, ppo_clip, q_learning, td_error, value_loss
+from jaxloss.fenchel import fenchel_young
 from jaxloss.fused import linear_cross_entropy
 from jaxloss.regularizers import (
     Regularizer, confidence_penalty, elastic_net, group_lasso, l1, l2, not_bias, orthogonal, output_entropy,
@@ -73,6 +74,8 @@ __all__ = [
     "dice", "tversky", "jaccard", "generalized_dice",
     # jaxloss.rl
     "policy_gradient", "ppo_clip", "td_error", "q_learning", "value_loss",
+    # jaxloss.fenchel
+    "fenchel_young",
     # jaxloss.fused
     "linear_cross_entropy",
     # jaxloss.regularizers
