@@ -1,16 +1,28 @@
-# Quick start: `make demo` runs the main job, `make test` the whole suite. Both create and reuse .venv.
+# Quick start: `make demo` runs the main job, `make test` the whole suite, `make lint` ruff. All create and reuse .venv.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LINT_STAMP := $(VENV)/.lint-installed
 
-.PHONY: demo test bench clean
+.PHONY: demo test lint format-check bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,examples]'
 	touch $(STAMP)
+
+$(LINT_STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[lint]'
+	touch $(LINT_STAMP)
+
+lint: $(LINT_STAMP)
+	$(VENV)/bin/ruff check .
+
+format-check: $(LINT_STAMP)
+	$(VENV)/bin/ruff format --check .
 
 demo: $(STAMP)
 	$(PY) -m jaxloss demo
