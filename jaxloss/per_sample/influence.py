@@ -7,7 +7,17 @@ from typing import Callable, Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 
-from jaxloss.per_sample._common import Array, PyTree, _leaves, _num_examples, _scan_chunks, _example_fn, _vmapped, _sq_norms, _sum_leaves, _sqrt, _safe_div
+from jaxloss.per_sample._common import (
+    Array,
+    PyTree,
+    _example_fn,
+    _global_norms,
+    _leaves,
+    _num_examples,
+    _safe_div,
+    _scan_chunks,
+    _vmapped,
+)
 
 __all__ = ["grad_cosine_similarity", "tracin_influence"]
 
@@ -43,8 +53,7 @@ def grad_cosine_similarity(grads: PyTree, other: Optional[PyTree] = None) -> Arr
     other = grads if other is None else other
     if jax.tree_util.tree_structure(grads) != jax.tree_util.tree_structure(other):
         raise ValueError("grads and other must have the same tree structure")
-    na = _sqrt(_sum_leaves(_sq_norms(grads)))
-    nb = _sqrt(_sum_leaves(_sq_norms(other)))
+    na, nb = _global_norms(grads), _global_norms(other)
     return jnp.clip(_safe_div(_pairwise_dots(grads, other), na[:, None] * nb[None, :]), -1.0, 1.0)
 
 
