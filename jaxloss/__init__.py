@@ -36,7 +36,7 @@ from jaxloss.objectives import (
     poisson_regression, quantile_regression, ridge_regression,
 )
 from jaxloss.optimize import OptimizeResult, minimize
-from jaxloss.training import Callback, EarlyStopping, FitResult, TrainStep, fit, train_step
+from jaxloss.training import Callback, EarlyStopping, FitResult, FitState, TrainStep, fit, train_step
 from jaxloss.per_sample import (
     ClippedGrad, GradStatistics, NoiseScale, clipped_mean_grad, dense_stack_apply, dense_stack_objective,
     ghost_clipped_mean_grad, ghost_grad_norms, grad_cosine_similarity, grad_statistics, grad_statistics_from_grads,
@@ -83,7 +83,7 @@ __all__ = [
     # jaxloss.optimize
     "OptimizeResult", "minimize",
     # jaxloss.training
-    "fit", "train_step", "TrainStep", "FitResult", "Callback", "EarlyStopping",
+    "fit", "train_step", "TrainStep", "FitResult", "FitState", "Callback", "EarlyStopping",
     # jaxloss.per_sample
     "per_sample_losses", "per_sample_grads", "per_sample_grad_norms", "clipped_mean_grad", "ClippedGrad",
     "grad_statistics", "grad_statistics_from_grads", "GradStatistics", "noise_scale_from_batch_sizes",
