@@ -113,7 +113,7 @@ from jaxloss.regularizers import (
 from jaxloss.rl import policy_gradient, ppo_clip, q_learning, td_error, value_loss
 from jaxloss.segmentation import dice, generalized_dice, jaccard, tversky
 from jaxloss.sequence import ctc, sequence_cross_entropy, z_loss
-from jaxloss.training import Callback, EarlyStopping, FitResult, TrainStep, fit, train_step
+from jaxloss.training import Callback, EarlyStopping, FitResult, FitState, TrainStep, fit, train_step
 
 __version__ = "0.1.0"
 
@@ -156,7 +156,7 @@ __all__ = [
     # jaxloss.optimize
     "OptimizeResult", "minimize",
     # jaxloss.training
-    "fit", "train_step", "TrainStep", "FitResult", "Callback", "EarlyStopping",
+    "fit", "train_step", "TrainStep", "FitResult", "FitState", "Callback", "EarlyStopping",
     # jaxloss.per_sample
     "per_sample_losses", "per_sample_grads", "per_sample_grad_norms", "clipped_mean_grad", "ClippedGrad",
     "grad_statistics", "grad_statistics_from_grads", "GradStatistics", "noise_scale_from_batch_sizes",
