@@ -11,6 +11,8 @@ from jaxloss import (
     divergence,
     embedding,
     fused,
+    implicit,
+    influence_functions,
     objectives,
     optimize,
     per_sample,
@@ -27,6 +29,7 @@ from jaxloss.classification import *  # noqa: F401,F403
 from jaxloss.divergence import *  # noqa: F401,F403
 from jaxloss.embedding import *  # noqa: F401,F403
 from jaxloss.fused import *  # noqa: F401,F403
+from jaxloss.influence_functions import influence  # noqa: F401
 from jaxloss.objectives import *  # noqa: F401,F403
 from jaxloss.optimize import *  # noqa: F401,F403
 from jaxloss.per_sample import *  # noqa: F401,F403
@@ -44,4 +47,4 @@ _MODULES = (
     regularizers, objectives, optimize, per_sample,
 )
 
-__all__ = ["checked", "prox", *(name for module in _MODULES for name in module.__all__)]
+__all__ = ["checked", "prox", "implicit", "influence", *(name for module in _MODULES for name in module.__all__)]
