@@ -36,6 +36,7 @@ from __future__ import annotations
 from typing import Callable, Optional
 
 import dataclasses
+import functools
 
 import jax
 import jax.flatten_util
@@ -105,6 +106,14 @@ def influence(
     if n == 0:
         raise ValueError("train_data has no examples")
     diff, static = _opt._partition(params)
+    opts = dataclasses.replace(implicit_diff or _implicit.ImplicitDiff(), damping=float(damping))
+    chunk = None if chunk_size is None or int(chunk_size) >= n else int(chunk_size)
+    return _scores(objective, diff, train_data, test_data, static=static, test_loss=test_loss, chunk_size=chunk, opts=opts)
+
+
+@functools.partial(jax.jit, static_argnames=("static", "test_loss", "chunk_size", "opts"))
+def _scores(objective, diff, train_data, test_data, *, static, test_loss, chunk_size, opts):
+    n = _leading(train_data)
 
     def full(p):
         return _opt._combine(p, static)
@@ -122,7 +131,6 @@ def influence(
     def hvp(v):
         return jax.flatten_util.ravel_pytree(jax.jvp(jax.grad(objective_value), (diff,), (unravel(v),))[1])[0]
 
-    opts = dataclasses.replace(implicit_diff or _implicit.ImplicitDiff(), damping=float(damping))
     v = unravel(_implicit.linear_solve(hvp, flat_g, symmetric=True, options=opts))
 
     inputs, targets = train_data[0], train_data[1]
@@ -132,16 +140,15 @@ def influence(
         """``v . grad l_i`` for the examples of ``chunk``: one forward-mode pass."""
         return jax.jvp(lambda p: objective.per_sample(full(p), chunk), (diff,), (v,))[1]
 
-    if chunk_size is None or chunk_size >= n:
+    if chunk_size is None:
         d = directional((inputs, targets))
     else:
-        size = int(chunk_size)
-        pad = (-n) % size
+        pad = (-n) % chunk_size
 
         def chunks(a):
             a = jnp.asarray(a)
             a = jnp.concatenate([a, jnp.repeat(a[:1], pad, axis=0)]) if pad else a
-            return a.reshape((-1, size) + a.shape[1:])
+            return a.reshape((-1, chunk_size) + a.shape[1:])
 
         d = jax.lax.map(directional, jax.tree_util.tree_map(chunks, (inputs, targets))).reshape(-1)[:n]
     if weights is None:
