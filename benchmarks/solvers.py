@@ -76,7 +76,7 @@ def hypergradient_rows(quick, repeats):
     rows = []
     for kind, alpha in (("ridge", 0.05), ("logistic", 0.01)):
         train, val = _problem(kind, n, d)
-        make = jaxloss.ridge if kind == "ridge" else jaxloss.logistic_regression
+        make = jaxloss.ridge_regression if kind == "ridge" else jaxloss.logistic_regression
         obj0 = make(alpha)
         p0 = obj0.init_params(train[0])
         val_obj = jaxloss.least_squares() if kind == "ridge" else jaxloss.logistic_regression(0.0)
@@ -153,7 +153,7 @@ def sklearn_rows(quick, repeats):
     cases = [
         ("logistic regression", x, (x @ w + 0.5 * r.normal(size=n) > 0).astype(np.float64),
          jaxloss.logistic_regression(1.0 / n), lambda: linear_model.LogisticRegression(C=1.0, tol=1e-6, max_iter=10_000)),
-        ("lasso", x, x @ w + 0.5 * r.normal(size=n), jaxloss.lasso(0.01), lambda: linear_model.Lasso(alpha=0.01, tol=1e-6, max_iter=100_000)),
+        ("lasso", x, x @ w + 0.5 * r.normal(size=n), jaxloss.lasso_regression(0.01), lambda: linear_model.Lasso(alpha=0.01, tol=1e-6, max_iter=100_000)),
         ("Poisson regression", x, r.poisson(np.exp(0.3 * x @ w)).astype(np.float64), jaxloss.poisson_regression(1e-3),
          lambda: linear_model.PoissonRegressor(alpha=1e-3, tol=1e-6, max_iter=10_000)),
         ("Huber regression (diabetes)", xd, yd, jaxloss.huber_regression(1.35, 2 * 1e-4 / len(yd), fit_scale=True),

@@ -10,7 +10,7 @@ for ridge, the proximal-gradient fixed point for the lasso), never through the s
 strength is tuned by gradient descent on ``log(alpha)`` (Adam), minimising the mean squared error on a
 validation split, and compared with scikit-learn's ``RidgeCV`` (efficient leave-one-out over a grid) and
 ``LassoCV`` (5-fold cross-validation over a path) on the training + validation data. The table gives each
-method's chosen strength (in jaxloss's convention: ``ridge(alpha)`` is ``Ridge(alpha * n)``, ``lasso``
+method's chosen strength (in jaxloss's convention: ``ridge_regression(alpha)`` is ``Ridge(alpha * n)``, ``lasso_regression``
 is scikit-learn's) and the R^2 on a test split none of them saw; the plot shows the validation loss
 against ``alpha`` with the gradient-descent iterates on it.
 """
@@ -86,7 +86,7 @@ def main(argv=None):
     steps = 15 if args.quick else 60
     rows = []
     curves = {}
-    for name, make, a0 in (("ridge", jaxloss.ridge, np.log(1.0)), ("lasso", jaxloss.lasso, np.log(0.2))):
+    for name, make, a0 in (("ridge", jaxloss.ridge_regression, np.log(1.0)), ("lasso", jaxloss.lasso_regression, np.log(0.2))):
         t0 = time.perf_counter()
         path = tune(make, train, val, a0, steps)
         seconds = time.perf_counter() - t0

@@ -34,7 +34,7 @@ Examples:
   >>> import jax, jax.numpy as jnp, jaxloss
   >>> x = jnp.array([[1.0], [2.0], [3.0]]); y = jnp.array([1.0, 2.0, 2.5])
   >>> def val_w(alpha):
-  ...     obj = jaxloss.ridge(alpha, fit_intercept=False)
+  ...     obj = jaxloss.ridge_regression(alpha, fit_intercept=False)
   ...     return jaxloss.minimize(obj, obj.init_params(x), (x, y), tol=1e-10).params["w"][0]
   >>> # w*(alpha) = mean(x y) / (mean(x^2) + alpha), so dw*/dalpha = -mean(x y) / mean(x^2)^2 at 0:
   >>> print(round(float(jax.jit(jax.grad(val_w))(0.0)), 4), round(-(12.5 / 3) / (14 / 3) ** 2, 4))

@@ -51,7 +51,7 @@ def _aug(x):
 def test_ridge_hypergradient_equals_closed_form():
     """d(validation loss)/d(alpha) through the solve == the derivative of the normal equations."""
     alpha = 0.05
-    hyper = jax.jit(jax.value_and_grad(lambda a: _val_loss(_solve(jaxloss.ridge(a), (jnp.asarray(X), jnp.asarray(Y))).params)))
+    hyper = jax.jit(jax.value_and_grad(lambda a: _val_loss(_solve(jaxloss.ridge_regression(a), (jnp.asarray(X), jnp.asarray(Y))).params)))
     value, grad = hyper(alpha)
     a = _aug(X)
     dmat = np.diag([1.0] * D + [0.0])
@@ -63,9 +63,9 @@ def test_ridge_hypergradient_equals_closed_form():
     np.testing.assert_allclose(float(value), 0.5 * np.mean(r**2), rtol=1e-10)
     np.testing.assert_allclose(float(grad), (av.T @ r / len(YV)) @ dtheta, rtol=1e-8)
     # forward mode and vmap agree with reverse mode
-    jvp = jax.jit(lambda a: jax.jvp(lambda b: _val_loss(_solve(jaxloss.ridge(b), (jnp.asarray(X), jnp.asarray(Y))).params), (a,), (1.0,))[1])
+    jvp = jax.jit(lambda a: jax.jvp(lambda b: _val_loss(_solve(jaxloss.ridge_regression(b), (jnp.asarray(X), jnp.asarray(Y))).params), (a,), (1.0,))[1])
     np.testing.assert_allclose(float(jvp(alpha)), float(grad), rtol=1e-10)
-    batched = jax.jit(jax.vmap(jax.grad(lambda a: _val_loss(_solve(jaxloss.ridge(a), (jnp.asarray(X), jnp.asarray(Y))).params))))
+    batched = jax.jit(jax.vmap(jax.grad(lambda a: _val_loss(_solve(jaxloss.ridge_regression(a), (jnp.asarray(X), jnp.asarray(Y))).params))))
     np.testing.assert_allclose(np.asarray(batched(jnp.array([alpha, 0.2]))), [float(grad), float(hyper(0.2)[1])], rtol=1e-9)
 
 
@@ -81,7 +81,7 @@ def test_ridge_data_gradient_and_initial_params():
         return 0.5 * np.mean(r**2)
 
     def loss(x, y, p0):
-        obj = jaxloss.ridge(alpha)
+        obj = jaxloss.ridge_regression(alpha)
         return _val_loss(jaxloss.minimize(obj, p0, (x, y), tol=1e-13, max_steps=3000).params)
 
     p0 = {"w": jnp.ones(D), "b": jnp.asarray(0.3)}
@@ -132,7 +132,7 @@ def test_smooth_hypergradients_match_finite_differences(case):
 def test_optimal_value_gradient_is_the_envelope():
     """d(min value)/d(alpha) == 0.5 ||w*||^2 for ridge (envelope theorem; NumPy closed form)."""
     alpha = 0.1
-    g = jax.jit(jax.grad(lambda a: _solve(jaxloss.ridge(a), (jnp.asarray(X), jnp.asarray(Y))).value))(alpha)
+    g = jax.jit(jax.grad(lambda a: _solve(jaxloss.ridge_regression(a), (jnp.asarray(X), jnp.asarray(Y))).value))(alpha)
     a = _aug(X)
     theta = np.linalg.solve(a.T @ a / N + alpha * np.diag([1.0] * D + [0.0]), a.T @ Y / N)
     np.testing.assert_allclose(float(g), 0.5 * np.sum(theta[:D] ** 2), rtol=1e-9)
@@ -170,7 +170,7 @@ def test_lasso_and_elastic_net_hypergradient_on_active_set(l1_ratio):
     assert 0 < len(s) < 6  # a non-trivial active set
 
     def make(a):
-        return jaxloss.lasso(a) if l1_ratio == 1.0 else jaxloss.least_squares() .replace(
+        return jaxloss.lasso_regression(a) if l1_ratio == 1.0 else jaxloss.least_squares() .replace(
             jaxloss.elastic_net(a, l1_ratio, mask=lambda path: path.endswith("w")))
 
     def sol(a):
@@ -257,7 +257,7 @@ def test_constraint_errors():
     with pytest.raises(TypeError, match="constraint must be"):
         jaxloss.minimize(obj, {"w": jnp.zeros(D)}, data, constraint="non_negative")
     with pytest.raises(NotImplementedError, match="no closed form"):
-        jaxloss.minimize(jaxloss.lasso(0.1, fit_intercept=False), {"w": jnp.zeros(D)}, data, constraint=jaxloss.prox.Simplex())
+        jaxloss.minimize(jaxloss.lasso_regression(0.1, fit_intercept=False), {"w": jnp.zeros(D)}, data, constraint=jaxloss.prox.Simplex())
     with pytest.raises(ValueError, match="lower <= upper"):
         jaxloss.prox.Box(1.0, 0.0)
 

@@ -78,5 +78,5 @@ def test_influence_errors():
     with pytest.raises(TypeError, match="jaxloss.Objective"):
         jaxloss.influence(lambda p, b: 0.0, {}, (x, y), (x, y))
     with pytest.raises(NotImplementedError, match="smooth"):
-        obj = jaxloss.lasso(0.1)
+        obj = jaxloss.lasso_regression(0.1)
         jaxloss.influence(obj, obj.init_params(x), (x, y), (x, y))

@@ -87,6 +87,9 @@ def test_per_sample_equals_loop_and_weights():
     assert_close(weighted, np.sum(w * np.asarray(loop)) / np.sum(w), np.float64)
     assert_close(obj(params, (x, y, w)), weighted + float(jaxloss.l2(0.1)(params)), np.float64)
     assert_close(jax.jit(obj.per_sample)(params, (x, y)), loop, np.float64)
+    # one per-example function with the per-sample tools: chunked (with a remainder) and per_sample_losses agree
+    assert_close(obj.per_sample(params, (x, y, w), chunk_size=3), loop, np.float64)
+    assert_close(jaxloss.per_sample_losses(obj.data_term, params, (x, y)), loop, np.float64)
 
 
 def test_with_aux_gives_predictions_for_metrics():
@@ -168,9 +171,9 @@ def _softplus(z):
 # float64 NumPy formulas of the ready objectives (the conventions in their docstrings).
 READY = {
     "least_squares": (lambda: jaxloss.least_squares(), {}, lambda p, x, y: 0.5 * np.mean((_lin(p, x) - y) ** 2)),
-    "ridge": (lambda: jaxloss.ridge(0.3), {},
+    "ridge_regression": (lambda: jaxloss.ridge_regression(0.3), {},
               lambda p, x, y: 0.5 * np.mean((_lin(p, x) - y) ** 2) + 0.15 * np.sum(p["w"] ** 2)),
-    "lasso": (lambda: jaxloss.lasso(0.3), {},
+    "lasso_regression": (lambda: jaxloss.lasso_regression(0.3), {},
               lambda p, x, y: 0.5 * np.mean((_lin(p, x) - y) ** 2) + 0.3 * np.sum(np.abs(p["w"]))),
     "logistic_binary": (lambda: jaxloss.logistic_regression(0.2), dict(classes=2),
                         lambda p, x, y: np.mean(_softplus(_lin(p, x)) - y * _lin(p, x)) + 0.1 * np.sum(p["w"] ** 2)),

@@ -36,7 +36,7 @@ def _ridge_solution(x, y, alpha):
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_minimize_converges_on_ridge(optimizer):
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     opt, tol = (optax.lbfgs(), 1e-10) if optimizer == "lbfgs" else (optax.adam(0.05), 1e-7)
     res = jaxloss.minimize(obj, obj.init_params(x), (x, y), opt, tol=tol, max_steps=3000)
     g0 = jax.grad(obj)(obj.init_params(x), (x, y))
@@ -55,7 +55,7 @@ def test_minimize_converges_on_ridge(optimizer):
 
 def test_minimize_step_cap_and_cache():
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     opt = optax.sgd(1e-3)
     res = jaxloss.minimize(obj, obj.init_params(x), (x, y), opt, max_steps=5)
     assert int(res.num_steps) == 5 and not bool(res.converged) and res.history.shape == (6,)
@@ -69,14 +69,14 @@ def test_regularization_path_compiles_once_and_vmaps():
     """Hyperparameters are pytree leaves: a lasso path reuses one compiled loop, and vmaps over alpha."""
     x, y = _regression()
     alphas = [0.05, 0.2, 0.8]
-    p0 = jaxloss.lasso(1.0).init_params(x)
-    first = jaxloss.minimize(jaxloss.lasso(alphas[0]), p0, (x, y), tol=1e-10, max_steps=2000)
+    p0 = jaxloss.lasso_regression(1.0).init_params(x)
+    first = jaxloss.minimize(jaxloss.lasso_regression(alphas[0]), p0, (x, y), tol=1e-10, max_steps=2000)
     n_cached = len(jaxloss.optimize._CACHE)
-    path = [first] + [jaxloss.minimize(jaxloss.lasso(a), p0, (x, y), tol=1e-10, max_steps=2000) for a in alphas[1:]]
+    path = [first] + [jaxloss.minimize(jaxloss.lasso_regression(a), p0, (x, y), tol=1e-10, max_steps=2000) for a in alphas[1:]]
     assert len(jaxloss.optimize._CACHE) == n_cached
     nonzeros = [int(np.sum(np.asarray(r.params["w"]) != 0)) for r in path]
     assert nonzeros == sorted(nonzeros, reverse=True) and nonzeros[0] > nonzeros[-1]
-    batched = jax.vmap(lambda a: jaxloss.minimize(jaxloss.lasso(a), p0, (x, y), tol=1e-10, max_steps=2000).params)(
+    batched = jax.vmap(lambda a: jaxloss.minimize(jaxloss.lasso_regression(a), p0, (x, y), tol=1e-10, max_steps=2000).params)(
         jnp.asarray(alphas))
     for i, r in enumerate(path):
         assert_tree_close(jax.tree_util.tree_map(lambda a: a[i], batched), r.params, np.float64, rtol=0, atol=1e-8)
@@ -89,7 +89,7 @@ def test_proximal_minimize_exact_zeros_on_lasso():
     x, y = _regression()
     alpha = 0.3
     sk = Lasso(alpha=alpha, tol=1e-14, max_iter=100_000).fit(np.asarray(x), np.asarray(y))
-    obj = jaxloss.lasso(alpha)
+    obj = jaxloss.lasso_regression(alpha)
     fista = jaxloss.minimize(obj, obj.init_params(x), (x, y), tol=1e-10, max_steps=3000)
     ista = jaxloss.minimize(obj, obj.init_params(x), (x, y), optax.sgd(0.2), prox_step=0.2, tol=1e-10, max_steps=3000)
     for res in (fista, ista):
@@ -110,7 +110,7 @@ def test_proximal_minimize_exact_zeros_on_lasso():
 
 def test_minimize_errors_and_extra_regularizer():
     x, y = _regression()
-    obj = jaxloss.lasso(0.3)
+    obj = jaxloss.lasso_regression(0.3)
     with pytest.raises(ValueError, match="prox_step"):
         jaxloss.minimize(obj, obj.init_params(x), (x, y), optax.adam(0.1))
     with pytest.raises(ValueError, match="line-search"):
@@ -126,7 +126,7 @@ def test_minimize_errors_and_extra_regularizer():
 def test_train_step_equals_hand_written_optax_loop():
     """optax reference: value_and_grad + optimizer.update + apply_updates, by hand."""
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     opt = optax.adam(0.01)
     step = jaxloss.train_step(obj, opt, metrics_fn=lambda pred, batch: {"mae": jnp.mean(jnp.abs(pred - batch[1]))})
     p, s = obj.init_params(x), step.init(obj.init_params(x))
@@ -141,34 +141,6 @@ def test_train_step_equals_hand_written_optax_loop():
         u, t = opt.update(g, t, q)
         q = optax.apply_updates(q, u)
         assert_tree_close(p, q, np.float64)
-
-
-def test_fit_history_and_batches_forms():
-    x, y = _regression()
-    obj = jaxloss.ridge(0.01)
-    opt = optax.sgd(0.05)
-    batches = [(x[:20], y[:20]), (x[20:], y[20:])]
-    res = jaxloss.fit(obj, obj.init_params(x), batches, opt, epochs=4)
-    assert res.history.shape == (4,) and res.num_steps == 8 and not res.converged
-    assert np.all(np.diff(res.history) < 0)
-    # the same two batches by hand with optax
-    q, t = obj.init_params(x), opt.init(obj.init_params(x))
-    for _ in range(4):
-        for b in batches:
-            u, t = opt.update(jax.grad(obj)(q, b), t, q)
-            q = optax.apply_updates(q, u)
-    assert_tree_close(res.params, q, np.float64)
-    # a function of the epoch gives the same run
-    res2 = jaxloss.fit(obj, obj.init_params(x), lambda epoch: batches, opt, epochs=4)
-    assert_tree_close(res2.params, q, np.float64)
-    # the whole dataset with batch_size: shuffled batches, remainder dropped
-    seen = []
-    res3 = jaxloss.fit(obj, obj.init_params(x), (x, y), opt, epochs=3, batch_size=16, seed=1,
-                       callback=lambda e, p, loss: seen.append((e, loss)))
-    assert res3.num_steps == 6 and [e for e, _ in seen] == [0, 1, 2]
-    np.testing.assert_allclose([l for _, l in seen], res3.history)
-    with pytest.raises(ValueError, match="no batches"):
-        jaxloss.fit(obj, obj.init_params(x), iter(batches), opt, epochs=2)
 
 
 def test_equinox_module_through_minimize_and_train_step():
@@ -248,7 +220,7 @@ def test_no_false_success_without_minimizer():
 
 def test_empty_data_and_nan_row():
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     with pytest.raises(ValueError, match="empty data.*shape \\(0, 5\\)"):
         jaxloss.minimize(obj, obj.init_params(x), (x[:0], y[:0]))
     res = jaxloss.minimize(obj, obj.init_params(x), (x.at[3, 1].set(jnp.nan), y))
@@ -259,7 +231,7 @@ def test_empty_data_and_nan_row():
 def test_convergence_is_scale_relative():
     """Multiplying the objective by 1e6 or 1e-6 changes neither the steps nor the solution."""
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     base = jaxloss.minimize(obj, obj.init_params(x), (x, y), tol=1e-8)
     for c in (1e6, 1e-6):
         scaled = jaxloss.minimize(lambda p, d, c=c: c * obj(p, d), obj.init_params(x), (x, y), tol=1e-8)
@@ -271,7 +243,7 @@ def test_convergence_is_scale_relative():
 
 def test_progress_and_concise_repr(capfd):
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     res = jaxloss.minimize(obj, obj.init_params(x), (x, y), optax.sgd(0.1), max_steps=6, progress=2)
     out = capfd.readouterr().out
     assert [line.split()[2] for line in out.strip().splitlines()] == ["2", "4", "6"]

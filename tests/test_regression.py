@@ -136,3 +136,86 @@ def test_float16_returns_float16():
     assert out.dtype == jnp.float16
     ref = np.mean((p.astype(np.float16).astype(np.float64) - t.astype(np.float16)) ** 2)
     assert_close(out, ref, np.float32, rtol=2e-3)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# issue 14: smoothed_quantile and concomitant_huber (the losses of quantile_regression / huber_regression)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_concomitant_huber_against_sklearn_huber_regressor_objective(dtype):
+    """scikit-learn's HuberRegressor objective (``_huber_loss_and_gradient``, alpha=0) with X = I, so that
+    its coefficients are the predictions: the weighted sum over samples, and its gradients with respect to
+    the predictions and the scale sigma."""
+    from sklearn.linear_model._huber import _huber_loss_and_gradient
+
+    rng = np.random.default_rng(11)
+    n, eps, sigma = 9, 1.2, 0.7
+    p = (rng.normal(size=n) * 1.5).astype(dtype)
+    t = rng.normal(size=n).astype(dtype)
+    sw = rng.uniform(0.5, 2.0, size=n).astype(dtype)
+    w = np.concatenate([p, [sigma]]).astype(np.float64)
+    want, grad = _huber_loss_and_gradient(w, np.eye(n), t.astype(np.float64), eps, 0.0, sw.astype(np.float64))
+    assert 2 <= np.sum(np.abs(t - p) > eps * sigma) <= n - 2  # both branches are exercised
+    f = lambda a, s: jaxloss.concomitant_huber(a, t, s, delta=eps, weights=sw, reduction="sum")
+    check_reference(f, want, [grad[:n], grad[-1]], (p, np.asarray(sigma, dtype)), dtype, argnums=(0, 1))
+    # weighted mean: the objective divided by sum(w)
+    assert_close(jaxloss.concomitant_huber(p, t, sigma, delta=eps, weights=sw), want / sw.sum(), dtype)
+
+
+def _np_smoothed_quantile(p, t, tau, mu):
+    """float64 NumPy: the Moreau envelope min_z pinball(z) + (r - z)^2 / (2 mu) in its three pieces."""
+    r = np.asarray(t, np.float64) - np.asarray(p, np.float64)
+    return np.where(r > tau * mu, tau * r - mu * tau**2 / 2,
+                    np.where(r < (tau - 1) * mu, (tau - 1) * r - mu * (1 - tau) ** 2 / 2, r * r / (2 * mu)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_smoothed_quantile_against_numpy_envelope(dtype):
+    """float64 NumPy piecewise formula (checked here against a brute-force minimisation over z, the
+    definition of the Moreau envelope), values and gradients; smoothing=0 is the pinball loss
+    (scikit-learn's mean_pinball_loss); tau=1/2 is huber(delta=mu/2)/mu (PyTorch's huber_loss)."""
+    from sklearn.metrics import mean_pinball_loss
+
+    p, t = data(dtype, seed=12)
+    tau, mu = 0.7, 0.9
+    want = _np_smoothed_quantile(p, t, tau, mu)
+    z = np.linspace(-8, 8, 160001)
+    r = (t - p).astype(np.float64).ravel()
+    brute = np.min(np.maximum(tau * z, (tau - 1) * z)[None] + (r[:, None] - z[None]) ** 2 / (2 * mu), axis=1)
+    np.testing.assert_allclose(want.ravel(), brute, atol=1e-8)
+    f = lambda a, b: np.mean(_np_smoothed_quantile(a, b, tau, mu))
+    from harness import numeric_grads
+
+    check_reference(lambda a, b: jaxloss.smoothed_quantile(a, b, tau=tau, smoothing=mu), f(p, t),
+                    numeric_grads(f, (p, t), (0, 1)), (p, t), dtype, argnums=(0, 1),
+                    **({} if dtype == np.float32 else dict(rtol=1e-7, atol=1e-9)))
+    assert_close(jaxloss.smoothed_quantile(p, t, tau=tau, smoothing=mu, reduction="none"), want, dtype)
+    assert_close(jaxloss.smoothed_quantile(p, t, tau=tau, smoothing=0.0),
+                 mean_pinball_loss(t.ravel(), p.ravel(), alpha=tau), dtype)
+    half = F.huber_loss(torch.tensor(p), torch.tensor(t), delta=mu / 2, reduction="mean").numpy() / mu
+    assert_close(jaxloss.smoothed_quantile(p, t, tau=0.5, smoothing=mu), half, dtype)
+
+
+def test_objective_losses_follow_the_contract_edge_cases():
+    """Defect (issue 14): the private losses of quantile_regression(smoothing>0) and
+    huber_regression(fit_scale=True) rejected where= and gave NaN for all-zero weights, where
+    jaxloss.quantile gives 0.0. Both are now public losses: all-zero weights give 0.0 with zero
+    gradients, where= equals slicing; the ready objectives accept all-zero weights too."""
+    import jax
+
+    p, t = data(np.float64, seed=13)
+    zero = np.zeros_like(p)
+    assert float(jaxloss.quantile(p, t, tau=0.3, weights=zero)) == 0.0
+    for fn, args, kw in ((jaxloss.smoothed_quantile, (p, t), dict(tau=0.3, smoothing=0.5)),
+                         (jaxloss.concomitant_huber, (p, t, 0.8), dict(delta=1.1))):
+        v, g = jax.value_and_grad(lambda a: fn(a, *args[1:], weights=zero, **kw))(p)
+        assert float(v) == 0.0 and np.all(np.asarray(g) == 0)
+        keep = np.array([True, False, True, True, False, True])
+        assert_close(fn(*args, where=keep[:, None], **kw), fn(*(a[keep] if np.ndim(a) else a for a in args), **kw), np.float64)
+    x = np.random.default_rng(14).normal(size=(6, 2))
+    y = x @ np.array([1.0, -2.0]) + 0.3
+    for obj in (jaxloss.quantile_regression(0.3, smoothing=0.5), jaxloss.huber_regression(1.1, fit_scale=True)):
+        params = obj.init_params(x)
+        assert float(obj(params, (x, y, np.zeros(6)))) == 0.0

@@ -1,0 +1,22 @@
+"""Type aliases used in jaxloss's public signatures (written once, here).
+
+- ``ArrayLike`` (``jax.typing.ArrayLike``): what a loss accepts — a ``jax.Array``, a NumPy array or
+  scalar, or a Python number.
+- ``Array`` (``jax.Array``): what a loss returns.
+- ``Reduction``: the ``reduction=`` argument, ``"mean"``, ``"sum"`` or ``"none"``; a type checker
+  rejects any other string (and jaxloss raises ``ValueError`` at run time).
+- ``PyTree``: a pytree of arrays (parameters, batches); JAX has no precise static type for it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeAlias
+
+import jax
+from jax.typing import ArrayLike
+
+__all__ = ["Array", "ArrayLike", "PyTree", "Reduction"]
+
+Array: TypeAlias = jax.Array
+Reduction: TypeAlias = Literal["mean", "sum", "none"]
+PyTree: TypeAlias = Any
