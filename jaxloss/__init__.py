@@ -59,6 +59,8 @@ from jaxloss.objectives import (
 )
 from jaxloss.fenchel import fenchel_young
 from jaxloss.optimize import OptimizeResult, minimize
+from jaxloss.implicit import ImplicitDiff
+from jaxloss.influence_functions import influence
 from jaxloss.per_sample import (
     ClippedGrad,
     GradStatistics,
@@ -155,6 +157,8 @@ __all__ = [
     "linear_svm", "huber_regression", "quantile_regression", "poisson_regression",
     # jaxloss.optimize
     "OptimizeResult", "minimize",
+    # jaxloss.implicit, jaxloss.influence_functions
+    "ImplicitDiff", "influence",
     # jaxloss.training
     "fit", "train_step", "TrainStep", "FitResult", "FitState", "Callback", "EarlyStopping",
     # jaxloss.per_sample
