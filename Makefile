@@ -21,6 +21,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.per_sample
+	$(PY) -m benchmarks.sharded
 
 clean:
 	rm -rf $(VENV) build *.egg-info
