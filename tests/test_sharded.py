@@ -21,7 +21,6 @@ import subprocess
 import sys
 
 import pytest
-
 import sharded_checks
 
 HERE = pathlib.Path(__file__).resolve().parent
