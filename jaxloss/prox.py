@@ -20,7 +20,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,10 @@ import numpy as np
 import optax
 
 from jaxloss import _core
+from jaxloss._typing import ArrayLike, PyTree
+
+if TYPE_CHECKING:
+    from jaxloss.regularizers import Regularizer
 
 __all__ = ["soft_threshold", "l2", "elastic_net", "group_lasso", "non_negative", "box", "transform", "ProxState"]
 
@@ -86,7 +90,7 @@ def _group_lasso_leaf(x, threshold, axis):
 # Public pytree operators.
 
 
-def soft_threshold(params, threshold):
+def soft_threshold(params: PyTree, threshold: ArrayLike) -> PyTree:
     """Soft-thresholding, the proximal operator of ``threshold * ||x||_1`` (the lasso).
 
     ``sign(x) * max(|x| - threshold, 0)`` elementwise: entries with ``|x| <= threshold`` become exactly 0.
@@ -107,7 +111,7 @@ def soft_threshold(params, threshold):
     return _map(lambda x: _soft_threshold_leaf(x, threshold), params)
 
 
-def l2(params, scale):
+def l2(params: PyTree, scale: ArrayLike) -> PyTree:
     """The proximal operator of ``(scale / 2) * ||x||^2`` (the penalty :func:`jaxloss.l2`): ``x / (1 + scale)``.
 
     Args:
@@ -123,7 +127,7 @@ def l2(params, scale):
     return _map(lambda x: _l2_leaf(x, scale), params)
 
 
-def elastic_net(params, l1, l2):
+def elastic_net(params: PyTree, l1: ArrayLike, l2: ArrayLike) -> PyTree:
     """The proximal operator of ``l1 * ||x||_1 + (l2 / 2) * ||x||^2``: ``soft_threshold(x, l1) / (1 + l2)``.
 
     Args:
@@ -141,7 +145,7 @@ def elastic_net(params, l1, l2):
     return _map(lambda x: _elastic_net_leaf(x, l1, l2), params)
 
 
-def group_lasso(params, threshold, *, axis=None):
+def group_lasso(params: PyTree, threshold: ArrayLike, *, axis: int | tuple[int, ...] | None = None) -> PyTree:
     """Block soft-thresholding, the proximal operator of ``threshold * sum_g ||x_g||_2``.
 
     ``x_g * max(1 - threshold / ||x_g||, 0)`` for each group ``g``: a group whose norm is at most
@@ -165,7 +169,7 @@ def group_lasso(params, threshold, *, axis=None):
     return _map(lambda x: _group_lasso_leaf(x, threshold, axis), params)
 
 
-def non_negative(params, step=None):
+def non_negative(params: PyTree, step: ArrayLike | None = None) -> PyTree:
     """Projection onto the non-negative orthant, ``max(x, 0)`` (``optax.projections.projection_non_negative``).
 
     A projection is the proximal operator of a constraint's indicator, for every step, so ``step`` is
@@ -180,7 +184,9 @@ def non_negative(params, step=None):
     return _map(optax.projections.projection_non_negative, params)
 
 
-def box(params, step=None, *, lower, upper):
+def box(
+    params: PyTree, step: ArrayLike | None = None, *, lower: ArrayLike | PyTree, upper: ArrayLike | PyTree,
+) -> PyTree:
     """Projection onto the box ``lower <= x <= upper`` (``optax.projections.projection_box``).
 
     Args:
@@ -209,7 +215,7 @@ def box(params, step=None, *, lower, upper):
 class ProxState(NamedTuple):
     """State of :func:`transform`: the step count, for learning-rate schedules."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
 
 
 def _prox_fn(regularizer) -> Callable:
@@ -220,7 +226,9 @@ def _prox_fn(regularizer) -> Callable:
     raise TypeError(f"transform needs a regularizer with .prox(params, step) or a function prox(params, step); got {regularizer!r}")
 
 
-def transform(regularizer, learning_rate: Optional[Union[float, Callable]] = None) -> optax.GradientTransformation:
+def transform(
+    regularizer: Regularizer, learning_rate: float | Callable[[Any], Any] | None = None,
+) -> optax.GradientTransformation:
     """An optax ``GradientTransformation`` that applies a proximal step after the preceding updates.
 
     With ``u`` the incoming updates and ``x`` the current params, it returns ``prox(x + u, step) - x``, so
