@@ -32,7 +32,9 @@ LOSS_FAMILIES: Tuple[str, ...] = (
 )
 
 # Modules whose public names are not losses: regularizers, objectives, optimization drivers, per-sample tools.
-TOOLS: Tuple[str, ...] = ("regularizers", "objectives", "optimize", "training", "per_sample")
+TOOLS: Tuple[str, ...] = (
+    "fenchel", "regularizers", "objectives", "optimize", "implicit", "influence_functions", "training", "per_sample",
+)
 
 # Public names of loss families that are helpers, not losses (they have their own tests).
 NOT_LOSSES = frozenset({"smooth_labels"})

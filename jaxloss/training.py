@@ -37,7 +37,7 @@ from jaxloss import prox as _prox
 from jaxloss.objectives import _unpack
 from jaxloss.optimize import _combine, _partition, _split, _tree_norm
 
-__all__ = ["fit", "train_step", "TrainStep", "FitResult", "Callback", "EarlyStopping"]
+__all__ = ["fit", "train_step", "TrainStep", "FitResult", "FitState", "Callback", "EarlyStopping"]
 
 
 # -------------------------------------------------------------------------------------------------------

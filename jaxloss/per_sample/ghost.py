@@ -141,7 +141,7 @@ def _ghost(params, batch, loss, activation):
     deltas, (acts, losses) = jax.grad(summed, has_aux=True)(probes)
     bsz = inputs.shape[0]
     sq = []
-    for (w, b), a, d in zip(params, acts, deltas):
+    for (_, b), a, d in zip(params, acts, deltas):
         w_sq, b_sq = _ghost_layer_sq(a.reshape(bsz, -1, a.shape[-1]), d.reshape(bsz, -1, d.shape[-1]))
         sq.append((w_sq, b_sq if b is not None else None))
     return sq, losses

@@ -113,7 +113,10 @@ def tracin_influence(
     total = None
     for w, eta in zip(checkpoints, rates):
         test_grads = g(w, test_batch)
-        _, scores = _scan_chunks(lambda c, chunk: (c, _pairwise_dots(g(w, chunk), test_grads)), train_batch, chunk_size)
+        def chunk_fn(carry, chunk, w=w, test_grads=test_grads):
+            return carry, _pairwise_dots(g(w, chunk), test_grads)
+
+        _, scores = _scan_chunks(chunk_fn, train_batch, chunk_size)
         scores = scores * eta
         total = scores if total is None else total + scores
     return total
