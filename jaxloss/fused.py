@@ -9,7 +9,7 @@ fused linear cross-entropy, PyTorch's ``linear_cross_entropy``).
 from __future__ import annotations
 
 import functools
-from typing import Any, NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp

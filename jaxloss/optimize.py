@@ -669,7 +669,7 @@ def minimize(
         key = ("optax", F.key, optimizer, None, static, max_steps, None, hook)
         run = _cached(key, lambda: _optax_loop(F, G, optimizer, static, max_steps, None, hook))
     elif optimizer is None:
-        key = ("fista", F.key, G.key, static, max_steps, hook)
+        key = ("fista", F.key, G.key, static, max_steps, hook)  # type: ignore[assignment]  # a cache key
         run = _cached(key, lambda: _fista_loop(F, G, static, max_steps, hook))
     else:
         key = ("optax", F.key, optimizer, G.key, static, max_steps, prox_step, hook)

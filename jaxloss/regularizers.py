@@ -42,8 +42,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _core
-from jaxloss._typing import ArrayLike, PyTree
 from jaxloss import prox as _prox
+from jaxloss._typing import ArrayLike, PyTree
 
 __all__ = [
     "Regularizer",
