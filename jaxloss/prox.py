@@ -388,7 +388,7 @@ class NonNegative(Constraint):
       [0. 2.] -3.0
     """
 
-    def __init__(self, *, mask=None):
+    def __init__(self, *, mask: PyTree | Callable[..., bool] | None = None) -> None:
         self.mask = _mask_key(mask)
 
     def _project_leaves(self, leaves):
@@ -414,7 +414,9 @@ class Box(Constraint):
       [0.  0.5 1. ]
     """
 
-    def __init__(self, lower, upper, *, mask=None):
+    def __init__(
+        self, lower: ArrayLike | PyTree, upper: ArrayLike | PyTree, *, mask: PyTree | Callable[..., bool] | None = None,
+    ) -> None:
         if _core.is_concrete(lower) and _core.is_concrete(upper) and bool(np.any(np.asarray(lower) > np.asarray(upper))):
             raise ValueError(f"Box needs lower <= upper; got lower={lower}, upper={upper}")
         self.lower, self.upper, self.mask = lower, upper, _mask_key(mask)
@@ -439,7 +441,7 @@ class Simplex(Constraint):
       [0. 1. 0.]
     """
 
-    def __init__(self, scale=1.0, *, mask=None):
+    def __init__(self, scale: ArrayLike = 1.0, *, mask: PyTree | Callable[..., bool] | None = None) -> None:
         _core.check_hyper(scale, "scale", low=0.0, low_open=True)
         self.scale, self.mask = scale, _mask_key(mask)
 
@@ -459,7 +461,7 @@ class L2Ball(Constraint):
       [0.6 0.8]
     """
 
-    def __init__(self, radius=1.0, *, mask=None):
+    def __init__(self, radius: ArrayLike = 1.0, *, mask: PyTree | Callable[..., bool] | None = None) -> None:
         _core.check_hyper(radius, "radius", low=0.0)
         self.radius, self.mask = radius, _mask_key(mask)
 

@@ -273,7 +273,7 @@ class Regularizer:
       terms: the tuple of terms (each with its strength and mask).
     """
 
-    def __init__(self, terms):
+    def __init__(self, terms: Any) -> None:
         self.terms = tuple(terms)
 
     # Evaluation ---------------------------------------------------------------------------------------
