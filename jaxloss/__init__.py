@@ -44,7 +44,10 @@ from jaxloss.embedding import (
     ntxent,
     triplet_margin,
 )
+from jaxloss.fenchel import fenchel_young
 from jaxloss.fused import linear_cross_entropy
+from jaxloss.implicit import ImplicitDiff
+from jaxloss.influence_functions import influence
 from jaxloss.objectives import (
     Objective,
     huber_regression,
@@ -57,10 +60,7 @@ from jaxloss.objectives import (
     quantile_regression,
     ridge_regression,
 )
-from jaxloss.fenchel import fenchel_young
 from jaxloss.optimize import OptimizeResult, minimize
-from jaxloss.implicit import ImplicitDiff
-from jaxloss.influence_functions import influence
 from jaxloss.per_sample import (
     ClippedGrad,
     GradStatistics,
@@ -83,6 +83,7 @@ from jaxloss.per_sample import (
 from jaxloss.ranking import bpr, listmle, pairwise_hinge, pairwise_logistic, ranking_softmax
 from jaxloss.regression import (
     cauchy,
+    concomitant_huber,
     gaussian_nll,
     geman_mcclure,
     general_robust,
@@ -96,9 +97,8 @@ from jaxloss.regression import (
     poisson_nll,
     quantile,
     smooth_l1,
-    tweedie,
     smoothed_quantile,
-    concomitant_huber,
+    tweedie,
     welsch,
 )
 from jaxloss.regularizers import (

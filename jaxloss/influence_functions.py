@@ -33,10 +33,9 @@ References:
 
 from __future__ import annotations
 
-from typing import Callable, Optional
-
 import dataclasses
 import functools
+from typing import Callable, Optional
 
 import jax
 import jax.flatten_util
