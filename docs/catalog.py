@@ -157,7 +157,7 @@ def families() -> list[tuple[str, str, list[str]]]:
     The families and their members are the package's registry (``jaxloss._registry.LOSS_FAMILIES``, each
     module's ``__all__``): a loss added there appears here, and a loss without a ``PEERS`` row fails.
     """
-    jaxloss = _import_jaxloss()
+    _import_jaxloss()  # this checkout's jaxloss, importable below
     try:
         modules = importlib.import_module("jaxloss._registry").LOSS_FAMILIES
     except (ImportError, AttributeError):

@@ -144,7 +144,7 @@ def main(out_path):
             for cid, _ in cases:
                 results[cid] = [False, f"{family} failed to run: {type(e).__name__}: {e}"]
             continue
-        for cid, case in cases:
+        for cid, _ in cases:
             def check(cid=cid):
                 close(sharded[cid], single[cid], cid)
                 layout = [spec0(g) for g in sharded[cid][1]] + [spec0(sharded[cid][2])]

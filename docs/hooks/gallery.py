@@ -75,7 +75,9 @@ def run_example(path: pathlib.Path, package_hash: str) -> dict:
                 cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT,
             )
         except subprocess.TimeoutExpired as e:
-            raise GalleryError(f"{path.name} ran over {TIMEOUT:.0f} s with --quick (see docs/gallery/README.md)\n{e.stderr or ''}")
+            raise GalleryError(
+                f"{path.name} ran over {TIMEOUT:.0f} s with --quick (see docs/gallery/README.md)\n{e.stderr or ''}"
+            ) from e
         seconds = time.perf_counter() - t0
         if proc.returncode:
             raise GalleryError(f"{path.name} --quick exited with {proc.returncode}:\n{proc.stderr[-4000:]}")
