@@ -113,7 +113,7 @@ def fenchel_young(
         name = f"fenchel_young_{max_fn}"
     elif callable(max_fn):
         vec_max = jnp.vectorize(max_fn, signature="(n)->()")
-        vec_reg = None if regularizer is None else jnp.vectorize(regularizer, signature="(n)->()")
+        vec_reg = None if regularizer is None else jnp.vectorize(regularizer, signature="(n)->()")  # type: ignore[assignment]
         shift = False
         name = f"fenchel_young_{getattr(max_fn, '__name__', 'max')}"
     else:
