@@ -420,7 +420,7 @@ def _as_dataset(data, name):
             "as one tuple of arrays (inputs, targets) with batch_size="
         )
     leaves = jax.tree_util.tree_leaves(data)
-    bad = [type(x).__name__ for x in leaves if not _is_array(x) or np.ndim(x) == 0]
+    bad = sorted({type(x).__name__ for x in leaves if not _is_array(x) or np.ndim(x) == 0})
     if not leaves or bad:
         raise TypeError(
             f"{name} as a dataset must be arrays with a leading example axis (an array, a tuple (inputs, targets"

@@ -185,6 +185,8 @@ def test_data_form_errors_are_clear():
     assert jaxloss.fit(obj, p, iter(batches), opt, epochs=1, verbose=0).num_steps == 2
     with pytest.raises(ValueError, match=r"same number of examples.*\(40, 3\), \(39,\)"):
         jaxloss.fit(obj, p, (x, y[:-1]), opt, batch_size=8, verbose=0)
+    with pytest.raises(TypeError, match=r"leading example axis .* got leaves \['float'\]"):
+        jaxloss.fit(obj, p, (x, [float(v) for v in y]), opt, verbose=0)
     with pytest.raises(ValueError, match="tuple of tuples"):
         jaxloss.fit(obj, p, tuple(batches), opt, verbose=0)
     with pytest.raises(ValueError, match="list of 2 batches"):
