@@ -28,7 +28,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import Any, Callable, Dict, Optional, Sequence, Tuple
+import typing
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -36,6 +37,7 @@ import numpy as np
 from jax.experimental import checkify
 
 Array = jax.Array
+_F = TypeVar("_F", bound=Callable[..., Any])  # a decorated loss keeps its signature for type checkers
 ArrayLike = Any
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -294,7 +296,7 @@ class Domain:
         return [] if spec is None else _active_specs(spec, self.options(options or {}))
 
 
-def domain(**specs) -> Callable:
+def domain(**specs: Any) -> Callable[[_F], _F]:
     """Declares the domain of a loss's inputs and hyperparameters (the one place it is written).
 
     Each keyword names a parameter of the loss: a positional array argument (an *input*) or a keyword
@@ -309,7 +311,7 @@ def domain(**specs) -> Callable:
     never checked.
     """
 
-    def deco(fn):
+    def deco(fn: _F) -> _F:
         sig = inspect.signature(fn)
         params = sig.parameters
         for name in specs:
@@ -337,14 +339,14 @@ def domain(**specs) -> Callable:
                             raise ValueError(f"{fn.__name__}: {name} must be {spec.describe()}; got {value}")
             return fn(*args, **kwargs)
 
-        wrapper.domain = dom
+        wrapper.domain = dom  # type: ignore[attr-defined]
         lines = [f"      {n}: {_describe(s)}" for n, s in {**dom.inputs, **dom.hypers}.items()]
         wrapper.__doc__ = (fn.__doc__ or "").rstrip() + (
             "\n\n    Domain:\n" + "\n".join(lines) + "\n\n      Inputs outside their domain give NaN in the affected entries of the"
             " unreduced loss and fail under :func:`jaxloss.checked`; masked entries are never checked."
             " Concrete hyperparameters outside their range raise ``ValueError``.\n"
         )
-        return wrapper
+        return typing.cast(_F, wrapper)
 
     return deco
 
@@ -491,7 +493,7 @@ class LossContext:
         conditional domains depend on (e.g. ``from_logits``). ``None`` values and concrete hyperparameters
         (already checked at trace time, raising ``ValueError``) are skipped.
         """
-        dom = loss.domain
+        dom = loss.domain  # type: ignore[attr-defined]  # set by @domain
         out = self
         for name, value in values.items():
             if value is None or (name in dom.hypers and is_concrete(value)):
@@ -621,7 +623,7 @@ def prepare(
       ``(ctx, arrays)`` with the arrays in the compute dtype, masked entries filled.
     """
     check_reduction(reduction)
-    xs = [float_array(a, n) for a, n in zip(arrays, names)]
+    xs: Sequence[Array] = [float_array(a, n) for a, n in zip(arrays, names)]
     check_same_shape(xs, names)
     out_dtype = xs[0].dtype
     dtype = compute_dtype(out_dtype)
@@ -962,3 +964,39 @@ def context(
     if extra_mask is not None:
         mask = _and_mask(mask, jnp.broadcast_to(extra_mask, tuple(loss_shape)))
     return LossContext(tuple(loss_shape), mask, compute_dtype(dtype), jnp.dtype(dtype), reduction, invalid)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Regularised max operators over the last axis (multiclass_sparsemax, fenchel_young)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def sparsemax(z: Array) -> Array:
+    """The sparsemax projection of ``z`` onto the simplex along the last axis (Martins & Astudillo, 2016).
+
+    ``p = max(z - tau, 0)`` with ``tau`` chosen so that ``sum p = 1``: sort ``z`` in decreasing order, the
+    support is the ``k`` largest entries with ``1 + k z_(k) > sum_{i<=k} z_(i)``, and
+    ``tau = (sum_{i<=k} z_(i) - 1) / k``. Differentiable (the support is locally constant).
+    """
+    z = z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))  # sparsemax is shift-invariant
+    z_sorted = -jnp.sort(-z, axis=-1)
+    cumsum = jnp.cumsum(z_sorted, axis=-1)
+    k = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+    support = jnp.sum(1.0 + k * z_sorted > cumsum, axis=-1, keepdims=True)  # >= 1: the top entry is always in
+    tau = (jnp.take_along_axis(cumsum, support - 1, axis=-1) - 1.0) / support.astype(z.dtype)
+    return jax.nn.relu(z - tau)
+
+
+@jax.custom_jvp
+def gini_max(z: Array) -> Array:
+    """The Gini-entropy conjugate ``max_{p in simplex} <p, z> + (1 - |p|^2) / 2``; its gradient is sparsemax(z)."""
+    p = sparsemax(z)
+    return jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
+
+
+@gini_max.defjvp
+def _gini_max_jvp(primals, tangents):
+    (z,), (dz,) = primals, tangents
+    p = sparsemax(z)
+    value = jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
+    return value, jnp.sum(p * dz, axis=-1)

@@ -32,13 +32,16 @@ LOSS_FAMILIES: Tuple[str, ...] = (
 )
 
 # Modules whose public names are not losses: regularizers, objectives, optimization drivers, per-sample tools.
-TOOLS: Tuple[str, ...] = ("regularizers", "objectives", "optimize", "training", "per_sample")
+TOOLS: Tuple[str, ...] = (
+    "fenchel", "regularizers", "objectives", "optimize", "implicit", "influence_functions", "training", "per_sample",
+)
 
 # Public names of loss families that are helpers, not losses (they have their own tests).
 NOT_LOSSES = frozenset({"smooth_labels"})
 
-# Names of ``jaxloss`` that no module's ``__all__`` lists: checked mode and the ``prox`` namespace.
-EXTRAS: Tuple[str, ...] = ("checked", "prox")
+# Names of ``jaxloss`` that no module's ``__all__`` lists: checked mode, the ``prox`` namespace and the
+# ``Reduction`` type (``Literal["mean", "sum", "none"]``, from ``jaxloss/_typing.py``).
+EXTRAS: Tuple[str, ...] = ("checked", "prox", "Reduction")
 
 
 def module_names(modules: Tuple[str, ...] = LOSS_FAMILIES + TOOLS) -> Dict[str, Tuple[str, ...]]:

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = [
     "cross_entropy",
@@ -43,18 +44,11 @@ def _is_label(labels, num_classes):
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES, label_smoothing=_core.PROBABILITY, z_loss=_core.NONNEGATIVE)
 def cross_entropy(
-    logits,
-    labels,
-    *,
-    axis=-1,
-    class_weights=None,
-    label_smoothing=0.0,
-    ignore_index=None,
-    z_loss=0.0,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    logits: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1,
+    class_weights: ArrayLike | None = None, label_smoothing: ArrayLike = 0.0, ignore_index: int | None = None,
+    z_loss: ArrayLike = 0.0, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Softmax cross-entropy with integer labels or probability targets (the dtype decides).
 
     Integer labels: ``lse(x) - x[y]``, computed without a one-hot. With ``label_smoothing=eps`` the loss is
@@ -137,7 +131,11 @@ def cross_entropy(
 
 
 @_core.domain(labels=_core.CLASS_LABELS)
-def nll(log_probs, labels, *, axis=-1, class_weights=None, ignore_index=None, weights=None, where=None, reduction="mean"):
+def nll(
+    log_probs: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1,
+    class_weights: ArrayLike | None = None, ignore_index: int | None = None, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Negative log-likelihood of integer labels under log-probabilities: ``-w[y] * log_probs[y]``.
 
     PyTorch's ``nll_loss``: with ``class_weights``, ``"mean"`` divides by ``sum w[y]`` over unmasked
@@ -170,16 +168,10 @@ def _binary_log_probs(x, from_logits):
 
 @_core.domain(labels=_core.PROBABILITY, logits=_core.when("from_logits", False, _core.PROBABILITY), pos_weight=_core.NONNEGATIVE, label_smoothing=_core.PROBABILITY)
 def binary_cross_entropy(
-    logits,
-    labels,
-    *,
-    from_logits=True,
-    pos_weight=None,
-    label_smoothing=0.0,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    logits: ArrayLike, labels: ArrayLike, *, from_logits: bool = True, pos_weight: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Binary cross-entropy, elementwise: ``-(pos_weight * y * log p + (1 - y) * log(1 - p))``.
 
     With ``from_logits=True`` (default), ``log p = log_sigmoid(x)`` and ``log(1 - p) = log_sigmoid(-x)``:
@@ -219,7 +211,10 @@ def binary_cross_entropy(
 
 
 @_core.domain(labels=_core.PROBABILITY, alpha=_core.PROBABILITY, gamma=_core.NONNEGATIVE)
-def focal(logits, labels, *, alpha=None, gamma=2.0, weights=None, where=None, reduction="mean"):
+def focal(
+    logits: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike | None = None, gamma: ArrayLike = 2.0,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Sigmoid focal loss (Lin et al., 2017), elementwise.
 
     ``alpha_t * (1 - p_t)^gamma * bce(x, y)`` with ``p_t = p y + (1 - p)(1 - y)`` and
@@ -252,8 +247,10 @@ def focal(logits, labels, *, alpha=None, gamma=2.0, weights=None, where=None, re
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES, alpha=_core.NONNEGATIVE, gamma=_core.NONNEGATIVE)
 def multiclass_focal(
-    logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore_index=None, weights=None, where=None, reduction="mean"
-):
+    logits: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, alpha: ArrayLike | None = None,
+    gamma: ArrayLike = 2.0, ignore_index: int | None = None, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Softmax focal loss: ``-sum_c alpha_c * t_c * (1 - p_c)^gamma * log p_c`` per example.
 
     Keras' ``CategoricalFocalCrossentropy`` (there ``alpha=0.25`` by default). ``labels`` are integer
@@ -289,7 +286,10 @@ def multiclass_focal(
 
 
 @_core.domain(labels=_core.BINARY_ANY)
-def hinge(scores, labels, *, weights=None, where=None, reduction="mean"):
+def hinge(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Binary hinge loss, elementwise: ``max(0, 1 - y * s)``.
 
     ``labels`` may be in {-1, 1} or {0, 1} (0 is read as -1); int, bool or float (optax's ``hinge_loss``).
@@ -304,7 +304,10 @@ def hinge(scores, labels, *, weights=None, where=None, reduction="mean"):
 
 
 @_core.domain(labels=_core.BINARY_ANY)
-def squared_hinge(scores, labels, *, weights=None, where=None, reduction="mean"):
+def squared_hinge(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Squared hinge loss, elementwise: ``max(0, 1 - y * s)^2``, labels in {-1, 1} or {0, 1}.
 
     Examples:
@@ -317,7 +320,10 @@ def squared_hinge(scores, labels, *, weights=None, where=None, reduction="mean")
 
 
 @_core.domain(labels=_core.CLASS_LABELS)
-def multiclass_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+def multiclass_hinge(
+    scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Crammer–Singer multiclass hinge: ``max_j (s_j + [j != y]) - s_y`` per example (optax's
     ``multiclass_hinge_loss``).
 
@@ -341,9 +347,10 @@ def multiclass_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=None
 
 @_core.domain(labels=_core.CLASS_LABELS)
 def multi_margin(
-    scores, labels, *, p=1, margin=1.0, class_weights=None, axis=-1, ignore_index=None, weights=None, where=None,
-    reduction="mean",
-):
+    scores: ArrayLike, labels: ArrayLike, *, p: ArrayLike = 1, margin: ArrayLike = 1.0,
+    class_weights: ArrayLike | None = None, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """PyTorch's ``multi_margin_loss``: ``w[y] / C * sum_{j != y} max(0, margin - s_y + s_j)^p``.
 
     ``"none"`` and ``"sum"`` equal PyTorch's. ``"mean"`` follows the jaxloss contract for class weights,
@@ -378,7 +385,7 @@ def multi_margin(
     return ctx.reduce(w_y * loss, weights=weights, norm=w_y)
 
 
-def smooth_labels(labels, alpha, *, num_classes=None):
+def smooth_labels(labels: ArrayLike, alpha: ArrayLike, *, num_classes: int | None = None) -> Array:
     """Label smoothing: ``(1 - alpha) * one_hot + alpha / C``.
 
     Args:
@@ -414,7 +421,10 @@ def smooth_labels(labels, alpha, *, num_classes=None):
 
 
 @_core.domain(labels=_core.BINARY_ANY)
-def soft_margin(scores, labels, *, weights=None, where=None, reduction="mean"):
+def soft_margin(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Soft-margin (logistic) loss, elementwise: ``log(1 + exp(-y * s))``.
 
     PyTorch's ``soft_margin_loss``, computed as ``softplus(-y * s)`` (exact for any finite score).
@@ -440,7 +450,10 @@ def soft_margin(scores, labels, *, weights=None, where=None, reduction="mean"):
 
 
 @_core.domain(labels=_core.PROBABILITY)
-def multilabel_soft_margin(logits, labels, *, class_weights=None, axis=-1, weights=None, where=None, reduction="mean"):
+def multilabel_soft_margin(
+    logits: ArrayLike, labels: ArrayLike, *, class_weights: ArrayLike | None = None, axis: int = -1,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Multi-label one-versus-all logistic loss: the mean over classes of the weighted BCE-with-logits.
 
     Per example: ``-1/C * sum_c w[c] * (y_c * log_sigmoid(x_c) + (1 - y_c) * log_sigmoid(-x_c))``,
@@ -476,7 +489,10 @@ def multilabel_soft_margin(logits, labels, *, class_weights=None, axis=-1, weigh
 
 
 @_core.domain(labels=_core.ClassIndex(what="target class (then -1 padding)"))
-def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, reduction="mean"):
+def multilabel_margin(
+    scores: ArrayLike, labels: ArrayLike, *, axis: int = -1, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Multi-label margin loss: each target class must beat each non-target class by a margin of 1.
 
     PyTorch's ``multilabel_margin_loss``. ``labels`` has the scores' shape and holds, per example, the
@@ -529,7 +545,11 @@ def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, redu
 
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES, epsilon=_core.at_least(-1))
-def poly1(logits, labels, *, epsilon=2.0, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+def poly1(
+    logits: ArrayLike, labels: ArrayLike, *, epsilon: ArrayLike = 2.0, axis: int | tuple[int, ...] = -1,
+    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Poly-1 loss (PolyLoss): the softmax cross-entropy plus ``epsilon * (1 - p_t)`` per example.
 
     Integer labels: ``-log p_y + epsilon * (1 - p_y)``, computed from ``log p_y = x_y - logsumexp(x)``
@@ -584,8 +604,10 @@ def poly1(logits, labels, *, epsilon=2.0, axis=-1, ignore_index=None, weights=No
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES, q=_core.in_range(0, 1, low_open=True))
 def generalized_cross_entropy(
-    logits, labels, *, q=0.7, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"
-):
+    logits: ArrayLike, labels: ArrayLike, *, q: ArrayLike = 0.7, axis: int | tuple[int, ...] = -1,
+    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Generalized cross-entropy, a noise-robust loss: ``(1 - p_y^q) / q`` per example, from logits.
 
     ``p_y^q`` is ``exp(q * log_softmax(x)_y)``, so the loss is ``-expm1(q * log p_y) / q``: finite with a
@@ -632,7 +654,10 @@ def generalized_cross_entropy(
 
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES)
-def categorical_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+def categorical_hinge(
+    scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Keras' categorical hinge: ``max(0, 1 + neg - pos)`` per example.
 
     With targets ``t`` (one-hot or probabilities, the scores' shape), ``pos = sum_c t_c s_c`` and
@@ -676,7 +701,10 @@ def categorical_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=Non
 
 
 @_core.domain(labels=_core.BINARY_ANY)
-def perceptron(scores, labels, *, weights=None, where=None, reduction="mean"):
+def perceptron(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Binary perceptron loss, elementwise: ``max(0, -y * s)``.
 
     optax's ``perceptron_loss``. ``labels`` may be in {-1, 1} or {0, 1} (0 is read as -1); int, bool or
@@ -706,7 +734,10 @@ def perceptron(scores, labels, *, weights=None, where=None, reduction="mean"):
 
 
 @_core.domain(labels=_core.CLASS_LABELS)
-def multiclass_perceptron(scores, labels, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+def multiclass_perceptron(
+    scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Multiclass perceptron loss: ``max_j s_j - s_y`` per example (optax's ``multiclass_perceptron_loss``).
 
     Args:
@@ -740,7 +771,10 @@ def multiclass_perceptron(scores, labels, *, axis=-1, ignore_index=None, weights
 
 
 @_core.domain(labels=_core.BINARY_ANY)
-def sparsemax(scores, labels, *, weights=None, where=None, reduction="mean"):
+def sparsemax(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Binary sparsemax loss, elementwise: ``sparse_plus(-y * s)``.
 
     ``sparse_plus(z)`` is 0 for ``z <= -1``, ``(z + 1)^2 / 4`` for ``-1 < z < 1`` and ``z`` for ``z >= 1``
@@ -769,39 +803,11 @@ def sparsemax(scores, labels, *, weights=None, where=None, reduction="mean"):
     return ctx.reduce(jax.nn.sparse_plus(-y * s), weights=weights)
 
 
-def _sparsemax_probs(z):
-    """The sparsemax projection of ``z`` onto the simplex along the last axis (Martins & Astudillo, 2016).
-
-    ``p = max(z - tau, 0)`` with ``tau`` chosen so that ``sum p = 1``: sort ``z`` in decreasing order, the
-    support is the ``k`` largest entries with ``1 + k z_(k) > sum_{i<=k} z_(i)``, and
-    ``tau = (sum_{i<=k} z_(i) - 1) / k``. Differentiable (the support is locally constant).
-    """
-    z = z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))  # sparsemax is shift-invariant
-    z_sorted = -jnp.sort(-z, axis=-1)
-    cumsum = jnp.cumsum(z_sorted, axis=-1)
-    k = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype)
-    support = jnp.sum(1.0 + k * z_sorted > cumsum, axis=-1, keepdims=True)  # >= 1: the top entry is always in
-    tau = (jnp.take_along_axis(cumsum, support - 1, axis=-1) - 1.0) / support.astype(z.dtype)
-    return jax.nn.relu(z - tau)
-
-
-@jax.custom_jvp
-def _sparsemax_conjugate(z):
-    """The Gini-entropy conjugate ``max_{p in simplex} <p, z> + (1 - |p|^2) / 2``; its gradient is sparsemax(z)."""
-    p = _sparsemax_probs(z)
-    return jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
-
-
-@_sparsemax_conjugate.defjvp
-def _sparsemax_conjugate_jvp(primals, tangents):
-    (z,), (dz,) = primals, tangents
-    p = _sparsemax_probs(z)
-    value = jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
-    return value, jnp.sum(p * dz, axis=-1)
-
-
 @_core.domain(labels=_core.CLASS_LABELS)
-def multiclass_sparsemax(scores, labels, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+def multiclass_sparsemax(
+    scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Multiclass sparsemax loss: ``<p, s> + (1 - |p|^2) / 2 - s_y`` per example, ``p = sparsemax(s)``.
 
     The Fenchel-Young loss of the Gini entropy (optax's ``multiclass_sparsemax_loss``): non-negative, zero
@@ -836,4 +842,4 @@ def multiclass_sparsemax(scores, labels, *, axis=-1, ignore_index=None, weights=
         scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
         names=("scores", "labels"), allow_probabilities=False,
     )
-    return ctx.reduce(_sparsemax_conjugate(s - _core.take_class(s, y)[..., None]), weights=weights)
+    return ctx.reduce(_core.gini_max(s - _core.take_class(s, y)[..., None]), weights=weights)

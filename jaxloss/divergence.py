@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = ["kl_divergence", "js_divergence", "generalized_kl", "entropy"]
 
@@ -28,7 +29,10 @@ def _prob_and_log(targets, log_targets):
 
 
 @_core.domain(targets=(_core.when("log_targets", False, _core.PROBABILITY), _core.when("log_targets", True, _core.Interval(high=0.0))))
-def kl_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weights=None, where=None, reduction="mean"):
+def kl_divergence(
+    log_predictions: ArrayLike, targets: ArrayLike, *, log_targets: bool = False, axis: int = -1,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Kullback–Leibler divergence ``KL(targets || predictions) = sum_c t_c (log t_c - log p_c)``.
 
     The argument order and meaning are PyTorch's ``kl_div`` and optax's ``kl_divergence``: the first
@@ -60,7 +64,10 @@ def kl_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weigh
 
 
 @_core.domain(targets=(_core.when("log_targets", False, _core.PROBABILITY), _core.when("log_targets", True, _core.Interval(high=0.0))))
-def js_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weights=None, where=None, reduction="mean"):
+def js_divergence(
+    log_predictions: ArrayLike, targets: ArrayLike, *, log_targets: bool = False, axis: int = -1,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Jensen–Shannon divergence ``0.5 KL(p || m) + 0.5 KL(t || m)``, ``m = (p + t) / 2``, in nats.
 
     Takes the same arguments as :func:`kl_divergence` (log-predictions first) and is symmetric in the two
@@ -88,7 +95,10 @@ def js_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weigh
 
 
 @_core.domain(predictions=_core.NONNEGATIVE, targets=_core.NONNEGATIVE)
-def generalized_kl(predictions, targets, *, axis=-1, weights=None, where=None, reduction="mean"):
+def generalized_kl(
+    predictions: ArrayLike, targets: ArrayLike, *, axis: int = -1, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Generalized KL (I-)divergence between non-negative measures: ``sum_c t_c log(t_c / p_c) - t_c + p_c``.
 
     ``D(targets || predictions)`` for unnormalised non-negative measures (intensities, counts, spectra,
@@ -129,7 +139,10 @@ def generalized_kl(predictions, targets, *, axis=-1, weights=None, where=None, r
 
 
 @_core.domain(logits=_core.when("from_logits", False, _core.PROBABILITY))
-def entropy(logits, *, axis=-1, from_logits=True, weights=None, where=None, reduction="mean"):
+def entropy(
+    logits: ArrayLike, *, axis: int = -1, from_logits: bool = True, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Shannon entropy ``H = -sum_c q_c log q_c`` (nats) of the distribution ``q`` along ``axis``.
 
     ``q = softmax(logits)`` (``H = -sum softmax(x) * log_softmax(x)``, finite for logits of any size,

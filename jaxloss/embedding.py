@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = [
     "cosine_similarity",
@@ -157,7 +158,10 @@ def _circle_anchors(e, y, valid, gamma, m, remove_diagonal):
 
 
 @_core.domain(eps=_core.POSITIVE)
-def cosine_similarity(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, reduction="mean"):
+def cosine_similarity(
+    x1: ArrayLike, x2: ArrayLike, *, eps: ArrayLike = 1e-8, axis: int = -1, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Cosine similarity of vector pairs: ``x1 . x2 / (max(|x1|, eps) * max(|x2|, eps))``.
 
     PyTorch's ``cosine_similarity`` (its norm clamp), and optax's ``cosine_similarity`` on non-degenerate
@@ -194,14 +198,18 @@ def cosine_similarity(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, re
 
 
 @_core.domain(eps=_core.POSITIVE)
-def cosine_distance(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, reduction="mean"):
+def cosine_distance(
+    x1: ArrayLike, x2: ArrayLike, *, eps: ArrayLike = 1e-8, axis: int = -1, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Cosine distance of vector pairs: ``1 - cosine_similarity(x1, x2)`` (optax's ``cosine_distance``).
 
     In ``[0, 2]``; a zero vector is at distance 1 from everything, with finite value and gradient (see
     :func:`cosine_similarity` for the ``eps`` clamp).
 
     Args:
-      x1, x2: float arrays of one shape, features on ``axis``.
+      x1: float arrays of one shape, features on ``axis``.
+      x2: as ``x1``.
       eps: the smallest norm in the denominator (> 0).
       axis: the feature axis (static).
 
@@ -224,7 +232,11 @@ def cosine_distance(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, redu
 
 
 @_core.domain(labels=_core.BINARY_ANY, margin=_core.in_range(-1, 1), eps=_core.POSITIVE)
-def cosine_embedding(x1, x2, labels, *, margin=0.0, eps=1e-8, axis=-1, weights=None, where=None, reduction="mean"):
+def cosine_embedding(
+    x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 0.0, eps: ArrayLike = 1e-8,
+    axis: int = -1, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Cosine embedding loss (PyTorch's ``cosine_embedding_loss``), one value per pair.
 
     ``1 - cos(x1, x2)`` for similar pairs (``y = 1``), ``max(0, cos(x1, x2) - margin)`` for dissimilar
@@ -238,12 +250,14 @@ def cosine_embedding(x1, x2, labels, *, margin=0.0, eps=1e-8, axis=-1, weights=N
     except for vectors of norm below about ``1e-6``.
 
     Args:
-      x1, x2: float ``[..., D, ...]`` with the features on ``axis``.
+      x1: float ``[..., D, ...]`` with the features on ``axis``.
+      x2: as ``x1``.
       labels: ``[...]`` (the pair shape): 1 similar, -1 (or 0) dissimilar.
       margin: in ``[-1, 1]``; may be traced.
       eps: the smallest norm in the cosine's denominator (> 0).
       axis: the feature axis (static).
-      weights, where: per pair, broadcastable to the pair shape.
+      weights: per pair, broadcastable to the pair shape.
+      where: a boolean mask, broadcastable like ``weights``.
 
     Returns:
       a scalar, or one loss per pair for ``reduction="none"``.
@@ -265,13 +279,17 @@ def cosine_embedding(x1, x2, labels, *, margin=0.0, eps=1e-8, axis=-1, weights=N
 
 
 @_core.domain(labels=_core.BINARY_ANY)
-def margin_ranking(x1, x2, labels, *, margin=0.0, weights=None, where=None, reduction="mean"):
+def margin_ranking(
+    x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 0.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Margin ranking loss (PyTorch's ``margin_ranking_loss``), elementwise: ``max(0, -y (x1 - x2) + margin)``.
 
     ``y = 1`` means ``x1`` should rank above ``x2``, ``y = -1`` (or 0, read as -1) the reverse.
 
     Args:
-      x1, x2: float scores of one shape.
+      x1: float scores of one shape.
+      x2: as ``x1``.
       labels: the same shape, ``{-1, 1}`` or ``{0, 1}``; int, bool or float.
       margin: the required gap (any real; PyTorch's default 0); may be traced.
 
@@ -293,7 +311,10 @@ def margin_ranking(x1, x2, labels, *, margin=0.0, weights=None, where=None, redu
 
 
 @_core.domain(labels=_core.BINARY_ANY, margin=_core.NONNEGATIVE)
-def hinge_embedding(inputs, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
+def hinge_embedding(
+    inputs: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Hinge embedding loss (PyTorch's ``hinge_embedding_loss``), elementwise.
 
     ``x`` for ``y = 1`` and ``max(0, margin - x)`` for ``y = -1``, where ``x`` is typically a distance
@@ -328,9 +349,10 @@ def _pairwise_distance(a, b, p, eps):
 
 @_core.domain(margin=_core.NONNEGATIVE)
 def triplet_margin(
-    anchor, positive, negative, *, margin=1.0, p=2.0, eps=1e-6, swap=False, axis=-1, weights=None, where=None,
-    reduction="mean",
-):
+    anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, *, margin: ArrayLike = 1.0, p: ArrayLike = 2.0,
+    eps: ArrayLike = 1e-6, swap: bool = False, axis: int = -1, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Triplet margin loss (PyTorch's ``triplet_margin_loss``), one value per triplet.
 
     ``max(0, d(a, p) - d(a, n) + margin)`` with ``d(x, y) = |x - y + eps|_p`` (PyTorch's
@@ -339,7 +361,9 @@ def triplet_margin(
     gradient, also where ``x - y + eps`` is the zero vector.
 
     Args:
-      anchor, positive, negative: float arrays of one shape, features on ``axis``.
+      anchor: float arrays of one shape, features on ``axis``.
+      positive: as ``anchor``.
+      negative: as ``anchor``.
       margin: ``>= 0``; may be traced.
       p: the norm degree, a Python number ``> 0`` (or ``inf``); static.
       eps: added to every difference (PyTorch's default 1e-6); may be traced.
@@ -374,7 +398,10 @@ def triplet_margin(
 
 
 @_core.domain(labels=_core.PROBABILITY, margin=_core.NONNEGATIVE)
-def contrastive(x1, x2, labels, *, margin=1.0, axis=-1, weights=None, where=None, reduction="mean"):
+def contrastive(
+    x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0, axis: int = -1,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Pairwise contrastive loss (Hadsell, Chopra & LeCun, 2006), one value per pair.
 
     ``y * d^2 + (1 - y) * max(0, margin - d)^2`` with ``d = |x1 - x2|_2`` the Euclidean distance.
@@ -386,7 +413,8 @@ def contrastive(x1, x2, labels, *, margin=1.0, axis=-1, weights=None, where=None
     gradient is finite at ``d = 0`` (the distance's gradient there is taken as 0).
 
     Args:
-      x1, x2: float arrays of one shape, features on ``axis``.
+      x1: float arrays of one shape, features on ``axis``.
+      x2: as ``x1``.
       labels: ``[...]`` (the pair shape): 1 similar, 0 dissimilar; int, bool or float.
       margin: ``>= 0``; may be traced.
       axis: the feature axis (static).
@@ -419,7 +447,10 @@ def contrastive(x1, x2, labels, *, margin=1.0, axis=-1, weights=None, where=None
 
 
 @_core.domain(temperature=_core.POSITIVE, eps=_core.POSITIVE)
-def ntxent(embeddings, labels, *, temperature=0.07, eps=1e-8, weights=None, where=None, reduction="mean"):
+def ntxent(
+    embeddings: ArrayLike, labels: ArrayLike, *, temperature: ArrayLike = 0.07, eps: ArrayLike = 1e-8,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """NT-Xent / InfoNCE loss of SimCLR (optax's ``ntxent``), one value per group of embeddings.
 
     Within a group of ``N`` embeddings, ``s_ij = cos(e_i, e_j) / temperature``; every ordered pair
@@ -472,8 +503,10 @@ def ntxent(embeddings, labels, *, temperature=0.07, eps=1e-8, weights=None, wher
 
 @_core.domain(gamma=_core.POSITIVE)
 def circle(
-    embeddings, labels, *, gamma=80.0, margin=0.4, remove_diagonal=True, weights=None, where=None, reduction="mean"
-):
+    embeddings: ArrayLike, labels: ArrayLike, *, gamma: ArrayLike = 80.0, margin: ArrayLike = 0.4,
+    remove_diagonal: bool = True, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Circle loss (Sun et al., CVPR 2020) with Keras 3's ``keras.losses.circle`` semantics, one value per anchor.
 
     For anchor ``i`` of a group, with ``d_ij = max(1 - e_i . e_j, 0)`` (cosine distance of L2-normalised

@@ -38,6 +38,7 @@ from jaxloss import _core
 from jaxloss import classification as _cls
 from jaxloss import regression as _reg
 from jaxloss import regularizers as _regs
+from jaxloss.per_sample import grads as _per_sample
 
 __all__ = [
     "Objective",
@@ -96,10 +97,6 @@ def _unpack(batch):
     inputs, targets = batch[0], batch[1]
     weights = batch[2] if len(batch) == 3 else None
     return inputs, targets, weights
-
-
-def _first_example(tree):
-    return jax.tree_util.tree_map(lambda a: a[None], tree)
 
 
 class Objective:
@@ -178,18 +175,16 @@ class Objective:
     def __call__(self, params, batch):
         return self.with_aux(params, batch)[0]
 
-    def per_sample(self, params, batch):
+    def per_sample(self, params, batch, *, chunk_size=None):
         """The data term of each example, ``[batch]``, computed by ``jax.vmap`` over one-example batches.
 
-        Weights are not applied: with weights ``w`` the data term is ``sum(w * l) / sum(w)`` of these. The
-        regularizer is not included (it is not a per-example quantity).
+        Exactly ``jaxloss.per_sample_losses(obj.data_term, params, (inputs, targets), chunk_size=chunk_size)``:
+        the same per-example function as every per-sample tool. Weights are not applied: with weights ``w``
+        the data term is ``sum(w * l) / sum(w)`` of these. The regularizer is not included (it is not a
+        per-example quantity).
         """
         inputs, targets, _ = _unpack(batch)
-
-        def one(x, t):
-            return self.data_term(params, (_first_example(x), _first_example(t)))
-
-        return jax.vmap(one)(inputs, targets)
+        return _per_sample.per_sample_losses(self.data_term, params, (inputs, targets), chunk_size=chunk_size)
 
     # Structure used by the drivers -------------------------------------------------------------------------
 

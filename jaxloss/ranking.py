@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = ["bpr", "pairwise_logistic", "pairwise_hinge", "ranking_softmax", "listmle"]
 
@@ -113,7 +114,10 @@ def _listmle_lists(s, y, valid):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def bpr(positive_scores, negative_scores, *, weights=None, where=None, reduction="mean"):
+def bpr(
+    positive_scores: ArrayLike, negative_scores: ArrayLike, *, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Bayesian Personalised Ranking loss, elementwise: ``-log sigmoid(s_pos - s_neg)``.
 
     Computed as ``softplus(s_neg - s_pos)`` (``-log_sigmoid``): finite for any finite scores. The
@@ -124,7 +128,8 @@ def bpr(positive_scores, negative_scores, *, weights=None, where=None, reduction
     Args:
       positive_scores: float scores of the observed (preferred) items.
       negative_scores: float scores of the sampled unobserved items, same shape.
-      weights, where: broadcastable to the scores' shape.
+      weights: broadcastable to the scores' shape.
+      where: a boolean mask, broadcastable like ``weights``.
       reduction: ``"mean"``, ``"sum"`` or ``"none"`` (elementwise).
 
     Returns:
@@ -146,7 +151,10 @@ def bpr(positive_scores, negative_scores, *, weights=None, where=None, reduction
 
 
 @_core.domain(labels=_core.REAL)
-def pairwise_logistic(scores, labels, *, weights=None, where=None, reduction="mean"):
+def pairwise_logistic(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Pairwise logistic (RankNet) loss: mean over ordered pairs of ``log(1 + exp(-(s_i - s_j)))``.
 
     Per list, over every pair of valid items ``(i, j)`` with ``label_i > label_j`` (ties make no pair):
@@ -178,7 +186,10 @@ def pairwise_logistic(scores, labels, *, weights=None, where=None, reduction="me
 
 
 @_core.domain(labels=_core.REAL, margin=_core.NONNEGATIVE)
-def pairwise_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
+def pairwise_hinge(
+    scores: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Pairwise hinge (RankSVM) loss: mean over ordered pairs of ``max(0, margin - (s_i - s_j))``.
 
     Pairs and normalisation as in :func:`pairwise_logistic` (pairs of valid items with
@@ -206,7 +217,10 @@ def pairwise_hinge(scores, labels, *, margin=1.0, weights=None, where=None, redu
 
 
 @_core.domain(labels=_core.NONNEGATIVE)
-def ranking_softmax(scores, labels, *, weights=None, where=None, reduction="mean"):
+def ranking_softmax(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Listwise softmax loss (optax's ``ranking_softmax_loss``): ``-sum_i y_i log softmax(s)_i`` per list.
 
     The softmax runs over the valid items of the list only. Labels are not normalised (as in optax; a
@@ -239,7 +253,10 @@ def ranking_softmax(scores, labels, *, weights=None, where=None, reduction="mean
 
 
 @_core.domain(labels=_core.REAL)
-def listmle(scores, labels, *, weights=None, where=None, reduction="mean"):
+def listmle(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """ListMLE (Xia et al., ICML 2008): negative Plackett–Luce log-likelihood of the label order.
 
     With ``pi`` the permutation of the valid items sorting ``labels`` descending:

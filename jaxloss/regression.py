@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = [
     "mse",
@@ -39,7 +40,10 @@ __all__ = [
 _LN2 = 0.6931471805599453
 
 
-def mse(predictions, targets, *, weights=None, where=None, reduction="mean"):
+def mse(
+    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Mean squared error, ``(p - t)^2`` per element.
 
     Args:
@@ -61,7 +65,10 @@ def mse(predictions, targets, *, weights=None, where=None, reduction="mean"):
     return ctx.reduce(jnp.square(p - t), weights=weights)
 
 
-def mae(predictions, targets, *, weights=None, where=None, reduction="mean"):
+def mae(
+    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Mean absolute error, ``|p - t|`` per element (PyTorch's ``l1_loss``).
 
     The gradient at ``p == t`` is 0 (the subgradient ``sign(0)``), as in PyTorch.
@@ -75,7 +82,10 @@ def mae(predictions, targets, *, weights=None, where=None, reduction="mean"):
     return ctx.reduce(jnp.abs(p - t), weights=weights)
 
 
-def mean_bias_error(predictions, targets, *, weights=None, where=None, reduction="mean"):
+def mean_bias_error(
+    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Mean bias error, ``p - t`` per element: positive means over-prediction.
 
     A signed diagnostic rather than a loss to minimise (it is unbounded below).
@@ -90,7 +100,10 @@ def mean_bias_error(predictions, targets, *, weights=None, where=None, reduction
 
 
 @_core.domain(delta=_core.POSITIVE)
-def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reduction="mean"):
+def huber(
+    predictions: ArrayLike, targets: ArrayLike, *, delta: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Huber loss: quadratic for small errors, linear for large ones.
 
     ``0.5 * e^2`` if ``|e| <= delta`` else ``delta * (|e| - 0.5 * delta)``, with ``e = p - t``
@@ -114,7 +127,10 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
 
 
 @_core.domain(beta=_core.NONNEGATIVE)
-def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduction="mean"):
+def smooth_l1(
+    predictions: ArrayLike, targets: ArrayLike, *, beta: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Smooth L1 loss (PyTorch's ``smooth_l1_loss``): ``huber(delta=beta) / beta``.
 
     ``0.5 * e^2 / beta`` if ``|e| < beta`` else ``|e| - 0.5 * beta``. ``beta = 0`` gives the L1 loss
@@ -135,7 +151,10 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
     return ctx.reduce(loss, weights=weights)
 
 
-def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"):
+def log_cosh(
+    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Log-cosh loss, ``log(cosh(p - t))``, computed as ``logaddexp(e, -e) - log 2`` (no overflow).
 
     Behaves like ``e^2 / 2`` for small errors and ``|e| - log 2`` for large ones; the gradient is
@@ -152,7 +171,10 @@ def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"
 
 
 @_core.domain(tau=_core.PROBABILITY)
-def quantile(predictions, targets, *, tau=0.5, weights=None, where=None, reduction="mean"):
+def quantile(
+    predictions: ArrayLike, targets: ArrayLike, *, tau: ArrayLike = 0.5, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Quantile (pinball) loss: ``max(tau * (t - p), (tau - 1) * (t - p))``.
 
     Minimised by the ``tau``-quantile of the targets; ``tau = 0.5`` gives half the absolute error
@@ -181,7 +203,10 @@ _F64_EPS = float(np.finfo(np.float64).eps)
 
 
 @_core.domain(eps=_core.POSITIVE)
-def mape(predictions, targets, *, eps=_F64_EPS, weights=None, where=None, reduction="mean"):
+def mape(
+    predictions: ArrayLike, targets: ArrayLike, *, eps: ArrayLike = _F64_EPS, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Mean absolute percentage error as a fraction: ``|p - t| / max(|t|, eps)`` per element.
 
     The result is a fraction, not a percentage (multiply by 100 for percent). The default ``eps`` is
@@ -229,7 +254,10 @@ def _log1p_extended(x):
 
 
 @_core.domain(targets=_core.Interval(-1.0, low_open=True))
-def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
+def msle(
+    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Mean squared logarithmic error: ``(log1p(p) - log1p(t))^2`` per element.
 
     On the domain ``p, t > -1`` this is scikit-learn's ``mean_squared_log_error`` exactly; for
@@ -262,8 +290,10 @@ def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
 
 @_core.domain(targets=_core.NONNEGATIVE, predictions=_core.when("log_input", False, _core.NONNEGATIVE), eps=_core.NONNEGATIVE)
 def poisson_nll(
-    predictions, targets, *, log_input=True, full=False, eps=1e-8, weights=None, where=None, reduction="mean"
-):
+    predictions: ArrayLike, targets: ArrayLike, *, log_input: bool = True, full: bool = False,
+    eps: ArrayLike = 1e-8, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Poisson negative log-likelihood (PyTorch's ``poisson_nll_loss``), elementwise.
 
     With ``log_input=True`` (default) the predictions are log-rates and the loss is ``exp(x) - t * x``;
@@ -308,8 +338,9 @@ def poisson_nll(
 
 @_core.domain(var=_core.NONNEGATIVE, eps=_core.NONNEGATIVE)
 def gaussian_nll(
-    predictions, targets, var, *, full=False, eps=1e-6, weights=None, where=None, reduction="mean"
-):
+    predictions: ArrayLike, targets: ArrayLike, var: ArrayLike, *, full: bool = False, eps: ArrayLike = 1e-6,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Gaussian negative log-likelihood (PyTorch's ``gaussian_nll_loss``), elementwise.
 
     ``0.5 * (log(v) + (p - t)^2 / v)`` (plus ``0.5 log(2 pi)`` when ``full``) with ``v = max(var, eps)``.
@@ -375,7 +406,10 @@ def _static_power(power) -> float:
         _core.Cond("power", lambda p: float(p) >= 2.0, _core.POSITIVE, "(for power >= 2)"),
     ),
 )
-def tweedie(predictions, targets, *, power=1.5, weights=None, where=None, reduction="mean"):
+def tweedie(
+    predictions: ArrayLike, targets: ArrayLike, *, power: ArrayLike = 1.5, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Tweedie unit deviance ``d(t, mu)`` (scikit-learn's ``mean_tweedie_deviance``), elementwise.
 
     With ``mu`` the predicted means (first argument) and ``t`` the targets::
@@ -410,7 +444,7 @@ def tweedie(predictions, targets, *, power=1.5, weights=None, where=None, reduct
     if pw == 0.0:
         return ctx.reduce(jnp.square(t - mu), weights=weights)
     ctx = ctx.enforce(tweedie, dict(power=pw), predictions=mu, targets=t)
-    ok = ~ctx.invalid
+    ok = ~ctx.invalid  # type: ignore[operator]  # set by enforce
     mu = jnp.where(ok, mu, 1.0)
     t = jnp.where(ok, t, 1.0)
     if pw == 1.0:
@@ -459,7 +493,10 @@ def _barron(x, alpha, scale):
 
 
 @_core.domain(scale=_core.POSITIVE)
-def general_robust(predictions, targets, *, alpha=1.0, scale=1.0, weights=None, where=None, reduction="mean"):
+def general_robust(
+    predictions: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike | None = 1.0, scale: ArrayLike = 1.0,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Barron's general and adaptive robust loss ``rho(x, alpha, c)`` of ``x = p - t``, elementwise.
 
     ``rho = |alpha - 2| / alpha * (((x/c)^2 / |alpha - 2| + 1)^(alpha/2) - 1)``, with its limits
@@ -514,7 +551,10 @@ def _scaled_sq(loss, predictions, targets, scale, where, reduction):
 
 
 @_core.domain(scale=_core.POSITIVE)
-def cauchy(predictions, targets, *, scale=1.0, weights=None, where=None, reduction="mean"):
+def cauchy(
+    predictions: ArrayLike, targets: ArrayLike, *, scale: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Cauchy (Lorentzian) loss ``log(0.5 (x/c)^2 + 1)``, ``x = p - t``: :func:`general_robust` at ``alpha = 0``.
 
     Barron's normalisation (curvature ``1/c^2`` at 0, like ``0.5 (x/c)^2``); other texts scale it
@@ -533,7 +573,10 @@ def cauchy(predictions, targets, *, scale=1.0, weights=None, where=None, reducti
 
 
 @_core.domain(scale=_core.POSITIVE)
-def geman_mcclure(predictions, targets, *, scale=1.0, weights=None, where=None, reduction="mean"):
+def geman_mcclure(
+    predictions: ArrayLike, targets: ArrayLike, *, scale: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Geman-McClure loss ``2 (x/c)^2 / ((x/c)^2 + 4)``, ``x = p - t``: :func:`general_robust` at ``alpha = -2``.
 
     Bounded by 2; Barron's normalisation (curvature ``1/c^2`` at 0).
@@ -551,7 +594,10 @@ def geman_mcclure(predictions, targets, *, scale=1.0, weights=None, where=None, 
 
 
 @_core.domain(scale=_core.POSITIVE)
-def welsch(predictions, targets, *, scale=1.0, weights=None, where=None, reduction="mean"):
+def welsch(
+    predictions: ArrayLike, targets: ArrayLike, *, scale: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Welsch (Leclerc) loss ``1 - exp(-0.5 (x/c)^2)``, ``x = p - t``: :func:`general_robust` at ``alpha = -inf``.
 
     Bounded by 1; Barron's normalisation (curvature ``1/c^2`` at 0).
@@ -574,7 +620,10 @@ def welsch(predictions, targets, *, scale=1.0, weights=None, where=None, reducti
 
 
 @_core.domain(tau=_core.PROBABILITY, smoothing=_core.NONNEGATIVE)
-def smoothed_quantile(predictions, targets, *, tau=0.5, smoothing=1.0, weights=None, where=None, reduction="mean"):
+def smoothed_quantile(
+    predictions: ArrayLike, targets: ArrayLike, *, tau: ArrayLike = 0.5, smoothing: ArrayLike = 1.0,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Smoothed quantile (pinball) loss: the Moreau envelope of :func:`quantile` with parameter ``mu``.
 
     With ``r = t - p`` and ``mu = smoothing``::
@@ -624,7 +673,10 @@ def smoothed_quantile(predictions, targets, *, tau=0.5, smoothing=1.0, weights=N
 
 
 @_core.domain(scale=_core.POSITIVE, delta=_core.POSITIVE)
-def concomitant_huber(predictions, targets, scale, *, delta=1.35, weights=None, where=None, reduction="mean"):
+def concomitant_huber(
+    predictions: ArrayLike, targets: ArrayLike, scale: ArrayLike, *, delta: ArrayLike = 1.35,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Huber loss with a jointly estimated scale (Owen's concomitant scale; scikit-learn's ``HuberRegressor``).
 
     With ``r = t - p`` and ``s = scale > 0``::
@@ -669,7 +721,7 @@ def concomitant_huber(predictions, targets, scale, *, delta=1.35, weights=None, 
     _core.check_broadcastable(s, shape, "scale", target=f"the predictions, of shape {shape}")
     s = ctx.fill(jnp.broadcast_to(s.astype(ctx.dtype), shape), 1.0)
     ctx = ctx.enforce(concomitant_huber, scale=s, delta=delta)
-    s = jnp.where(ctx.invalid, 1.0, s)
+    s = jnp.where(ctx.invalid, 1.0, s)  # type: ignore[arg-type]  # set by enforce
     delta = ctx.cast(delta)
     abs_r = jnp.abs(t - p)
     q = jnp.minimum(abs_r, delta * s)

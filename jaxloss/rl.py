@@ -11,10 +11,13 @@ with threshold ``delta`` (``loss="huber"``, DQN's error clipping), which agree f
 
 from __future__ import annotations
 
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 from jaxloss.regression import huber as _huber
 
 __all__ = ["policy_gradient", "ppo_clip", "td_error", "q_learning", "value_loss"]
@@ -55,8 +58,10 @@ def _discount(ctx, discount_t):
 
 @_core.domain(actions=_core.ClassIndex(what="action"))
 def policy_gradient(
-    logits, actions, advantages, *, axis=-1, stop_target_gradients=True, weights=None, where=None, reduction="mean"
-):
+    logits: ArrayLike, actions: ArrayLike, advantages: ArrayLike, *, axis: int | tuple[int, ...] = -1,
+    stop_target_gradients: bool = True, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """REINFORCE policy-gradient loss (Williams, 1992): ``-log pi(a | s) * A``.
 
     Shapes: ``logits [..., A]``, ``actions`` int ``[...]``, ``advantages [...]``; loss ``[...]``.
@@ -100,16 +105,10 @@ def policy_gradient(
 
 @_core.domain(epsilon=_core.in_range(0, 1, high_open=True))
 def ppo_clip(
-    log_probs,
-    old_log_probs,
-    advantages,
-    *,
-    epsilon=0.2,
-    stop_target_gradients=True,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    log_probs: ArrayLike, old_log_probs: ArrayLike, advantages: ArrayLike, *, epsilon: ArrayLike = 0.2,
+    stop_target_gradients: bool = True, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """PPO's clipped surrogate objective, negated (Schulman et al., 2017), elementwise:
 
     ``-min(r A, clip(r, 1 - epsilon, 1 + epsilon) A)``, ``r = exp(log_probs - old_log_probs)``.
@@ -162,18 +161,10 @@ def ppo_clip(
 
 @_core.domain(discount_t=_core.PROBABILITY, delta=_core.POSITIVE)
 def td_error(
-    v_tm1,
-    r_t,
-    discount_t,
-    v_t,
-    *,
-    loss="squared",
-    delta=1.0,
-    stop_target_gradients=True,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    v_tm1: ArrayLike, r_t: ArrayLike, discount_t: ArrayLike, v_t: ArrayLike, *,
+    loss: Literal["squared", "huber"] = "squared", delta: ArrayLike = 1.0, stop_target_gradients: bool = True,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """TD(0) state-value loss: the squared or Huber TD error ``r_t + discount_t * v_t - v_tm1``.
 
     Shapes: ``v_tm1``, ``r_t``, ``v_t`` all ``[...]``; ``discount_t`` broadcastable to ``[...]`` (a scalar
@@ -218,19 +209,10 @@ def td_error(
 
 @_core.domain(a_tm1=_core.ClassIndex(what="action"), discount_t=_core.PROBABILITY, delta=_core.POSITIVE)
 def q_learning(
-    q_tm1,
-    a_tm1,
-    r_t,
-    discount_t,
-    q_t,
-    *,
-    loss="squared",
-    delta=1.0,
-    stop_target_gradients=True,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    q_tm1: ArrayLike, a_tm1: ArrayLike, r_t: ArrayLike, discount_t: ArrayLike, q_t: ArrayLike, *,
+    loss: Literal["squared", "huber"] = "squared", delta: ArrayLike = 1.0, stop_target_gradients: bool = True,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Q-learning loss (Watkins, 1989; DQN, Mnih et al., 2015) on the TD error
 
     ``r_t + discount_t * max_a q_t[a] - q_tm1[a_tm1]``.
@@ -289,18 +271,11 @@ def q_learning(
 
 @_core.domain(delta=_core.POSITIVE, clip_epsilon=_core.NONNEGATIVE)
 def value_loss(
-    values,
-    returns,
-    *,
-    loss="squared",
-    delta=1.0,
-    clip_epsilon=None,
-    old_values=None,
-    stop_target_gradients=True,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    values: ArrayLike, returns: ArrayLike, *, loss: Literal["squared", "huber"] = "squared",
+    delta: ArrayLike = 1.0, clip_epsilon: ArrayLike | None = None, old_values: ArrayLike | None = None,
+    stop_target_gradients: bool = True, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Value-function regression to returns, optionally with PPO-style value clipping.
 
     Shapes: ``values``, ``returns`` (and ``old_values``) all ``[...]``; loss ``[...]``.

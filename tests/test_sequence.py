@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
-from harness import DTYPES, all_finite, assert_close, check_reference, jax_value_and_grads, numeric_grads, torch_value_and_grads
+from harness import (
+    DTYPES,
+    all_finite,
+    assert_close,
+    check_reference,
+    jax_value_and_grads,
+    numeric_grads,
+    torch_value_and_grads,
+)
 
 B, T, K, N = 4, 7, 5, 3
 
@@ -248,3 +256,36 @@ def test_z_loss_against_numpy_and_fused_cross_entropy(dtype):
     c = 1e-2
     fused_v, fused_g = jax_value_and_grads(lambda a: jaxloss.cross_entropy(a, y, z_loss=c), (x,))
     check_reference(lambda a: jaxloss.cross_entropy(a, y) + c * jaxloss.z_loss(a), fused_v, fused_g, (x,), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ctc_forward_probs_against_optax(dtype):
+    """Feature (issue 14): return_forward_probs=True against optax.ctc_loss_with_forward_probs (padding
+    style, an interior padded frame, a repeat, an empty label sequence). optax's logalpha_blank[t, b, n] is
+    log_alpha[b, t, 2n] (at the last frame logaddexp with the label state 2n - 1) and logalpha_nonblank[t,
+    b, n] is log_alpha[b, t, 2n + 1], on the states that an alignment reaches (others hold multiples of
+    log_epsilon in both); the loss and its gradient are those of the plain call."""
+    x, y, il, ll = ctc_batch(dtype, seed=1)
+    lpad, ypad = paddings(il, T, dtype), paddings(ll, N, dtype)
+    lpad[0, 2] = 1.0
+    y = np.where(y < 0, 0, y)
+    loss, phi, emit = optax.ctc_loss_with_forward_probs(x, lpad, y, ypad)
+    kw = dict(logit_paddings=lpad, label_paddings=ypad, reduction="none")
+    value, la = jaxloss.ctc(x, y, return_forward_probs=True, **kw)
+    assert la.shape == (B, T, 2 * N + 1) and la.dtype == dtype
+    assert_close(value, loss, dtype, rtol=1e-5 if dtype == np.float32 else None)
+    la, phi, emit = np.asarray(la, np.float64), np.asarray(phi).transpose(1, 0, 2), np.asarray(emit).transpose(1, 0, 2)
+    last = np.logaddexp(la[:, -1, 0::2], np.concatenate([np.full((B, 1), -np.inf), la[:, -1, 1::2]], axis=1))
+    mine_phi = np.concatenate([la[:, :-1, 0::2], last[:, None]], axis=1)
+    for b in range(B):
+        n_lab = ll[b]
+        for mine, ref in ((mine_phi[b, :, : n_lab + 1], phi[b, :, : n_lab + 1]), (la[b, :, 1 : 2 * n_lab : 2], emit[b, :, :n_lab])):
+            reach = ref > -1e3
+            assert np.array_equal(reach, mine > -1e3), b
+            assert_close(mine[reach], ref[reach], dtype, rtol=1e-5 if dtype == np.float32 else None)
+    g_plain = jax.grad(lambda a: jnp.sum(jaxloss.ctc(a, y, **kw)))(x)
+    g_fwd = jax.grad(lambda a: jnp.sum(jaxloss.ctc(a, y, return_forward_probs=True, **kw)[0]))(x)
+    assert_close(g_fwd, g_plain, dtype, rtol=1e-6)
+    one, la1 = jaxloss.ctc(x[2], y[2, : ll[2]], return_forward_probs=True)
+    assert la1.shape == (T, 2 * ll[2] + 1)
+    assert_close(-np.logaddexp(la1[-1, -1], la1[-1, -2]), one, dtype)

@@ -7,8 +7,9 @@ from typing import Callable, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import optax
 
-from jaxloss.per_sample._common import Array, _tmap, _sum_leaves, _sqrt
+from jaxloss.per_sample._common import Array, _sqrt, _sum_leaves
 from jaxloss.per_sample.clipping import ClippedGrad, _check_dp_args, _clip_factor, _dp_noise
 
 __all__ = ["dense_stack_apply", "dense_stack_objective", "ghost_grad_norms", "ghost_clipped_mean_grad"]
@@ -140,7 +141,7 @@ def _ghost(params, batch, loss, activation):
     deltas, (acts, losses) = jax.grad(summed, has_aux=True)(probes)
     bsz = inputs.shape[0]
     sq = []
-    for (w, b), a, d in zip(params, acts, deltas):
+    for (_, b), a, d in zip(params, acts, deltas):
         w_sq, b_sq = _ghost_layer_sq(a.reshape(bsz, -1, a.shape[-1]), d.reshape(bsz, -1, d.shape[-1]))
         sq.append((w_sq, b_sq if b is not None else None))
     return sq, losses
@@ -252,6 +253,6 @@ def ghost_clipped_mean_grad(
 
     total = jax.grad(weighted)(params)
     if noisy:
-        total = _tmap(jnp.add, total, _dp_noise(total, noise_multiplier, max_norm, key))
+        total = optax.tree.add(total, _dp_noise(total, noise_multiplier, max_norm, key))
     n = jnp.shape(inputs)[0]
-    return ClippedGrad(_tmap(lambda t: t / jnp.asarray(n, t.dtype), total), norms, losses)
+    return ClippedGrad(optax.tree.scale(1.0 / n, total), norms, losses)

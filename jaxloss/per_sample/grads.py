@@ -7,7 +7,18 @@ from typing import Callable, Optional, Union
 import jax
 import numpy as np
 
-from jaxloss.per_sample._common import Array, PyTree, _tmap, _scan_chunks, _example_fn, _vmapped, _sq_norms, _sum_leaves, _sqrt, _group_norms
+from jaxloss.per_sample._common import (
+    Array,
+    PyTree,
+    _example_fn,
+    _group_norms,
+    _scan_chunks,
+    _sq_norms,
+    _sqrt,
+    _sum_leaves,
+    _tmap,
+    _vmapped,
+)
 
 __all__ = ["per_sample_losses", "per_sample_grads", "per_sample_grad_norms"]
 
