@@ -26,7 +26,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 from jaxloss import prox as _prox
-from jaxloss._typing import PyTree
+from jaxloss._typing import Array, ArrayLike, PyTree
 from jaxloss.objectives import _unpack
 from jaxloss.optimize import _combine, _partition, _split, _tree_norm
 
@@ -61,8 +61,12 @@ class TrainStep:
     """
 
     def __init__(
-        self, objective: Callable[..., Any], optimizer: optax.GradientTransformation, *,
-        prox_step: float | Callable[[Any], Any] | None = None, metrics_fn: Callable[..., dict] | None = None,
+        self,
+        objective: Callable[[PyTree, PyTree], ArrayLike],
+        optimizer: optax.GradientTransformation,
+        *,
+        prox_step: Any = None,
+        metrics_fn: Optional[Callable[[Array, PyTree], Dict[str, ArrayLike]]] = None,
     ) -> None:
         if not callable(objective):
             raise TypeError(f"objective must be a function objective(params, batch) -> scalar; got {objective!r}")
@@ -82,7 +86,7 @@ class TrainStep:
         self._jitted: Dict[Any, Any] = {}
         self._eval_jitted: Dict[Any, Any] = {}
 
-    def init(self, params):
+    def init(self, params: PyTree) -> optax.OptState:
         """The optimizer state for ``params``."""
         state = self.optimizer.init(_partition(params)[0])
         if self._g is not None and _has_line_search(state):
@@ -134,7 +138,7 @@ class TrainStep:
 
         return jax.jit(evaluate)
 
-    def __call__(self, params, opt_state, batch):
+    def __call__(self, params: PyTree, opt_state: optax.OptState, batch: PyTree) -> Tuple[PyTree, optax.OptState, Dict[str, Array]]:
         diff, static = _partition(params)
         fn = self._jitted.get(static)
         if fn is None:
@@ -142,7 +146,7 @@ class TrainStep:
         new, opt_state, metrics = fn(diff, opt_state, batch)
         return _combine(new, static), opt_state, metrics
 
-    def evaluate(self, params, batch):
+    def evaluate(self, params: PyTree, batch: PyTree) -> Dict[str, Array]:
         """``{"loss": objective value, **metrics_fn(predictions, batch)}`` on ``batch``, no step taken."""
         diff, static = _partition(params)
         fn = self._eval_jitted.get(static)
@@ -152,8 +156,11 @@ class TrainStep:
 
 
 def train_step(
-    objective: Callable[..., Any], optimizer: optax.GradientTransformation, *,
-    prox_step: float | Callable[[Any], Any] | None = None, metrics_fn: Callable[..., dict] | None = None,
+    objective: Callable[[PyTree, PyTree], ArrayLike],
+    optimizer: optax.GradientTransformation,
+    *,
+    prox_step: Any = None,
+    metrics_fn: Optional[Callable[[Array, PyTree], Dict[str, ArrayLike]]] = None,
 ) -> TrainStep:
     """A jitted optax step: ``step(params, opt_state, batch) -> (params, opt_state, metrics)``.
 
@@ -202,7 +209,7 @@ class FitState:
       stop_training: set to ``True`` to stop after this epoch.
     """
 
-    def __init__(self, params: PyTree, opt_state: optax.OptState) -> None:
+    def __init__(self, params: PyTree, opt_state: Any) -> None:
         self.params, self.opt_state = params, opt_state
         self.epoch = -1
         self.history: Dict[str, list] = {}
@@ -277,7 +284,7 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor: str = "val_loss", *, min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
-                 baseline: Optional[float] = None, restore_best: bool = False, start_from_epoch: int = 0):
+                 baseline: Optional[float] = None, restore_best: bool = False, start_from_epoch: int = 0) -> None:
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
         if min_delta < 0 or patience < 0 or start_from_epoch < 0:
@@ -304,10 +311,10 @@ class EarlyStopping(Callback):
             return value < reference - self.min_delta
         return value > reference + self.min_delta
 
-    def on_train_begin(self, state):
+    def on_train_begin(self, state: FitState) -> None:
         self._reset()
 
-    def on_epoch_end(self, epoch, logs, state):
+    def on_epoch_end(self, epoch: int, logs: Dict[str, float], state: FitState) -> Optional[bool]:
         if self.monitor not in logs:
             hint = " (pass validation_data= to fit)" if self.monitor.startswith("val_") else ""
             raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is not in the logs {sorted(logs)}{hint}")
@@ -326,7 +333,7 @@ class EarlyStopping(Callback):
             state.stop_training = True
         return None
 
-    def on_train_end(self, state):
+    def on_train_end(self, state: FitState) -> None:
         if self.restore_best and self.best_params is not None:
             state.params = self.best_params
 
@@ -427,7 +434,7 @@ def _as_dataset(data, name):
             "as one tuple of arrays (inputs, targets) with batch_size="
         )
     leaves = jax.tree_util.tree_leaves(data)
-    bad = [type(x).__name__ for x in leaves if not _is_array(x) or np.ndim(x) == 0]
+    bad = sorted({type(x).__name__ for x in leaves if not _is_array(x) or np.ndim(x) == 0})
     if not leaves or bad:
         raise TypeError(
             f"{name} as a dataset must be arrays with a leading example axis (an array, a tuple (inputs, targets"
@@ -549,7 +556,7 @@ def _weighted_means(records):
 
 
 def fit(
-    objective: Callable[..., Any],
+    objective: Callable[[PyTree, PyTree], ArrayLike],
     params: PyTree,
     batches: Any,
     optimizer: optax.GradientTransformation,
@@ -559,12 +566,12 @@ def fit(
     validation_data: Any = None,
     validation_batch_size: Optional[int] = None,
     metrics: Union[None, Sequence, Mapping] = None,
-    callbacks: Sequence = (),
+    callbacks: Sequence[Union[Callback, Callable[..., Any]]] = (),
     verbose: Optional[int] = None,
     shuffle: bool = True,
     seed: int = 0,
     drop_last: bool = True,
-    prox_step: float | Callable[[Any], Any] | None = None,
+    prox_step: Any = None,
 ) -> FitResult:
     """Mini-batch training for ``epochs`` epochs, with validation, metrics history and callbacks.
 
