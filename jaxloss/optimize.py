@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxloss import _models
 from jaxloss import prox as _prox
 from jaxloss import regularizers as _regs
 
@@ -108,6 +109,8 @@ def _partition(tree, weak=False):
 
 
 def _combine(diff, static: _Static):
+    if isinstance(static, _models.Held):  # model parameters (see jaxloss._models)
+        return static.merge(diff)
     it = iter(jax.tree_util.tree_leaves(diff))
     leaves = [next(it) if p else x for x, p in zip(static.leaves, static.is_param)]
     return jax.tree_util.tree_unflatten(static.treedef, leaves)
@@ -372,7 +375,7 @@ def minimize(
     if max_steps < 0:
         raise ValueError(f"max_steps must be >= 0; got {max_steps}")
     f, g = _split(objective, regularizer)
-    diff, static = _partition(params)
+    diff, static = _models.partition(params, objective)  # Flax / Equinox models: their trainable arrays
     if g is not None and optimizer is not None and prox_step is None:
         raise ValueError(
             f"the objective has a non-smooth regularizer ({g!r}): leave optimizer=None for accelerated "
@@ -415,44 +418,45 @@ class TrainStep:
             f, g = _split(objective, None)
         self.optimizer = optimizer if g is None else optax.chain(optimizer, _prox.transform(g, prox_step))
         self._f, self._g, self._metrics_fn = f, g, metrics_fn
-        self._jitted = {}
+        self._step = None
 
     def init(self, params):
         """The optimizer state for ``params``."""
-        return self.optimizer.init(_partition(params)[0])
+        return self.optimizer.init(_models.partition(params, self.objective)[0])
 
-    def _build(self, static):
+    def _build(self):
         f, g, opt, metrics_fn = self._f, self._g, self.optimizer, self._metrics_fn
-        with_aux = metrics_fn is not None and hasattr(f, "with_aux")
+        with_aux = hasattr(f, "with_aux")
         if metrics_fn is not None and not with_aux:
             raise TypeError("metrics_fn needs an objective with .with_aux (a jaxloss.Objective)")
 
-        def step(p, state, batch):
+        def step(p, held, state, batch):
             def value(q):
-                full = _combine(q, static)
+                full = held.merge(q)
                 if with_aux:
                     return f.with_aux(full, batch)
                 return f(full, batch), None
 
             (v, aux), grad = jax.value_and_grad(value, has_aux=True)(p)
             if g is not None:
-                v = v + g(_combine(p, static))
+                v = v + g(held.merge(p))
             updates, state = opt.update(grad, state, p)
             new = optax.apply_updates(p, updates)
             metrics = {"loss": v, "grad_norm": _tree_norm(grad)}
-            if with_aux:
+            if metrics_fn is not None:
                 metrics.update(metrics_fn(aux["predictions"], batch))
-            return new, state, metrics
+            # stateful models (linen batch_stats, NNX BatchStat): the held state after the forward pass
+            held = _models.updated_held(aux["params"] if with_aux else None, held, self.objective)
+            return new, held, state, metrics
 
         return jax.jit(step)
 
     def __call__(self, params, opt_state, batch):
-        diff, static = _partition(params)
-        fn = self._jitted.get(static)
-        if fn is None:
-            fn = self._jitted[static] = self._build(static)
-        new, opt_state, metrics = fn(diff, opt_state, batch)
-        return _combine(new, static), opt_state, metrics
+        diff, held = _models.partition(params, self.objective)  # Flax / Equinox models (jaxloss._models)
+        if self._step is None:
+            self._step = self._build()
+        new, held, opt_state, metrics = self._step(diff, held, opt_state, batch)
+        return _models.restore(params, new, held), opt_state, metrics
 
 
 def train_step(objective, optimizer, *, prox_step=None, metrics_fn=None) -> TrainStep:

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _core
+from jaxloss import _models
 
 __all__ = [
     "per_sample_losses",
@@ -190,6 +191,7 @@ def per_sample_losses(fn: Callable, params: PyTree, batch: PyTree, *, chunk_size
       >>> print(jaxloss.per_sample_losses(fn, jnp.array([1.0, 1.0]), (x, y), chunk_size=2).tolist())
       [0.0, 4.0, 4.0]
     """
+    fn, params = _models.bind(fn, params)  # Flax / Equinox models: differentiate their trainable arrays
     one = _example_fn(fn)
     _, losses = _scan_chunks(lambda c, chunk: (c, _vmapped(one)(params, chunk)), batch, chunk_size)
     return losses
@@ -218,6 +220,7 @@ def per_sample_grads(fn: Callable, params: PyTree, batch: PyTree, *, chunk_size:
       >>> print(jaxloss.per_sample_grads(fn, jnp.array([1.0, 1.0]), (x, y)).tolist())
       [[0.0, 0.0], [0.0, 8.0], [4.0, 4.0]]
     """
+    fn, params = _models.bind(fn, params)  # Flax / Equinox models: differentiate their trainable arrays
     g = jax.grad(_example_fn(fn))
     _, grads = _scan_chunks(lambda c, chunk: (c, _vmapped(g)(params, chunk)), batch, chunk_size)
     return grads
@@ -261,6 +264,7 @@ def per_sample_grad_norms(
     """
     if not isinstance(per_layer, (bool, int, np.integer)) or (not isinstance(per_layer, bool) and per_layer < 1):
         raise ValueError(f"per_layer must be False, True or a positive int depth; got {per_layer!r}")
+    fn, params = _models.bind(fn, params)  # Flax / Equinox models: differentiate their trainable arrays
     g = jax.grad(_example_fn(fn))
 
     def chunk_fn(carry, chunk):
@@ -377,6 +381,7 @@ def clipped_mean_grad(
       Abadi et al., "Deep Learning with Differential Privacy", CCS 2016.
     """
     noisy = _check_dp_args(max_norm, noise_multiplier, key)
+    fn, params = _models.bind(fn, params)  # Flax / Equinox models: differentiate their trainable arrays
     n = _num_examples(batch)
     vg = _vmapped(jax.value_and_grad(_example_fn(fn)))
 
@@ -491,6 +496,7 @@ def grad_statistics(fn: Callable, params: PyTree, batch: PyTree, *, chunk_size: 
     n = _num_examples(batch)
     if n < 2:
         raise ValueError(f"gradient statistics need at least 2 examples; got {n}")
+    fn, params = _models.bind(fn, params)  # Flax / Equinox models: differentiate their trainable arrays
     g = _vmapped(jax.grad(_example_fn(fn)))
 
     def chunk_fn(carry, chunk):
@@ -594,6 +600,7 @@ def two_batch_noise_scale(fn: Callable, params: PyTree, batch: PyTree, small_bat
     if b is None or b >= n or n % b:
         raise ValueError(f"small_batch_size must divide the batch size {n} and be smaller; got {small_batch_size!r}")
     k = n // b
+    fn, params = _models.bind(fn, params)  # Flax / Equinox models: differentiate their trainable arrays
     grad = jax.grad(fn)
 
     def sq_norm(g):
@@ -698,9 +705,10 @@ def tracin_influence(
             raise ValueError(f"got {len(checkpoints)} checkpoints but {len(rates)} learning_rates")
     _num_examples(train_batch, "train_batch")
     _num_examples(test_batch, "test_batch")
-    g = _vmapped(jax.grad(_example_fn(fn)))
     total = None
     for w, eta in zip(checkpoints, rates):
+        f, w = _models.bind(fn, w)  # Flax / Equinox models: differentiate their trainable arrays
+        g = _vmapped(jax.grad(_example_fn(f)))
         test_grads = g(w, test_batch)
         _, scores = _scan_chunks(lambda c, chunk: (c, _pairwise_dots(g(w, chunk), test_grads)), train_batch, chunk_size)
         scores = scores * eta
