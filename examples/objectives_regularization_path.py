@@ -4,7 +4,7 @@ Run from the repository root::
 
     python examples/objectives_regularization_path.py
 
-``jaxloss.lasso(alpha)`` is a pytree whose leaf is ``alpha``, so ``jax.vmap`` over ``alpha`` of
+``jaxloss.lasso_regression(alpha)`` is a pytree whose leaf is ``alpha``, so ``jax.vmap`` over ``alpha`` of
 ``jaxloss.minimize`` (accelerated proximal gradient, exact zeros) solves the whole path with one
 compilation. The path is compared with ``sklearn.linear_model.lasso_path`` (coordinate descent, same
 objective ``1/(2n) ||y - Xw||^2 + alpha ||w||_1``): the objective gap at each ``alpha`` and whether the
@@ -34,10 +34,10 @@ def lasso_path():
     y = (y - y.mean()) / y.std()
     alphas = np.geomspace(0.5, 1e-3, 12)
     data = (jnp.asarray(x), jnp.asarray(y))
-    p0 = jaxloss.lasso(1.0).init_params(data[0])
+    p0 = jaxloss.lasso_regression(1.0).init_params(data[0])
 
     t0 = time.perf_counter()
-    solve = lambda a: jaxloss.minimize(jaxloss.lasso(a), p0, data, tol=1e-10, max_steps=5000)  # noqa: E731
+    solve = lambda a: jaxloss.minimize(jaxloss.lasso_regression(a), p0, data, tol=1e-10, max_steps=5000)  # noqa: E731
     res = jax.vmap(solve)(jnp.asarray(alphas))
     jax.block_until_ready(res.params)
     seconds = time.perf_counter() - t0
@@ -47,7 +47,7 @@ def lasso_path():
     print(f"lasso path on diabetes ({len(alphas)} alphas, one vmapped jaxloss.minimize: {seconds:.1f} s incl. compile)")
     print(f"{'alpha':>8s} {'nonzeros':>8s} {'steps':>6s} {'relative gap vs sklearn':>24s} {'same zeros':>10s}")
     for i, alpha in enumerate(alphas):
-        obj = jaxloss.lasso(float(alpha))
+        obj = jaxloss.lasso_regression(float(alpha))
         ours = jax.tree_util.tree_map(lambda a: a[i], res.params)
         theirs = {"w": jnp.asarray(coefs[:, i]), "b": jnp.asarray(y.mean() - x.mean(0) @ coefs[:, i])}
         a, b = float(obj(ours, data)), float(obj(theirs, data))

@@ -21,6 +21,7 @@ from jaxloss import (
     rl,
     segmentation,
     sequence,
+    training,
 )
 from jaxloss._core import checked
 from jaxloss.classification import *  # noqa: F401,F403
@@ -36,12 +37,13 @@ from jaxloss.regularizers import *  # noqa: F401,F403
 from jaxloss.rl import *  # noqa: F401,F403
 from jaxloss.segmentation import *  # noqa: F401,F403
 from jaxloss.sequence import *  # noqa: F401,F403
+from jaxloss.training import *  # noqa: F401,F403
 
 __version__ = "0.1.0"
 
 _MODULES = (
     regression, classification, divergence, embedding, ranking, sequence, segmentation, rl, fused,
-    regularizers, objectives, optimize, per_sample,
+    regularizers, objectives, optimize, training, per_sample,
 )
 
 __all__ = ["checked", "prox", *(name for module in _MODULES for name in module.__all__)]

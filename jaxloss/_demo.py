@@ -126,7 +126,7 @@ def fit_ready_objectives(max_steps: int = 1000, mlp_epochs: int = 30, seed: int 
     cancer = ("breast cancer", *_split_standardize(x, y, seed, stratify=True), _accuracy_binary, "accuracy")
     full_batch = [
         ("least squares", jaxloss.least_squares(), diabetes),
-        ("lasso", jaxloss.lasso(0.02), diabetes),
+        ("lasso", jaxloss.lasso_regression(0.02), diabetes),
         ("Huber", jaxloss.huber_regression(1.35, 1e-3), diabetes),
         ("logistic regression", jaxloss.logistic_regression(1e-2), cancer),
         ("linear SVM", jaxloss.linear_svm(1e-2, loss="squared_hinge"), cancer),

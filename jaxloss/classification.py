@@ -17,7 +17,7 @@ __all__ = [
     "nll",
     "binary_cross_entropy",
     "focal",
-    "categorical_focal",
+    "multiclass_focal",
     "hinge",
     "squared_hinge",
     "multiclass_hinge",
@@ -240,7 +240,7 @@ def focal(logits, labels, *, alpha=None, gamma=2.0, weights=None, where=None, re
     return ctx.reduce(loss, weights=weights)
 
 
-def categorical_focal(
+def multiclass_focal(
     logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore_index=None, weights=None, where=None, reduction="mean"
 ):
     """Softmax focal loss: ``-sum_c alpha_c * t_c * (1 - p_c)^gamma * log p_c`` per example.
@@ -255,7 +255,7 @@ def categorical_focal(
 
     Examples:
       >>> import jax.numpy as jnp, jaxloss
-      >>> print(round(float(jaxloss.categorical_focal(jnp.zeros((1, 2)), jnp.array([0]), gamma=2.0)), 4))
+      >>> print(round(float(jaxloss.multiclass_focal(jnp.zeros((1, 2)), jnp.array([0]), gamma=2.0)), 4))
       0.1733
     """
     _core.check_hyper(gamma, "gamma", low=0.0)

@@ -3,7 +3,7 @@
 :func:`objective` builds an :class:`Objective` from any model (a function ``fn(params, inputs)``, a Flax
 linen module or its ``.apply``, or an Equinox module whose parameters are the module itself), any jaxloss
 loss and an optional :class:`jaxloss.Regularizer`. The ready objectives (:func:`least_squares`,
-:func:`ridge`, :func:`lasso`, :func:`logistic_regression`, :func:`linear_svm`, :func:`huber_regression`,
+:func:`ridge_regression`, :func:`lasso_regression`, :func:`logistic_regression`, :func:`linear_svm`, :func:`huber_regression`,
 :func:`quantile_regression`, :func:`poisson_regression`) are linear models in the jaxopt tradition, with
 parameters ``{"w": [features(, outputs)], "b": [(outputs)]}`` (``obj.init_params(inputs)`` makes zeros),
 the intercept ``b`` never penalised, and regularization conventions that map one-to-one onto
@@ -42,8 +42,8 @@ __all__ = [
     "Objective",
     "objective",
     "least_squares",
-    "ridge",
-    "lasso",
+    "ridge_regression",
+    "lasso_regression",
     "logistic_regression",
     "linear_svm",
     "huber_regression",
@@ -334,7 +334,7 @@ def least_squares(*, fit_intercept=True) -> Objective:
     return _ready(_half_mse, None, fit_intercept=fit_intercept)
 
 
-def ridge(alpha, *, fit_intercept=True) -> Objective:
+def ridge_regression(alpha, *, fit_intercept=True) -> Objective:
     """Ridge regression: ``0.5 * mean((x w + b - y)^2) + 0.5 * alpha * ||w||^2`` (intercept not penalised).
 
     Multiplying by ``2 n`` gives scikit-learn's ``Ridge`` objective ``||y - X w||^2 + alpha_sk ||w||^2`` with
@@ -346,13 +346,13 @@ def ridge(alpha, *, fit_intercept=True) -> Objective:
     Examples:
       >>> import jax.numpy as jnp, jaxloss
       >>> x, y = jnp.array([[1.0], [2.0]]), jnp.array([2.0, 4.0])
-      >>> print(jaxloss.ridge(1.0)({"w": jnp.array([2.0]), "b": jnp.array(0.0)}, (x, y)))
+      >>> print(jaxloss.ridge_regression(1.0)({"w": jnp.array([2.0]), "b": jnp.array(0.0)}, (x, y)))
       2.0
     """
     return _ready(_half_mse, _regs.l2(alpha, mask=_weights_only), fit_intercept=fit_intercept)
 
 
-def lasso(alpha, *, fit_intercept=True) -> Objective:
+def lasso_regression(alpha, *, fit_intercept=True) -> Objective:
     """The lasso: ``0.5 * mean((x w + b - y)^2) + alpha * ||w||_1``, exactly scikit-learn's ``Lasso(alpha)``.
 
     Non-smooth: :func:`jaxloss.minimize` solves it by accelerated proximal gradient, giving exact zeros.
@@ -360,7 +360,7 @@ def lasso(alpha, *, fit_intercept=True) -> Objective:
     Examples:
       >>> import jax.numpy as jnp, jaxloss
       >>> x, y = jnp.array([[1.0], [2.0]]), jnp.array([2.0, 4.0])
-      >>> print(jaxloss.lasso(0.5)({"w": jnp.array([2.0]), "b": jnp.array(0.0)}, (x, y)))
+      >>> print(jaxloss.lasso_regression(0.5)({"w": jnp.array([2.0]), "b": jnp.array(0.0)}, (x, y)))
       1.0
     """
     return _ready(_half_mse, _regs.l1(alpha, mask=_weights_only), fit_intercept=fit_intercept)

@@ -29,7 +29,7 @@ import optax
 
 from jaxloss import _core
 
-__all__ = ["soft_threshold", "ridge", "elastic_net", "group_lasso", "non_negative", "box", "transform", "ProxState"]
+__all__ = ["soft_threshold", "l2", "elastic_net", "group_lasso", "non_negative", "box", "transform", "ProxState"]
 
 
 def _is_float_leaf(x) -> bool:
@@ -53,7 +53,7 @@ def _soft_threshold_leaf(x, threshold):
     return jnp.where(jnp.abs(x) > t, x - jnp.sign(x) * t, jnp.zeros_like(x))  # +0.0, not -0.0
 
 
-def _ridge_leaf(x, scale):
+def _l2_leaf(x, scale):
     return x / (1.0 + _cast(scale, x))
 
 
@@ -107,8 +107,8 @@ def soft_threshold(params, threshold):
     return _map(lambda x: _soft_threshold_leaf(x, threshold), params)
 
 
-def ridge(params, scale):
-    """The proximal operator of ``(scale / 2) * ||x||^2``: ``x / (1 + scale)``.
+def l2(params, scale):
+    """The proximal operator of ``(scale / 2) * ||x||^2`` (the penalty :func:`jaxloss.l2`): ``x / (1 + scale)``.
 
     Args:
       params: a pytree of arrays.
@@ -116,11 +116,11 @@ def ridge(params, scale):
 
     Examples:
       >>> import jax.numpy as jnp, jaxloss
-      >>> print(jaxloss.prox.ridge(jnp.array([2.0, -4.0]), 1.0))
+      >>> print(jaxloss.prox.l2(jnp.array([2.0, -4.0]), 1.0))
       [ 1. -2.]
     """
     _core.check_hyper(scale, "scale", low=0.0)
-    return _map(lambda x: _ridge_leaf(x, scale), params)
+    return _map(lambda x: _l2_leaf(x, scale), params)
 
 
 def elastic_net(params, l1, l2):

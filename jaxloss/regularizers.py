@@ -420,7 +420,7 @@ def l2(strength, *, mask=None) -> Regularizer:
 
     The ``1/2`` convention makes the gradient ``strength * w`` (scikit-learn's ``l2_reg_strength``,
     ``optax.add_decayed_weights``). scikit-learn's ``Ridge(alpha)`` on ``||y - Xw||^2 + alpha ||w||^2`` is
-    ``jaxloss.ridge`` with ``strength = alpha / n``.
+    ``jaxloss.ridge_regression`` with ``strength = alpha / n``.
 
     Args:
       strength: >= 0; traceable.

@@ -62,7 +62,7 @@ CASES = [
     LossCase("nll", jaxloss.nll, log_probs, extreme=extreme_log_probs),
     LossCase("binary_cross_entropy", jaxloss.binary_cross_entropy, binary, kwargs=dict(pos_weight=2.0), diff=(0, 1), extreme=extreme_binary),
     LossCase("focal", jaxloss.focal, binary, kwargs=dict(alpha=0.25, gamma=2.0), diff=(0, 1), extreme=extreme_binary),
-    LossCase("categorical_focal", jaxloss.categorical_focal, prob_targets, kwargs=dict(gamma=2.0), diff=(0, 1), extreme=extreme_soft),
+    LossCase("multiclass_focal", jaxloss.multiclass_focal, prob_targets, kwargs=dict(gamma=2.0), diff=(0, 1), extreme=extreme_soft),
     LossCase("hinge", jaxloss.hinge, signed),
     LossCase("squared_hinge", jaxloss.squared_hinge, signed),
     LossCase("multiclass_hinge", jaxloss.multiclass_hinge, int_labels, extreme=extreme_logits),
@@ -73,7 +73,7 @@ CASES = [
 VARIANTS = [
     LossCase("cross_entropy", jaxloss.cross_entropy, prob_targets, kwargs=dict(label_smoothing=0.1), diff=(0, 1), extreme=extreme_soft),
     LossCase("binary_cross_entropy", jaxloss.binary_cross_entropy, binary_probs, kwargs=dict(from_logits=False), diff=(0, 1), extreme=extreme_probs, bf16_rtol=5e-2),
-    LossCase("categorical_focal", jaxloss.categorical_focal, int_labels, kwargs=dict(gamma=0.5), extreme=extreme_logits),
+    LossCase("multiclass_focal", jaxloss.multiclass_focal, int_labels, kwargs=dict(gamma=0.5), extreme=extreme_logits),
 ]
 CASES += VARIANTS
 

@@ -244,13 +244,13 @@ def test_categorical_focal_against_keras(dtype):
     ref = lambda a: jnp.mean(keras.losses.categorical_focal_crossentropy(onehot, a, alpha=0.25, gamma=2.0, from_logits=True))
     ref_v, ref_g = jax_value_and_grads(ref, (x,))
     tol = dict(rtol=1e-5) if dtype == np.float32 else dict(rtol=1e-6)  # Keras clips probabilities at 1e-7
-    check_reference(lambda a: jaxloss.categorical_focal(a, y, alpha=0.25, gamma=2.0), ref_v, ref_g, (x,), dtype, **tol)
-    check_reference(lambda a: jaxloss.categorical_focal(a, onehot, alpha=0.25, gamma=2.0), ref_v, ref_g, (x,), dtype, **tol)
+    check_reference(lambda a: jaxloss.multiclass_focal(a, y, alpha=0.25, gamma=2.0), ref_v, ref_g, (x,), dtype, **tol)
+    check_reference(lambda a: jaxloss.multiclass_focal(a, onehot, alpha=0.25, gamma=2.0), ref_v, ref_g, (x,), dtype, **tol)
 
 
 def test_categorical_focal_gamma_zero_is_cross_entropy():
     x, y = logits_labels(np.float64)
-    assert_close(jaxloss.categorical_focal(x, y, gamma=0.0), jaxloss.cross_entropy(x, y), np.float64)
+    assert_close(jaxloss.multiclass_focal(x, y, gamma=0.0), jaxloss.cross_entropy(x, y), np.float64)
 
 
 # ---------------------------------------------------------------------------------------------- hinge family

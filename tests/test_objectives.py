@@ -168,9 +168,9 @@ def _softplus(z):
 # float64 NumPy formulas of the ready objectives (the conventions in their docstrings).
 READY = {
     "least_squares": (lambda: jaxloss.least_squares(), {}, lambda p, x, y: 0.5 * np.mean((_lin(p, x) - y) ** 2)),
-    "ridge": (lambda: jaxloss.ridge(0.3), {},
+    "ridge_regression": (lambda: jaxloss.ridge_regression(0.3), {},
               lambda p, x, y: 0.5 * np.mean((_lin(p, x) - y) ** 2) + 0.15 * np.sum(p["w"] ** 2)),
-    "lasso": (lambda: jaxloss.lasso(0.3), {},
+    "lasso_regression": (lambda: jaxloss.lasso_regression(0.3), {},
               lambda p, x, y: 0.5 * np.mean((_lin(p, x) - y) ** 2) + 0.3 * np.sum(np.abs(p["w"]))),
     "logistic_binary": (lambda: jaxloss.logistic_regression(0.2), dict(classes=2),
                         lambda p, x, y: np.mean(_softplus(_lin(p, x)) - y * _lin(p, x)) + 0.1 * np.sum(p["w"] ** 2)),

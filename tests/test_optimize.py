@@ -36,7 +36,7 @@ def _ridge_solution(x, y, alpha):
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_minimize_converges_on_ridge(optimizer):
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     opt, tol = (optax.lbfgs(), 1e-10) if optimizer == "lbfgs" else (optax.adam(0.05), 1e-7)
     res = jaxloss.minimize(obj, obj.init_params(x), (x, y), opt, tol=tol, max_steps=3000)
     assert bool(res.converged) and float(res.grad_norm) <= tol
@@ -53,7 +53,7 @@ def test_minimize_converges_on_ridge(optimizer):
 
 def test_minimize_step_cap_and_cache():
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     opt = optax.sgd(1e-3)
     res = jaxloss.minimize(obj, obj.init_params(x), (x, y), opt, max_steps=5)
     assert int(res.num_steps) == 5 and not bool(res.converged) and res.history.shape == (6,)
@@ -67,14 +67,14 @@ def test_regularization_path_compiles_once_and_vmaps():
     """Hyperparameters are pytree leaves: a lasso path reuses one compiled loop, and vmaps over alpha."""
     x, y = _regression()
     alphas = [0.05, 0.2, 0.8]
-    p0 = jaxloss.lasso(1.0).init_params(x)
-    first = jaxloss.minimize(jaxloss.lasso(alphas[0]), p0, (x, y), tol=1e-10, max_steps=2000)
+    p0 = jaxloss.lasso_regression(1.0).init_params(x)
+    first = jaxloss.minimize(jaxloss.lasso_regression(alphas[0]), p0, (x, y), tol=1e-10, max_steps=2000)
     n_cached = len(jaxloss.optimize._CACHE)
-    path = [first] + [jaxloss.minimize(jaxloss.lasso(a), p0, (x, y), tol=1e-10, max_steps=2000) for a in alphas[1:]]
+    path = [first] + [jaxloss.minimize(jaxloss.lasso_regression(a), p0, (x, y), tol=1e-10, max_steps=2000) for a in alphas[1:]]
     assert len(jaxloss.optimize._CACHE) == n_cached
     nonzeros = [int(np.sum(np.asarray(r.params["w"]) != 0)) for r in path]
     assert nonzeros == sorted(nonzeros, reverse=True) and nonzeros[0] > nonzeros[-1]
-    batched = jax.vmap(lambda a: jaxloss.minimize(jaxloss.lasso(a), p0, (x, y), tol=1e-10, max_steps=2000).params)(
+    batched = jax.vmap(lambda a: jaxloss.minimize(jaxloss.lasso_regression(a), p0, (x, y), tol=1e-10, max_steps=2000).params)(
         jnp.asarray(alphas))
     for i, r in enumerate(path):
         assert_tree_close(jax.tree_util.tree_map(lambda a: a[i], batched), r.params, np.float64, rtol=0, atol=1e-8)
@@ -87,7 +87,7 @@ def test_proximal_minimize_exact_zeros_on_lasso():
     x, y = _regression()
     alpha = 0.3
     sk = Lasso(alpha=alpha, tol=1e-14, max_iter=100_000).fit(np.asarray(x), np.asarray(y))
-    obj = jaxloss.lasso(alpha)
+    obj = jaxloss.lasso_regression(alpha)
     fista = jaxloss.minimize(obj, obj.init_params(x), (x, y), tol=1e-10, max_steps=3000)
     ista = jaxloss.minimize(obj, obj.init_params(x), (x, y), optax.sgd(0.2), prox_step=0.2, tol=1e-10, max_steps=3000)
     for res in (fista, ista):
@@ -108,7 +108,7 @@ def test_proximal_minimize_exact_zeros_on_lasso():
 
 def test_minimize_errors_and_extra_regularizer():
     x, y = _regression()
-    obj = jaxloss.lasso(0.3)
+    obj = jaxloss.lasso_regression(0.3)
     with pytest.raises(ValueError, match="prox_step"):
         jaxloss.minimize(obj, obj.init_params(x), (x, y), optax.adam(0.1))
     with pytest.raises(ValueError, match="line-search"):
@@ -124,7 +124,7 @@ def test_minimize_errors_and_extra_regularizer():
 def test_train_step_equals_hand_written_optax_loop():
     """optax reference: value_and_grad + optimizer.update + apply_updates, by hand."""
     x, y = _regression()
-    obj = jaxloss.ridge(0.1)
+    obj = jaxloss.ridge_regression(0.1)
     opt = optax.adam(0.01)
     step = jaxloss.train_step(obj, opt, metrics_fn=lambda pred, batch: {"mae": jnp.mean(jnp.abs(pred - batch[1]))})
     p, s = obj.init_params(x), step.init(obj.init_params(x))
@@ -143,7 +143,7 @@ def test_train_step_equals_hand_written_optax_loop():
 
 def test_fit_history_and_batches_forms():
     x, y = _regression()
-    obj = jaxloss.ridge(0.01)
+    obj = jaxloss.ridge_regression(0.01)
     opt = optax.sgd(0.05)
     batches = [(x[:20], y[:20]), (x[20:], y[20:])]
     res = jaxloss.fit(obj, obj.init_params(x), batches, opt, epochs=4)

@@ -34,7 +34,7 @@ def test_soft_threshold_vs_pytorch_softshrink(dtype):
 def test_ridge_elastic_net_group_lasso_vs_numpy(dtype):
     x = _x(dtype)
     x64 = x.astype(np.float64)
-    assert_close(jaxloss.prox.ridge(x, 0.5), x64 / 1.5, dtype)
+    assert_close(jaxloss.prox.l2(x, 0.5), x64 / 1.5, dtype)
     st = np.sign(x64) * np.maximum(np.abs(x64) - 0.7, 0)
     assert_close(jaxloss.prox.elastic_net(x, 0.7, 0.5), st / 1.5, dtype)
     norms = np.linalg.norm(x64, axis=-1, keepdims=True)

@@ -60,22 +60,22 @@ def _solve(obj, data, **kw):
 
 
 def test_ridge_vs_sklearn_Ridge():
-    """Ridge(alpha_sk) on ||y - Xw||^2 + alpha_sk ||w||^2  ==  jaxloss.ridge(alpha_sk / n)."""
+    """Ridge(alpha_sk) on ||y - Xw||^2 + alpha_sk ||w||^2  ==  jaxloss.ridge_regression(alpha_sk / n)."""
     x, y, _ = _diabetes()
     alpha_sk = 5.0
     sk = linear_model.Ridge(alpha=alpha_sk, solver="cholesky").fit(x, y)
-    obj, data = jaxloss.ridge(alpha_sk / N), (jnp.asarray(x), jnp.asarray(y))
+    obj, data = jaxloss.ridge_regression(alpha_sk / N), (jnp.asarray(x), jnp.asarray(y))
     res = _solve(obj, data)
     gap, _, _ = _gap(obj, res.params, _params(sk.coef_, sk.intercept_), data)
     assert gap < GAP, gap
 
 
 def test_lasso_vs_sklearn_Lasso_same_sparsity():
-    """Lasso(alpha) is exactly jaxloss.lasso(alpha); accelerated proximal gradient gives exact zeros."""
+    """Lasso(alpha) is exactly jaxloss.lasso_regression(alpha); accelerated proximal gradient gives exact zeros."""
     x, y, _ = _diabetes()
     alpha = 0.05
     sk = linear_model.Lasso(alpha=alpha, tol=1e-14, max_iter=200_000).fit(x, y)
-    obj, data = jaxloss.lasso(alpha), (jnp.asarray(x), jnp.asarray(y))
+    obj, data = jaxloss.lasso_regression(alpha), (jnp.asarray(x), jnp.asarray(y))
     res = _solve(obj, data, tol=1e-10)
     gap, _, _ = _gap(obj, res.params, _params(sk.coef_, sk.intercept_), data)
     assert gap < GAP, gap
