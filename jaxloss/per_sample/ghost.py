@@ -196,16 +196,16 @@ def _use_kind(eqn, pos, t: _P) -> Optional[str]:
             return "conv"
         return None
     if name == "gather" and t.pure and pos == 0:
+        # a row lookup: slices of one full row of a [V, E] table (any index layout)
         dn = eqn.params["dimension_numbers"]
         table, idx = eqn.invars
         if (
             len(table.aval.shape) == 2
-            and tuple(dn.collapsed_slice_dims) == (0,)
-            and tuple(dn.start_index_map) == (0,)
-            and tuple(dn.offset_dims) == (len(idx.aval.shape) - 1,)
-            and not tuple(getattr(dn, "operand_batching_dims", ()))
             and tuple(eqn.params["slice_sizes"]) == (1, table.aval.shape[1])
-            and idx.aval.shape[-1] == 1
+            and 0 in tuple(dn.start_index_map)
+            and set(dn.collapsed_slice_dims) <= {0}
+            and not tuple(getattr(dn, "operand_batching_dims", ()))
+            and idx.aval.shape[-1] == len(dn.start_index_map)
         ):
             return "embedding"
         return None
@@ -440,12 +440,14 @@ def _site_sq(use: _Use, others, g, leaf):
         return _dense_sq(_to_rows(patches, rest, [feat]), _to_rows(g, rest, [feat]))
     if use.kind == "embedding":
         (idx,) = others
+        dn = eqn.params["dimension_numbers"]
         table_rows = eqn.invars[0].aval.shape[0]
         b = idx.shape[0]
-        idx = jnp.reshape(idx, (b, -1))
-        gg = jnp.reshape(g, (b, idx.shape[1], -1)).astype(jnp.promote_types(g.dtype, jnp.float32))
-        mode = str(eqn.params.get("mode", ""))
-        if "FILL" in mode.upper():
+        idx = jnp.reshape(idx[..., list(dn.start_index_map).index(0)], (b, -1))
+        offset = list(dn.offset_dims)
+        lookup = [d for d in range(g.ndim - 1) if d not in offset]
+        gg = _to_rows(g, lookup, offset).astype(jnp.promote_types(g.dtype, jnp.float32))  # [B, T, E]
+        if "FILL" in str(eqn.params.get("mode", "")).upper():
             valid = (idx >= 0) & (idx < table_rows)
             gg = gg * valid[..., None].astype(gg.dtype)
         idx = jnp.clip(idx, 0, table_rows - 1)
