@@ -471,7 +471,7 @@ def _site_sq(use: _Use, others, g, leaf):
     return jnp.sum(jnp.reshape(jnp.square(per), (per.shape[0], -1)), axis=1)
 
 
-def _pass(tr: _Traced, leaves, xleaves, weights_fn=None):
+def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping"):
     """One probed forward/backward pass over a batch: ``(losses [B], sq [leaf -> [B]], grads or None)``.
 
     With ``weights_fn(sq_total) -> c [B]`` the book-keeping clipped sum ``sum_i c_i g_i`` is returned too.
@@ -513,6 +513,14 @@ def _pass(tr: _Traced, leaves, xleaves, weights_fn=None):
     if weights_fn is None:
         return losses, sq, None
     c = weights_fn(_ps._sum_leaves(list(sq.values()), jnp.zeros((b,), jnp.float32)))
+    if clipping == "two_pass":  # ghost clipping: a second backward pass of sum_i c_i l_i
+        c = jax.lax.stop_gradient(c)
+
+        def weighted(vals):
+            per = jax.vmap(lambda xl: _run(jaxpr, consts, list(vals) + list(xl), {}, {}, {})[0])(xleaves)
+            return jnp.sum(c.astype(per.dtype) * per)
+
+        return losses, sq, dict(enumerate(jax.grad(weighted)(list(leaves))))
     grads = {}
     for s, u in sites.items():
         i = leaf_of[s]
@@ -583,8 +591,13 @@ def ghost_clipped_grad(
     key=None,
     *,
     chunk_size: Optional[int] = None,
+    clipping: str = "bookkeeping",
 ):
     """DP-SGD's clipped (noisy) mean gradient by ghost norms and book-keeping (see the module docstring).
+
+    ``clipping="two_pass"`` clips by Li et al.'s ghost clipping instead (a second forward and backward pass
+    of ``sum_i c_i l_i``): less memory (the cotangents are not kept), more time; measured in
+    ``benchmarks/ghost.py``.
 
     Equal (up to float rounding) to :func:`jaxloss.clipped_mean_grad`, which calls this with
     ``method="ghost"``; arguments and returns are those of that function.
@@ -598,6 +611,8 @@ def ghost_clipped_grad(
       [0.2357, 0.569]
     """
     noisy = _check_dp_args(max_norm, noise_multiplier, key)
+    if clipping not in ("bookkeeping", "two_pass"):
+        raise ValueError(f"clipping must be 'bookkeeping' or 'two_pass'; got {clipping!r}")
     f, trainable = _models.bind(fn, params)
     tr = _trace(f, trainable, batch)
     n = _ps._num_examples(batch)
@@ -607,7 +622,7 @@ def ghost_clipped_grad(
         return _clip_factor(_ps._sqrt(sq_total), max_norm)
 
     def chunk_fn(acc, chunk):
-        losses, sq, grads = _pass(tr, tr.leaves, jax.tree_util.tree_leaves(chunk), weights)
+        losses, sq, grads = _pass(tr, tr.leaves, jax.tree_util.tree_leaves(chunk), weights, clipping)
         acc = [a + grads[i].astype(a.dtype) if i in grads else a for i, a in enumerate(acc)]
         return acc, (_ps._sqrt(_ps._sum_leaves(list(sq.values()), jnp.zeros(losses.shape, jnp.float32))), losses)
 
