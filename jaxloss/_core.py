@@ -25,11 +25,11 @@ A loss is written as::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import threading
-from typing import Any, Callable, Optional, Sequence, Tuple
+import inspect
+import typing
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, TypeVar
 
 import jax
 import jax.numpy as jnp
@@ -37,6 +37,7 @@ import numpy as np
 from jax.experimental import checkify
 
 Array = jax.Array
+_F = TypeVar("_F", bound=Callable[..., Any])  # a decorated loss keeps its signature for type checkers
 ArrayLike = Any
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -131,6 +132,245 @@ def check_hyper(value, name: str, *, low=None, high=None, low_open=False, high_o
         raise ValueError(f"{name} must be {'<' if high_open else '<='} {high}; got {value}")
 
 
+def _np_contains(spec, value) -> bool:
+    """Whether a concrete ``value`` lies in ``spec`` (NumPy, at trace time)."""
+    return bool(np.all(np.asarray(spec.contains(np.asarray(value)))))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Domains: each loss declares the domain of its inputs and hyperparameters once (``@domain``); the contract
+# tests read the declarations, the docstrings state them, and ``LossContext.enforce`` applies them.
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _fmt(x) -> str:
+    x = float(x)
+    return str(int(x)) if x.is_integer() else repr(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class Interval:
+    """Real values in an interval (NaN is never inside; infinite bounds admit the infinities)."""
+
+    low: float = -np.inf
+    high: float = np.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def contains(self, x):
+        ok = (x > self.low) if self.low_open else (x >= self.low)
+        return ok & ((x < self.high) if self.high_open else (x <= self.high))
+
+    def describe(self) -> str:
+        lo, hi = np.isfinite(self.low), np.isfinite(self.high)
+        if lo and hi:
+            return f"in {'(' if self.low_open else '['}{_fmt(self.low)}, {_fmt(self.high)}{')' if self.high_open else ']'}"
+        if lo:
+            return f"{'>' if self.low_open else '>='} {_fmt(self.low)}"
+        if hi:
+            return f"{'<' if self.high_open else '<='} {_fmt(self.high)}"
+        return "a real number (not NaN)"
+
+    def bad_value(self, dtype=np.float32):
+        """A value outside the interval (for tests)."""
+        if np.isfinite(self.low):
+            return np.asarray(self.low - 0.5, dtype)
+        if np.isfinite(self.high):
+            return np.asarray(self.high + 0.5, dtype)
+        return np.asarray(np.nan, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Values:
+    """A finite set of admitted values (binary labels)."""
+
+    values: Tuple[float, ...]
+
+    def contains(self, x):
+        ok = x == self.values[0]
+        for v in self.values[1:]:
+            ok = ok | (x == v)
+        return ok
+
+    def describe(self) -> str:
+        return "in {" + ", ".join(_fmt(v) for v in self.values) + "}"
+
+    def bad_value(self, dtype=np.float32):
+        return np.asarray(0.5, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassIndex:
+    """Integer class labels in ``[0, C)`` (checked by :func:`prepare_classes`), or, where the loss accepts
+    them (``probabilities=True``), float probability targets in ``[0, 1]`` of the logits' shape."""
+
+    probabilities: bool = False
+    what: str = "class"
+
+    def contains(self, x):
+        if jnp.issubdtype(jnp.asarray(x).dtype, jnp.integer):
+            return jnp.ones(jnp.shape(x), bool)  # the range [0, C) is checked where C is known
+        return PROBABILITY.contains(x)
+
+    def describe(self) -> str:
+        text = f"integer {self.what} indices in [0, C) (C the size of the class axis)"
+        return text + (", or probabilities in [0, 1] of the logits' shape" if self.probabilities else "")
+
+    def bad_value(self, dtype):
+        return np.asarray(-7, dtype) if np.issubdtype(np.dtype(dtype), np.integer) else np.asarray(-0.5, dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class Cond:
+    """``spec`` applies only when the static ``option`` satisfies ``test`` (described by ``text``)."""
+
+    option: str
+    test: Callable[[Any], bool]
+    spec: Any
+    text: str
+
+    def active(self, options) -> bool:
+        return bool(self.test(options[self.option]))
+
+    def describe(self) -> str:
+        return f"{self.spec.describe()} {self.text}"
+
+
+REAL = Interval()
+NONNEGATIVE = Interval(0.0)
+POSITIVE = Interval(0.0, low_open=True)
+PROBABILITY = Interval(0.0, 1.0)
+BINARY_01 = Values((0.0, 1.0))
+BINARY_PM1 = Values((-1.0, 1.0))
+BINARY_ANY = Values((-1.0, 0.0, 1.0))  # {-1, 1} or {0, 1}: 0 is read as -1
+CLASS_LABELS = ClassIndex()
+CLASS_OR_PROBABILITIES = ClassIndex(probabilities=True)
+
+
+def at_least(low) -> Interval:
+    return Interval(float(low))
+
+
+def in_range(low, high, *, low_open=False, high_open=False) -> Interval:
+    return Interval(float(low), float(high), low_open, high_open)
+
+
+def when(option: str, value, spec) -> Cond:
+    """``spec`` applies when the static keyword ``option`` equals ``value``."""
+    return Cond(option, lambda v: v == value, spec, f"(when {option}={value!r})")
+
+
+def _active_specs(spec, options):
+    """The plain specs that apply given the static options (a spec, a ``Cond`` or a tuple of them)."""
+    specs = spec if isinstance(spec, tuple) else (spec,)
+    out = []
+    for s in specs:
+        if isinstance(s, Cond):
+            if s.active(options):
+                out.append(s.spec)
+        else:
+            out.append(s)
+    return out
+
+
+def _describe(spec) -> str:
+    specs = spec if isinstance(spec, tuple) else (spec,)
+    return "; ".join(s.describe() for s in specs)
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """The declared domain of one loss: ``inputs`` (array arguments) and ``hypers`` (keyword hyperparameters)."""
+
+    loss: str
+    inputs: Dict[str, Any]
+    hypers: Dict[str, Any]
+    defaults: Dict[str, Any]
+
+    def options(self, kwargs) -> Dict[str, Any]:
+        """The keyword options of a call (the defaults updated with ``kwargs``)."""
+        return {**self.defaults, **kwargs}
+
+    def specs(self, name, options):
+        spec = self.inputs.get(name, self.hypers.get(name))
+        return [] if spec is None else _active_specs(spec, self.options(options or {}))
+
+
+def domain(**specs: Any) -> Callable[[_F], _F]:
+    """Declares the domain of a loss's inputs and hyperparameters (the one place it is written).
+
+    Each keyword names a parameter of the loss: a positional array argument (an *input*) or a keyword
+    hyperparameter. The decorated loss
+
+    * raises ``ValueError`` at trace time for a concrete hyperparameter outside its range;
+    * carries the declaration as ``loss.domain`` (read by the contract tests and :func:`domain_table`);
+    * gets a ``Domain:`` section appended to its docstring.
+
+    The loss body applies the declaration to traced values with :meth:`LossContext.enforce`: entries
+    outside the domain give NaN in the unreduced loss and fail under :func:`checked`; masked entries are
+    never checked.
+    """
+
+    def deco(fn: _F) -> _F:
+        sig = inspect.signature(fn)
+        params = sig.parameters
+        for name in specs:
+            if name not in params:
+                raise TypeError(f"domain of {fn.__name__}: no parameter {name!r}")
+        keyword = {n for n, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
+        defaults = {n: p.default for n, p in params.items() if p.default is not inspect.Parameter.empty}
+        dom = Domain(
+            fn.__name__,
+            {n: s for n, s in specs.items() if n not in keyword},
+            {n: s for n, s in specs.items() if n in keyword},
+            defaults,
+        )
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            if dom.hypers:
+                options = dom.options(kwargs)
+                for name in dom.hypers:
+                    value = kwargs.get(name)
+                    if value is None or not is_concrete(value):
+                        continue
+                    for spec in dom.specs(name, options):
+                        if not _np_contains(spec, value):
+                            raise ValueError(f"{fn.__name__}: {name} must be {spec.describe()}; got {value}")
+            return fn(*args, **kwargs)
+
+        wrapper.domain = dom  # type: ignore[attr-defined]
+        lines = [f"      {n}: {_describe(s)}" for n, s in {**dom.inputs, **dom.hypers}.items()]
+        wrapper.__doc__ = (fn.__doc__ or "").rstrip() + (
+            "\n\n    Domain:\n" + "\n".join(lines) + "\n\n      Inputs outside their domain give NaN in the affected entries of the"
+            " unreduced loss and fail under :func:`jaxloss.checked`; masked entries are never checked."
+            " Concrete hyperparameters outside their range raise ``ValueError``.\n"
+        )
+        return typing.cast(_F, wrapper)
+
+    return deco
+
+
+def domain_table(modules: Optional[Sequence[Any]] = None) -> list:
+    """Rows ``(loss, argument, "input" | "hyperparameter", domain)`` of every public loss with a declared domain."""
+    import importlib
+
+    names = ("regression", "classification", "divergence", "embedding", "ranking", "sequence", "segmentation", "rl", "fused")
+    if modules is None:
+        modules = [importlib.import_module(f"jaxloss.{n}") for n in names]
+    rows = []
+    for mod in modules:
+        for public in getattr(mod, "__all__", ()):
+            dom = getattr(getattr(mod, public), "domain", None)
+            if dom is None:
+                continue
+            for n, s in dom.inputs.items():
+                rows.append((public, n, "input", _describe(s)))
+            for n, s in dom.hypers.items():
+                rows.append((public, n, "hyperparameter", _describe(s)))
+    return rows
+
+
 def move_axis_last(x: Array, axis: int, name: str) -> Array:
     """Moves the class/feature ``axis`` of ``x`` to the end, raising a clear error for a bad axis."""
     if not isinstance(axis, (int, np.integer)):
@@ -146,31 +386,19 @@ def move_axis_last(x: Array, axis: int, name: str) -> Array:
 # Checked mode: catch value errors that XLA cannot raise under jit (labels out of range, ...)
 # ---------------------------------------------------------------------------------------------------------
 
-_STATE = threading.local()
-
-
-def _checks_enabled() -> bool:
-    return getattr(_STATE, "checks", False)
-
-
-@contextlib.contextmanager
-def _checks_on():
-    prev = _checks_enabled()
-    _STATE.checks = True
-    try:
-        yield
-    finally:
-        _STATE.checks = prev
-
 
 def checked(fn: Callable) -> Callable:
     """Wraps ``fn`` (a loss, or any function calling jaxloss losses) with runtime value checks.
 
     Some errors cannot be raised by XLA under ``jax.jit``: a class label outside ``[0, num_classes)``, a
     negative target where the loss needs it non-negative, and so on. By default jaxloss turns such entries
-    into NaN (never a plausible finite number). Inside ``checked``, the losses also emit
-    :mod:`jax.experimental.checkify` checks; the wrapped function returns ``(error, output)`` exactly as
-    ``checkify.checkify`` does, and works under ``jax.jit``.
+    into NaN (never a plausible finite number). Every loss also emits a
+    :func:`jax.experimental.checkify.debug_check` for them: a no-op (dead code, removed by XLA) in an
+    ordinary program, which ``checked`` turns into a real check. The wrapped function returns
+    ``(error, output)`` exactly as ``checkify.checkify`` does, and works under ``jax.jit``.
+
+    The checks are part of every traced program, so checked mode cannot be lost to a cached trace: a
+    function jitted and called once unchecked reports errors when it is later called through ``checked``.
 
     Examples:
         >>> import jax.numpy as jnp, jaxloss
@@ -178,21 +406,17 @@ def checked(fn: Callable) -> Callable:
         >>> print(err.get())  # doctest: +ELLIPSIS
         labels must lie in [0, 3) ...
     """
-
-    inner = checkify.checkify(fn, errors=checkify.user_checks)
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        with _checks_on():
-            return inner(*args, **kwargs)
-
-    return wrapper
+    return functools.wraps(fn)(checkify.checkify(fn, errors=checkify.user_checks))
 
 
-def value_check(ok: Array, message: str, **fmt) -> None:
-    """Emits a checkify check when checked mode is on; a no-op otherwise."""
-    if _checks_enabled():
-        checkify.check(jnp.all(ok), message, **fmt)
+def _escape(message: str) -> str:
+    """``message`` with braces escaped (checkify formats its messages with ``str.format``)."""
+    return message.replace("{", "{{").replace("}", "}}")
+
+
+def value_check(ok: Array, message: str) -> None:
+    """A check of ``ok`` (all true) reported by :func:`checked`; dead code in an unchecked program."""
+    checkify.debug_check(jnp.all(ok), _escape(message))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -235,7 +459,48 @@ class LossContext:
 
     def value_check(self, ok: Array, message: str) -> None:
         """A checked-mode check (see :func:`checked`) of unmasked entries only: masked entries may hold anything."""
-        value_check(ok if self.mask is None else ok | ~self.mask, message)
+        value_check(ok if self.mask is None else ok | ~self._to_loss_shape(self.mask), message)
+
+    def _to_loss_shape(self, flags: Array) -> Array:
+        """Boolean ``flags`` of the loss shape plus trailing axes (any over them), or broadcastable to it."""
+        flags = jnp.asarray(flags, bool)
+        n = len(self.loss_shape)
+        if flags.ndim > n:
+            flags = jnp.any(flags, axis=tuple(range(n, flags.ndim)))
+        try:
+            np.broadcast_shapes(flags.shape, tuple(self.loss_shape))
+        except ValueError:
+            flags = jnp.any(flags)  # e.g. a per-class hyperparameter: it affects every entry
+        return jnp.broadcast_to(flags, self.loss_shape)
+
+    def flag(self, bad: Array, message: str) -> "LossContext":
+        """Marks entries as invalid: NaN in the unreduced loss, and a :func:`checked` error with ``message``.
+
+        ``bad`` has the loss shape (plus trailing class/feature axes, reduced with ``any``) or broadcasts to
+        it. Masked entries are never flagged.
+        """
+        bad = self._to_loss_shape(bad)
+        if self.mask is not None:
+            bad = bad & self.mask
+        value_check(~bad, message)
+        return dataclasses.replace(self, invalid=bad if self.invalid is None else self.invalid | bad)
+
+    def enforce(self, loss: Callable, options: Optional[dict] = None, **values) -> "LossContext":
+        """Applies the declared domain of ``loss`` (see :func:`domain`) to ``values`` (name=array).
+
+        Values outside the domain make the affected unmasked entries NaN and fail under :func:`checked`,
+        with a message naming the loss and the argument. ``options`` holds the static keyword options that
+        conditional domains depend on (e.g. ``from_logits``). ``None`` values and concrete hyperparameters
+        (already checked at trace time, raising ``ValueError``) are skipped.
+        """
+        dom = loss.domain  # type: ignore[attr-defined]  # set by @domain
+        out = self
+        for name, value in values.items():
+            if value is None or (name in dom.hypers and is_concrete(value)):
+                continue
+            for spec in dom.specs(name, options):
+                out = out.flag(~spec.contains(value), f"{dom.loss}: {name} must be {spec.describe()}; found a value outside its domain")
+        return out
 
     def cast(self, x: ArrayLike) -> Array:
         """``x`` (a hyperparameter or a float input) as an array of the compute dtype."""
@@ -313,6 +578,28 @@ def _and_mask(a: Optional[Array], b: Optional[Array]) -> Optional[Array]:
     return a & b
 
 
+def split_mask(
+    where: Optional[ArrayLike], items_shape: Sequence[int], *, groups: bool = True, what: str = "the items"
+) -> Tuple[Optional[Array], Optional[Array]]:
+    """Splits ``where`` of a loss over groups of items (lists of a ranking, groups of embeddings).
+
+    ``where`` with the items' rank (broadcastable to ``items_shape = [..., N]``) masks single items; with a
+    lower rank (only when ``groups``) it masks whole groups ``[...]``. Returns ``(item_mask, group_mask)``,
+    each broadcast to its shape or ``None``.
+    """
+    if where is None:
+        return None, None
+    w = jnp.asarray(where)
+    if w.dtype != jnp.bool_:
+        raise TypeError(f"where must be a boolean mask; got dtype {w.dtype}")
+    items_shape = tuple(items_shape)
+    if not groups or w.ndim == len(items_shape):
+        check_broadcastable(w, items_shape, "where", what)
+        return jnp.broadcast_to(w, items_shape), None
+    check_broadcastable(w, items_shape[:-1], "where", "the groups")
+    return None, jnp.broadcast_to(w, items_shape[:-1])
+
+
 def prepare(
     *arrays: ArrayLike,
     names: Sequence[str] = ("predictions", "targets"),
@@ -336,7 +623,7 @@ def prepare(
       ``(ctx, arrays)`` with the arrays in the compute dtype, masked entries filled.
     """
     check_reduction(reduction)
-    xs = [float_array(a, n) for a, n in zip(arrays, names)]
+    xs: Sequence[Array] = [float_array(a, n) for a, n in zip(arrays, names)]
     check_same_shape(xs, names)
     out_dtype = xs[0].dtype
     dtype = compute_dtype(out_dtype)
@@ -351,11 +638,27 @@ def prepare(
     return ctx, xs
 
 
+def classes_last(x: Array, axis, name: str) -> Array:
+    """``x`` with its class axis (an int) or axes (a tuple, flattened row-major in the given order) last."""
+    if isinstance(axis, tuple):
+        if not axis or not all(isinstance(a, (int, np.integer)) for a in axis):
+            raise TypeError(f"axis must be an int or a non-empty tuple of ints; got {axis!r}")
+        for a in axis:
+            if not -x.ndim <= a < x.ndim:
+                raise ValueError(f"axis={axis} is out of range for {name} of shape {x.shape}")
+        axes = [a % x.ndim for a in axis]
+        if len(set(axes)) != len(axes):
+            raise ValueError(f"axis={axis} repeats an axis")
+        x = jnp.moveaxis(x, axes, list(range(x.ndim - len(axes), x.ndim)))
+        return x.reshape(x.shape[: x.ndim - len(axes)] + (-1,))
+    return move_axis_last(x, axis, name)
+
+
 def prepare_classes(
     logits: ArrayLike,
     targets: ArrayLike,
     *,
-    axis: int = -1,
+    axis=-1,
     where: Optional[ArrayLike] = None,
     reduction: str = "mean",
     ignore_index: Optional[int] = None,
@@ -367,6 +670,16 @@ def prepare_classes(
     ``targets`` are integer class labels (shape = logits' shape without ``axis``) or, when
     ``allow_probabilities``, float class probabilities of the logits' shape; the dtype decides.
 
+    ``axis`` is an int or a tuple of class axes (optax's convention: the axes are flattened, row-major in
+    the given order, and an integer label is a flat index into that slice).
+
+    ``where`` is a mask of examples (broadcastable to the loss shape) or, when it has the logits' rank, a
+    mask of classes (broadcastable to the logits' shape; optax's convention): masked classes are left out
+    of the softmax (their logits are replaced by a huge negative number, so they get probability 0 and zero
+    gradient, even when they hold NaN), probability targets there are ignored, an integer label pointing at
+    a masked class is invalid (NaN, and an error under :func:`checked`), and an example without any
+    unmasked class is masked.
+
     Integer labels: ``ignore_index`` entries are masked; labels outside ``[0, num_classes)`` that are not
     masked give NaN and fail under :func:`checked`; masked labels are replaced by 0 so that indexing is safe.
 
@@ -376,11 +689,20 @@ def prepare_classes(
     """
     check_reduction(reduction)
     logits = float_array(logits, names[0])
+    shape_in = logits.shape
     out_dtype = logits.dtype
     dtype = compute_dtype(out_dtype)
-    logits = move_axis_last(logits, axis, names[0])
+    logits = classes_last(logits, axis, names[0])
     num_classes = logits.shape[-1]
     loss_shape = logits.shape[:-1]
+    class_mask = None
+    if where is not None and jnp.ndim(where) == len(shape_in):
+        cm = jnp.asarray(where)
+        if cm.dtype != jnp.bool_:
+            raise TypeError(f"where must be a boolean mask; got dtype {cm.dtype}")
+        check_broadcastable(cm, shape_in, "where", f"{names[0]} (a class mask)")
+        class_mask = classes_last(jnp.broadcast_to(cm, shape_in), axis, "where")
+        where = jnp.any(class_mask, axis=-1)
     targets = jnp.asarray(targets)
     is_int = bool(jnp.issubdtype(targets.dtype, jnp.integer))
     if not is_int:
@@ -388,38 +710,78 @@ def prepare_classes(
             int_array(targets, names[1], "float targets are not accepted by this loss")
         if not jnp.issubdtype(targets.dtype, jnp.floating):
             raise TypeError(f"{names[1]} must be integer class labels or float probabilities; got dtype {targets.dtype}")
-        targets = move_axis_last(targets, axis, names[1]) if targets.ndim == logits.ndim else targets
-        if targets.shape != logits.shape:
+        if targets.shape != shape_in:
             raise ValueError(
                 f"probability {names[1]} must have the shape of {names[0]}; got {names[0]}.shape="
-                f"{jnp.moveaxis(logits, -1, axis).shape} and {names[1]}.shape={jnp.asarray(targets).shape}"
+                f"{shape_in} and {names[1]}.shape={targets.shape}"
             )
+        targets = classes_last(targets, axis, names[1])
         if ignore_index is not None:
             raise ValueError("ignore_index applies to integer labels only; mask probability targets with where=")
         ctx = LossContext(tuple(loss_shape), _make_mask(where, loss_shape), dtype, out_dtype, reduction)
-        return ctx, ctx.fill(logits.astype(dtype)), ctx.fill(targets.astype(dtype)), False
+        x, t = ctx.fill(logits.astype(dtype)), ctx.fill(targets.astype(dtype))
+        if class_mask is not None:
+            x = _mask_classes(x, class_mask)
+            t = jnp.where(class_mask, t, 0.0)
+        return ctx, x, t, False
 
     if targets.shape != loss_shape:
         raise ValueError(
             f"integer {names[1]} must have the shape of {names[0]} without the class axis {axis}; got "
-            f"{names[0]}.shape={jnp.moveaxis(logits, -1, axis).shape} and {names[1]}.shape={targets.shape} "
-            f"(expected {loss_shape})"
+            f"{names[0]}.shape={shape_in} and {names[1]}.shape={targets.shape} (expected {loss_shape})"
         )
-    mask = _make_mask(where, loss_shape)
-    if ignore_index is not None:
-        mask = _and_mask(mask, targets != ignore_index)
-    in_range = (targets >= 0) & (targets < num_classes)
-    considered = in_range if mask is None else (in_range | ~mask)
-    value_check(
-        considered,
-        f"{names[1]} must lie in [0, {num_classes}) (or equal ignore_index / be masked); "
-        "found a label out of range",
+    ctx, targets = prepare_labels(
+        targets, num_classes, loss_shape=loss_shape, where=where, ignore_index=ignore_index, dtype=dtype,
+        out_dtype=out_dtype, reduction=reduction, name=names[1],
     )
-    invalid = ~considered
-    ctx = LossContext(tuple(loss_shape), mask, dtype, out_dtype, reduction, invalid=invalid)
-    safe_mask = in_range if mask is None else (in_range & mask)
-    targets = jnp.where(safe_mask, targets, 0)
-    return ctx, ctx.fill(logits.astype(dtype)), targets, True
+    x = ctx.fill(logits.astype(dtype))
+    if class_mask is not None:
+        ctx = ctx.flag(~take_class(class_mask, targets), f"{names[1]} must not point at a class masked by where")
+        x = _mask_classes(x, class_mask)
+    return ctx, x, targets, True
+
+
+def _mask_classes(x: Array, class_mask: Array) -> Array:
+    """Logits of masked classes replaced by a huge finite negative number: probability 0, zero gradient,
+    and ``0 * log_softmax`` stays 0 (``-inf`` would give ``0 * -inf = NaN`` in the probability-target form)."""
+    return jnp.where(class_mask, x, jnp.asarray(jnp.finfo(x.dtype).min / 4, x.dtype))
+
+
+def prepare_labels(
+    labels: Array,
+    num_classes: int,
+    *,
+    loss_shape: Tuple[int, ...],
+    where: Optional[ArrayLike],
+    ignore_index: Optional[int],
+    dtype,
+    out_dtype,
+    reduction: str,
+    name: str = "labels",
+    extra_mask: Optional[Array] = None,
+) -> Tuple[LossContext, Array]:
+    """The label preparation of every class-axis loss: masks, ``ignore_index`` and the label range.
+
+    ``labels`` are integer class indices of ``loss_shape``. The returned context masks ``where`` (the user's
+    mask), ``extra_mask`` (entries the loss leaves out) and the labels equal to ``ignore_index``; unmasked
+    labels outside ``[0, num_classes)`` are flagged (NaN, and an error under :func:`checked`). The returned
+    labels are safe to index with: flagged and masked entries hold 0.
+
+    Used by :func:`prepare_classes` and by losses that never form the ``[..., C]`` logits (the fused
+    ``linear_cross_entropy``) or reduce labels differently (segmentation).
+    """
+    labels = int_array(labels, name)
+    mask = _and_mask(_make_mask(where, loss_shape), None if extra_mask is None else jnp.broadcast_to(extra_mask, loss_shape))
+    if ignore_index is not None:
+        mask = _and_mask(mask, labels != ignore_index)
+    ok = (labels >= 0) & (labels < num_classes)
+    ctx = LossContext(tuple(loss_shape), mask, dtype, out_dtype, reduction)
+    ctx = ctx.flag(
+        ~ok,
+        f"{name} must lie in [0, {num_classes}) (or equal ignore_index / be masked); found a label out of range",
+    )
+    keep = ok if mask is None else (ok & mask)
+    return ctx, jnp.where(keep, labels, 0)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -445,10 +807,56 @@ def xlogx(x: Array) -> Array:
     return jnp.where(pos, x * jnp.log(jnp.where(pos, x, 1.0)), 0.0)
 
 
-def safe_pow(base: Array, exponent: Array) -> Array:
-    """``base ** exponent`` for ``base >= 0`` with a finite gradient at ``base = 0`` (also for exponent < 1)."""
+def _pow(base: Array, exponent: Array, clamp: bool) -> Array:
+    """``base ** exponent`` (``base >= 0``) as ``exp(exponent * log(base))``; 0 at ``base = 0`` (1 if ``exponent == 0``).
+
+    With ``clamp``, ``exponent * log(base)`` is clamped below the overflow of the dtype (see :func:`safe_pow`).
+    """
     pos = base > 0
-    return jnp.where(pos, jnp.exp(exponent * jnp.log(jnp.where(pos, base, 1.0))), jnp.where(exponent == 0, 1.0, 0.0))
+    t = exponent * jnp.log(jnp.where(pos, base, 1.0))
+    if clamp:
+        cap = 0.75 * float(np.log(np.finfo(jnp.result_type(t)).max))
+        t = jnp.where(t > cap, cap, t)
+    return jnp.where(pos, jnp.exp(t), jnp.where(exponent == 0, 1.0, 0.0))
+
+
+def _pow_jvp(fn, primals, tangents):
+    base, exponent = primals
+    d_base, d_exponent = tangents
+    out = fn(base, exponent)
+    pos = base > 0
+    log_base = jnp.where(pos, jnp.log(jnp.where(pos, base, 1.0)), 0.0)
+    # d/d base: exponent * base^(exponent - 1), itself through the clamped power, so that every order of
+    # derivative is a product of powers of base (no 1/base^2 that underflows to 0/0 for a tiny base).
+    coef = jnp.where(exponent == 0, 0.0, exponent * _dpow(base, exponent - 1.0))
+    return out, coef * d_base + out * log_base * d_exponent
+
+
+@jax.custom_jvp
+def _dpow(base, exponent):
+    return _pow(base, exponent, True)
+
+
+_dpow.defjvp(lambda primals, tangents: _pow_jvp(_dpow, primals, tangents))
+
+
+@jax.custom_jvp
+def safe_pow(base: Array, exponent: Array) -> Array:
+    """``base ** exponent`` for ``base >= 0``, with finite derivatives of every order at any ``base >= 0``.
+
+    The value is ``exp(exponent * log(base))`` (0 at ``base = 0``, 1 when ``exponent == 0``). The derivative
+    with respect to ``base`` is ``exponent * base^(exponent - 1)``, formed again as a power (recursively for
+    higher orders), so second derivatives stay finite where the first ones are: differentiating
+    ``exp(g log u)`` twice would form ``du^2 / u^2``, which underflows to ``0 / 0`` for a tiny ``u`` (the
+    focal loss at confident logits). At ``base = 0`` the derivative is that of the constant branch
+    (``exponent`` when ``exponent == 1``, else 0: a finite subgradient where the true one is infinite), and
+    the power inside derivatives is capped at ``exp(0.75 log(max))`` of the dtype (only reached by bases
+    so small that the product with their tangent is negligible).
+    """
+    return _pow(base, exponent, False)
+
+
+safe_pow.defjvp(lambda primals, tangents: _pow_jvp(safe_pow, primals, tangents))
 
 
 def safe_norm(x: Array, axis: int = -1, ord: float = 2.0) -> Array:
@@ -487,6 +895,39 @@ def numeric_targets(labels: ArrayLike, name: str = "labels") -> Array:
     raise TypeError(f"{name} must be numeric (float, int or bool); got dtype {labels.dtype}")
 
 
+def prepare_binary(
+    loss: Callable,
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    signed: bool,
+    names: Tuple[str, str] = ("scores", "labels"),
+    where: Optional[ArrayLike] = None,
+    reduction: str = "mean",
+    axis: Optional[int] = None,
+    options: Optional[dict] = None,
+) -> Tuple[LossContext, Array, Array]:
+    """:func:`prepare` for a loss of scores and binary (or soft) labels of one shape, the domain enforced.
+
+    The labels (int, bool or float) are checked against ``loss``'s declared domain *before* any mapping,
+    then returned as floats; with ``signed=True`` they are mapped to ``{-1, 1}`` (0 is read as -1).
+    ``options`` are the static options the declared domain depends on (e.g. ``from_logits``).
+    """
+    ctx, (s, y) = prepare(scores, numeric_targets(labels, names[1]), names=names, where=where, reduction=reduction, axis=axis)
+    ctx = ctx.enforce(loss, options, **{names[0]: s, names[1]: y})
+    return ctx, s, (to_signed(y) if signed else y)
+
+
+def to_signed(y: Array) -> Array:
+    """Binary labels in ``{-1, 0, 1}`` mapped to ``{-1, 1}`` (0 -> -1), arithmetic only.
+
+    ``y^2 + y - 1``: a select here would stop XLA:CPU from fusing the loss into its reduction (an extra pass
+    and a full-size temporary). Other values are not binary labels (they map to plausible numbers: -2 to
+    1), so the labels are checked against the loss's domain first (:func:`prepare_binary`).
+    """
+    return y * y + y - 1
+
+
 def signed_labels(labels: ArrayLike, name: str = "labels") -> Array:
     """Binary labels as floats in {-1, 1}: accepts {-1, 1} or {0, 1} (0 maps to -1), int, bool or float.
 
@@ -496,3 +937,66 @@ def signed_labels(labels: ArrayLike, name: str = "labels") -> Array:
     # y^2 + y - 1 maps 0 -> -1, 1 -> 1, -1 -> -1 with arithmetic only: a select here would stop XLA:CPU from
     # fusing the loss into its reduction (an extra pass and a full-size temporary).
     return labels * labels + labels - 1
+
+
+# ---------------------------------------------------------------------------------------------------------
+# A context for a loss whose unreduced shape is not an input's shape (sequence and segmentation losses)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def context(
+    loss_shape: Sequence[int],
+    dtype,
+    *,
+    where: Optional[ArrayLike] = None,
+    reduction: str = "mean",
+    invalid: Optional[Array] = None,
+    extra_mask: Optional[Array] = None,
+) -> LossContext:
+    """A :class:`LossContext` for a loss whose unreduced shape ``loss_shape`` is not an input's shape.
+
+    ``dtype`` is the predictions' dtype (the compute dtype is derived from it); ``where`` (the user's mask,
+    broadcastable to ``loss_shape``) is combined with ``extra_mask`` (entries that the loss itself leaves
+    out, e.g. sequences without any valid token). ``reduction`` is validated here.
+    """
+    check_reduction(reduction)
+    mask = _make_mask(where, loss_shape)
+    if extra_mask is not None:
+        mask = _and_mask(mask, jnp.broadcast_to(extra_mask, tuple(loss_shape)))
+    return LossContext(tuple(loss_shape), mask, compute_dtype(dtype), jnp.dtype(dtype), reduction, invalid)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Regularised max operators over the last axis (multiclass_sparsemax, fenchel_young)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def sparsemax(z: Array) -> Array:
+    """The sparsemax projection of ``z`` onto the simplex along the last axis (Martins & Astudillo, 2016).
+
+    ``p = max(z - tau, 0)`` with ``tau`` chosen so that ``sum p = 1``: sort ``z`` in decreasing order, the
+    support is the ``k`` largest entries with ``1 + k z_(k) > sum_{i<=k} z_(i)``, and
+    ``tau = (sum_{i<=k} z_(i) - 1) / k``. Differentiable (the support is locally constant).
+    """
+    z = z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))  # sparsemax is shift-invariant
+    z_sorted = -jnp.sort(-z, axis=-1)
+    cumsum = jnp.cumsum(z_sorted, axis=-1)
+    k = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+    support = jnp.sum(1.0 + k * z_sorted > cumsum, axis=-1, keepdims=True)  # >= 1: the top entry is always in
+    tau = (jnp.take_along_axis(cumsum, support - 1, axis=-1) - 1.0) / support.astype(z.dtype)
+    return jax.nn.relu(z - tau)
+
+
+@jax.custom_jvp
+def gini_max(z: Array) -> Array:
+    """The Gini-entropy conjugate ``max_{p in simplex} <p, z> + (1 - |p|^2) / 2``; its gradient is sparsemax(z)."""
+    p = sparsemax(z)
+    return jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
+
+
+@gini_max.defjvp
+def _gini_max_jvp(primals, tangents):
+    (z,), (dz,) = primals, tangents
+    p = sparsemax(z)
+    value = jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
+    return value, jnp.sum(p * dz, axis=-1)

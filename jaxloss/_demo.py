@@ -86,9 +86,9 @@ def train_classifier(epochs: int = 30, batch_size: int = 64, lr: float = 3e-3, s
     params = init_mlp(jax.random.PRNGKey(seed), [x_tr.shape[1], 128, 10])
     obj = jaxloss.objective(mlp, jaxloss.cross_entropy, label_smoothing=0.05)
     res = jaxloss.fit(obj, params, (x_tr, y_tr), optax.adam(lr), epochs, batch_size=batch_size, seed=seed,
-                      progress=verbose)
+                      verbose=int(verbose))
     accuracy = float(jnp.mean(jnp.argmax(mlp(res.params, x_te), -1) == y_te))
-    return res.params, list(res.history), accuracy
+    return res.params, list(res.history["loss"]), accuracy
 
 
 def _r2(pred, y):
@@ -116,7 +116,8 @@ def fit_ready_objectives(max_steps: int = 1000, mlp_epochs: int = 30, seed: int 
     def record(name, dataset, res, seconds, score, metric, unit="step"):
         rows.append(dict(objective=name, dataset=dataset, value=float(res.value), steps=int(res.num_steps),
                          converged=bool(res.converged), time=seconds, score=float(score), metric=metric))
-        curves[name] = (unit, np.asarray(res.history, np.float64))
+        history = res.history["loss"] if isinstance(res.history, dict) else res.history  # fit / minimize
+        curves[name] = (unit, np.asarray(history, np.float64))
         if verbose:
             print(f"  fitted {name:<20s} on {dataset:<14s} {seconds:5.1f} s")
 
@@ -147,7 +148,7 @@ def fit_ready_objectives(max_steps: int = 1000, mlp_epochs: int = 30, seed: int 
     obj = jaxloss.objective(mlp, jaxloss.cross_entropy, label_smoothing=0.05)
     t0 = time.perf_counter()
     res = jaxloss.fit(obj, params, (x_tr, y_tr), optax.adam(3e-3), mlp_epochs, batch_size=64, seed=seed,
-                      progress=verbose)
+                      verbose=int(verbose))
     seconds = time.perf_counter() - t0
     accuracy = float(jnp.mean(jnp.argmax(mlp(res.params, x_te), -1) == y_te))
     record("MLP cross-entropy", "digits", res, seconds, accuracy, "accuracy", unit="epoch")

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = [
     "cross_entropy",
@@ -41,19 +42,13 @@ def _is_label(labels, num_classes):
     return jnp.arange(num_classes) == labels[..., None]
 
 
+@_core.domain(labels=_core.CLASS_OR_PROBABILITIES, label_smoothing=_core.PROBABILITY, z_loss=_core.NONNEGATIVE)
 def cross_entropy(
-    logits,
-    labels,
-    *,
-    axis=-1,
-    class_weights=None,
-    label_smoothing=0.0,
-    ignore_index=None,
-    z_loss=0.0,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    logits: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1,
+    class_weights: ArrayLike | None = None, label_smoothing: ArrayLike = 0.0, ignore_index: int | None = None,
+    z_loss: ArrayLike = 0.0, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Softmax cross-entropy with integer labels or probability targets (the dtype decides).
 
     Integer labels: ``lse(x) - x[y]``, computed without a one-hot. With ``label_smoothing=eps`` the loss is
@@ -73,15 +68,18 @@ def cross_entropy(
     Args:
       logits: float ``[..., C, ...]`` with the classes on ``axis``.
       labels: int ``[...]`` (logits' shape without ``axis``) or float probabilities of the logits' shape.
-      axis: the class axis (static).
-      class_weights: optional ``[C]`` weight per class.
-      label_smoothing: ``eps`` in ``[0, 1]``; may be traced.
+      axis: the class axis (static): an int, or a tuple of axes (flattened row-major in the given order;
+        an integer label is then a flat index into that slice, as in optax).
+      class_weights: optional ``[C]`` weight per class (``C`` the flattened class count).
+      label_smoothing: ``eps`` in ``[0, 1]``; may be traced. Not with a class mask.
       ignore_index: integer labels equal to it are masked (PyTorch's ``ignore_index``; default: none).
       z_loss: coefficient ``z`` of the fused log-partition penalty ``z * logsumexp(x)^2`` added to each
         example (PaLM's auxiliary z-loss, for stable large-vocabulary training); reuses the
         log-sum-exp the cross-entropy already computes. May be traced.
       weights: optional per-example weights, broadcastable to the logits' shape without ``axis``.
-      where: optional boolean mask of examples.
+      where: optional boolean mask of examples (broadcastable to the loss shape) or, with the logits' rank,
+        of classes (optax's convention: masked classes are left out of the softmax; a label must not
+        point at one; an example without an unmasked class is masked).
       reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per example).
 
     Returns:
@@ -98,11 +96,12 @@ def cross_entropy(
       >>> print(round(float(jaxloss.cross_entropy(logits, jnp.array([0, 2]))), 4))  # (0.2395 + log 3) / 2
       0.6691
     """
-    _core.check_hyper(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    _core.check_hyper(z_loss, "z_loss", low=0.0)
+    if where is not None and jnp.ndim(where) == jnp.ndim(logits) and not _core.is_zero(label_smoothing):
+        raise ValueError("label_smoothing spreads mass over every class: it cannot be combined with a class mask (where=)")
     ctx, x, t, is_int = _core.prepare_classes(
         logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
     )
+    ctx = ctx.enforce(cross_entropy, labels=t, label_smoothing=label_smoothing, z_loss=z_loss)
     num_classes = x.shape[-1]
     eps = ctx.cast(label_smoothing)
     cw = _core.class_weight_array(class_weights, num_classes, ctx.dtype)
@@ -131,7 +130,12 @@ def cross_entropy(
     return ctx.reduce(loss, weights=weights)
 
 
-def nll(log_probs, labels, *, axis=-1, class_weights=None, ignore_index=None, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.CLASS_LABELS)
+def nll(
+    log_probs: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1,
+    class_weights: ArrayLike | None = None, ignore_index: int | None = None, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Negative log-likelihood of integer labels under log-probabilities: ``-w[y] * log_probs[y]``.
 
     PyTorch's ``nll_loss``: with ``class_weights``, ``"mean"`` divides by ``sum w[y]`` over unmasked
@@ -162,17 +166,12 @@ def _binary_log_probs(x, from_logits):
     return _core.safe_log(x), _core.safe_log(1.0 - x)
 
 
+@_core.domain(labels=_core.PROBABILITY, logits=_core.when("from_logits", False, _core.PROBABILITY), pos_weight=_core.NONNEGATIVE, label_smoothing=_core.PROBABILITY)
 def binary_cross_entropy(
-    logits,
-    labels,
-    *,
-    from_logits=True,
-    pos_weight=None,
-    label_smoothing=0.0,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    logits: ArrayLike, labels: ArrayLike, *, from_logits: bool = True, pos_weight: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Binary cross-entropy, elementwise: ``-(pos_weight * y * log p + (1 - y) * log(1 - p))``.
 
     With ``from_logits=True`` (default), ``log p = log_sigmoid(x)`` and ``log(1 - p) = log_sigmoid(-x)``:
@@ -195,8 +194,11 @@ def binary_cross_entropy(
       >>> print(round(float(jaxloss.binary_cross_entropy(jnp.array([0.9]), jnp.array([1.0]), from_logits=False)), 4))
       0.1054
     """
-    _core.check_hyper(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-    ctx, (x, y) = _core.prepare(logits, _core.numeric_targets(labels), names=("logits", "labels"), where=where, reduction=reduction)
+    ctx, x, y = _core.prepare_binary(
+        binary_cross_entropy, logits, labels, signed=False, names=("logits", "labels"), where=where,
+        reduction=reduction, options=dict(from_logits=from_logits),
+    )
+    ctx = ctx.enforce(binary_cross_entropy, pos_weight=pos_weight, label_smoothing=label_smoothing)
     eps = ctx.cast(label_smoothing)
     y = y * (1.0 - eps) + 0.5 * eps
     log_p, log_not_p = _binary_log_probs(x, from_logits)
@@ -208,7 +210,11 @@ def binary_cross_entropy(
     return ctx.reduce(-(pos + (1.0 - y) * log_not_p), weights=weights)
 
 
-def focal(logits, labels, *, alpha=None, gamma=2.0, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.PROBABILITY, alpha=_core.PROBABILITY, gamma=_core.NONNEGATIVE)
+def focal(
+    logits: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike | None = None, gamma: ArrayLike = 2.0,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Sigmoid focal loss (Lin et al., 2017), elementwise.
 
     ``alpha_t * (1 - p_t)^gamma * bce(x, y)`` with ``p_t = p y + (1 - p)(1 - y)`` and
@@ -228,9 +234,8 @@ def focal(logits, labels, *, alpha=None, gamma=2.0, weights=None, where=None, re
       >>> print(round(float(jaxloss.focal(jnp.array([0.0]), jnp.array([1.0]), gamma=2.0)), 4))
       0.1733
     """
-    _core.check_hyper(gamma, "gamma", low=0.0)
-    _core.check_hyper(alpha, "alpha", low=0.0, high=1.0)
-    ctx, (x, y) = _core.prepare(logits, _core.numeric_targets(labels), names=("logits", "labels"), where=where, reduction=reduction)
+    ctx, x, y = _core.prepare_binary(focal, logits, labels, signed=False, names=("logits", "labels"), where=where, reduction=reduction)
+    ctx = ctx.enforce(focal, alpha=alpha, gamma=gamma)
     ce = -(y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
     one_minus_pt = y * jax.nn.sigmoid(-x) + (1.0 - y) * jax.nn.sigmoid(x)
     loss = ce * _core.safe_pow(one_minus_pt, ctx.cast(gamma))
@@ -240,9 +245,12 @@ def focal(logits, labels, *, alpha=None, gamma=2.0, weights=None, where=None, re
     return ctx.reduce(loss, weights=weights)
 
 
+@_core.domain(labels=_core.CLASS_OR_PROBABILITIES, alpha=_core.NONNEGATIVE, gamma=_core.NONNEGATIVE)
 def multiclass_focal(
-    logits, labels, *, axis=-1, alpha=None, gamma=2.0, ignore_index=None, weights=None, where=None, reduction="mean"
-):
+    logits: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, alpha: ArrayLike | None = None,
+    gamma: ArrayLike = 2.0, ignore_index: int | None = None, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Softmax focal loss: ``-sum_c alpha_c * t_c * (1 - p_c)^gamma * log p_c`` per example.
 
     Keras' ``CategoricalFocalCrossentropy`` (there ``alpha=0.25`` by default). ``labels`` are integer
@@ -258,10 +266,10 @@ def multiclass_focal(
       >>> print(round(float(jaxloss.multiclass_focal(jnp.zeros((1, 2)), jnp.array([0]), gamma=2.0)), 4))
       0.1733
     """
-    _core.check_hyper(gamma, "gamma", low=0.0)
     ctx, x, t, is_int = _core.prepare_classes(
         logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
     )
+    ctx = ctx.enforce(multiclass_focal, labels=t, alpha=alpha, gamma=gamma)
     log_p = jax.nn.log_softmax(x, axis=-1)
     gamma = ctx.cast(gamma)
     a = None if alpha is None else ctx.cast(alpha)
@@ -277,7 +285,11 @@ def multiclass_focal(
     return ctx.reduce(jnp.sum(per_class, axis=-1), weights=weights)
 
 
-def hinge(scores, labels, *, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.BINARY_ANY)
+def hinge(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Binary hinge loss, elementwise: ``max(0, 1 - y * s)``.
 
     ``labels`` may be in {-1, 1} or {0, 1} (0 is read as -1); int, bool or float (optax's ``hinge_loss``).
@@ -287,11 +299,15 @@ def hinge(scores, labels, *, weights=None, where=None, reduction="mean"):
       >>> print(jaxloss.hinge(jnp.array([0.5, -2.0]), jnp.array([1, 0])))
       0.25
     """
-    ctx, (s, y) = _core.prepare(scores, _core.signed_labels(labels), names=("scores", "labels"), where=where, reduction=reduction)
+    ctx, s, y = _core.prepare_binary(hinge, scores, labels, signed=True, where=where, reduction=reduction)
     return ctx.reduce(jnp.maximum(1.0 - y * s, 0.0), weights=weights)
 
 
-def squared_hinge(scores, labels, *, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.BINARY_ANY)
+def squared_hinge(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Squared hinge loss, elementwise: ``max(0, 1 - y * s)^2``, labels in {-1, 1} or {0, 1}.
 
     Examples:
@@ -299,11 +315,15 @@ def squared_hinge(scores, labels, *, weights=None, where=None, reduction="mean")
       >>> print(jaxloss.squared_hinge(jnp.array([0.5, -2.0]), jnp.array([1, 0])))
       0.125
     """
-    ctx, (s, y) = _core.prepare(scores, _core.signed_labels(labels), names=("scores", "labels"), where=where, reduction=reduction)
+    ctx, s, y = _core.prepare_binary(squared_hinge, scores, labels, signed=True, where=where, reduction=reduction)
     return ctx.reduce(jnp.square(jax.nn.relu(1.0 - y * s)), weights=weights)
 
 
-def multiclass_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.CLASS_LABELS)
+def multiclass_hinge(
+    scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Crammer–Singer multiclass hinge: ``max_j (s_j + [j != y]) - s_y`` per example (optax's
     ``multiclass_hinge_loss``).
 
@@ -325,10 +345,12 @@ def multiclass_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=None
     return ctx.reduce(loss, weights=weights)
 
 
+@_core.domain(labels=_core.CLASS_LABELS)
 def multi_margin(
-    scores, labels, *, p=1, margin=1.0, class_weights=None, axis=-1, ignore_index=None, weights=None, where=None,
-    reduction="mean",
-):
+    scores: ArrayLike, labels: ArrayLike, *, p: ArrayLike = 1, margin: ArrayLike = 1.0,
+    class_weights: ArrayLike | None = None, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """PyTorch's ``multi_margin_loss``: ``w[y] / C * sum_{j != y} max(0, margin - s_y + s_j)^p``.
 
     ``"none"`` and ``"sum"`` equal PyTorch's. ``"mean"`` follows the jaxloss contract for class weights,
@@ -363,7 +385,7 @@ def multi_margin(
     return ctx.reduce(w_y * loss, weights=weights, norm=w_y)
 
 
-def smooth_labels(labels, alpha, *, num_classes=None):
+def smooth_labels(labels: ArrayLike, alpha: ArrayLike, *, num_classes: int | None = None) -> Array:
     """Label smoothing: ``(1 - alpha) * one_hot + alpha / C``.
 
     Args:
@@ -398,7 +420,11 @@ def smooth_labels(labels, alpha, *, num_classes=None):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def soft_margin(scores, labels, *, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.BINARY_ANY)
+def soft_margin(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Soft-margin (logistic) loss, elementwise: ``log(1 + exp(-y * s))``.
 
     PyTorch's ``soft_margin_loss``, computed as ``softplus(-y * s)`` (exact for any finite score).
@@ -419,11 +445,15 @@ def soft_margin(scores, labels, *, weights=None, where=None, reduction="mean"):
       >>> print(round(float(jaxloss.soft_margin(jnp.array([0.0, 2.0]), jnp.array([1, 0]))), 4))
       1.41
     """
-    ctx, (s, y) = _core.prepare(scores, _core.signed_labels(labels), names=("scores", "labels"), where=where, reduction=reduction)
+    ctx, s, y = _core.prepare_binary(soft_margin, scores, labels, signed=True, where=where, reduction=reduction)
     return ctx.reduce(jax.nn.softplus(-y * s), weights=weights)
 
 
-def multilabel_soft_margin(logits, labels, *, class_weights=None, axis=-1, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.PROBABILITY)
+def multilabel_soft_margin(
+    logits: ArrayLike, labels: ArrayLike, *, class_weights: ArrayLike | None = None, axis: int = -1,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Multi-label one-versus-all logistic loss: the mean over classes of the weighted BCE-with-logits.
 
     Per example: ``-1/C * sum_c w[c] * (y_c * log_sigmoid(x_c) + (1 - y_c) * log_sigmoid(-x_c))``,
@@ -447,8 +477,9 @@ def multilabel_soft_margin(logits, labels, *, class_weights=None, axis=-1, weigh
       >>> print(round(float(jaxloss.multilabel_soft_margin(jnp.array([[0.0, 2.0]]), jnp.array([[1, 0]]))), 4))
       1.41
     """
-    ctx, (x, y) = _core.prepare(
-        logits, _core.numeric_targets(labels), names=("logits", "labels"), axis=axis, where=where, reduction=reduction
+    ctx, x, y = _core.prepare_binary(
+        multilabel_soft_margin, logits, labels, signed=False, names=("logits", "labels"), axis=axis, where=where,
+        reduction=reduction,
     )
     per_class = -(y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
     cw = _core.class_weight_array(class_weights, x.shape[-1], ctx.dtype)
@@ -457,7 +488,11 @@ def multilabel_soft_margin(logits, labels, *, class_weights=None, axis=-1, weigh
     return ctx.reduce(jnp.mean(per_class, axis=-1), weights=weights)
 
 
-def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.ClassIndex(what="target class (then -1 padding)"))
+def multilabel_margin(
+    scores: ArrayLike, labels: ArrayLike, *, axis: int = -1, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Multi-label margin loss: each target class must beat each non-target class by a margin of 1.
 
     PyTorch's ``multilabel_margin_loss``. ``labels`` has the scores' shape and holds, per example, the
@@ -499,8 +534,7 @@ def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, redu
     active = jnp.cumprod(lab != -1, axis=-1) > 0  # the labels before the first -1
     in_range = (lab >= 0) & (lab < num_classes)
     bad = jnp.any(active & ~in_range, axis=-1)
-    _core.value_check(~bad, f"labels must lie in [0, {num_classes}) before the first -1; found a label out of range")
-    ctx = _core.LossContext(ctx.loss_shape, ctx.mask, ctx.dtype, ctx.out_dtype, ctx.reduction, invalid=bad)
+    ctx = ctx.flag(bad, f"labels must lie in [0, {num_classes}) before the first -1; found a label out of range")
     active = active & in_range
     lab = jnp.where(active, lab, 0)
     is_target = jnp.any(active[..., :, None] & _is_label(lab, num_classes), axis=-2)  # [..., C]
@@ -510,7 +544,12 @@ def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, redu
     return ctx.reduce(jnp.sum(jnp.where(pairs, gaps, 0.0), axis=(-2, -1)) / num_classes, weights=weights)
 
 
-def poly1(logits, labels, *, epsilon=2.0, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.CLASS_OR_PROBABILITIES, epsilon=_core.at_least(-1))
+def poly1(
+    logits: ArrayLike, labels: ArrayLike, *, epsilon: ArrayLike = 2.0, axis: int | tuple[int, ...] = -1,
+    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Poly-1 loss (PolyLoss): the softmax cross-entropy plus ``epsilon * (1 - p_t)`` per example.
 
     Integer labels: ``-log p_y + epsilon * (1 - p_y)``, computed from ``log p_y = x_y - logsumexp(x)``
@@ -550,10 +589,10 @@ def poly1(logits, labels, *, epsilon=2.0, axis=-1, ignore_index=None, weights=No
       >>> print(round(float(jaxloss.poly1(jnp.zeros((1, 2)), jnp.array([0]), epsilon=2.0)), 4))
       1.6931
     """
-    _core.check_hyper(epsilon, "epsilon", low=-1.0)
     ctx, x, t, is_int = _core.prepare_classes(
         logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
     )
+    ctx = ctx.enforce(poly1, labels=t, epsilon=epsilon)
     eps = ctx.cast(epsilon)
     if is_int:
         lp_y = _core.take_class(x, t) - jax.nn.logsumexp(x, axis=-1)
@@ -563,9 +602,12 @@ def poly1(logits, labels, *, epsilon=2.0, axis=-1, ignore_index=None, weights=No
     return ctx.reduce(loss, weights=weights)
 
 
+@_core.domain(labels=_core.CLASS_OR_PROBABILITIES, q=_core.in_range(0, 1, low_open=True))
 def generalized_cross_entropy(
-    logits, labels, *, q=0.7, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"
-):
+    logits: ArrayLike, labels: ArrayLike, *, q: ArrayLike = 0.7, axis: int | tuple[int, ...] = -1,
+    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Generalized cross-entropy, a noise-robust loss: ``(1 - p_y^q) / q`` per example, from logits.
 
     ``p_y^q`` is ``exp(q * log_softmax(x)_y)``, so the loss is ``-expm1(q * log p_y) / q``: finite with a
@@ -599,10 +641,10 @@ def generalized_cross_entropy(
       >>> print(round(float(jaxloss.generalized_cross_entropy(jnp.zeros((1, 4)), jnp.array([0]), q=0.5)), 4))
       1.0
     """
-    _core.check_hyper(q, "q", low=0.0, low_open=True, high=1.0)
     ctx, x, t, is_int = _core.prepare_classes(
         logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
     )
+    ctx = ctx.enforce(generalized_cross_entropy, labels=t, q=q)
     q = ctx.cast(q)
     if is_int:
         lp_y = _core.take_class(x, t) - jax.nn.logsumexp(x, axis=-1)
@@ -611,7 +653,11 @@ def generalized_cross_entropy(
     return ctx.reduce(-jnp.sum(t * jnp.expm1(q * log_p), axis=-1) / q, weights=weights)
 
 
-def categorical_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.CLASS_OR_PROBABILITIES)
+def categorical_hinge(
+    scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Keras' categorical hinge: ``max(0, 1 + neg - pos)`` per example.
 
     With targets ``t`` (one-hot or probabilities, the scores' shape), ``pos = sum_c t_c s_c`` and
@@ -644,6 +690,7 @@ def categorical_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=Non
     ctx, s, t, is_int = _core.prepare_classes(
         scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index, names=("scores", "labels")
     )
+    ctx = ctx.enforce(categorical_hinge, labels=t)
     if is_int:
         pos = _core.take_class(s, t)
         neg = jnp.max(jnp.where(_is_label(t, s.shape[-1]), 0.0, s), axis=-1)
@@ -653,7 +700,11 @@ def categorical_hinge(scores, labels, *, axis=-1, ignore_index=None, weights=Non
     return ctx.reduce(jax.nn.relu(1.0 + neg - pos), weights=weights)
 
 
-def perceptron(scores, labels, *, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.BINARY_ANY)
+def perceptron(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Binary perceptron loss, elementwise: ``max(0, -y * s)``.
 
     optax's ``perceptron_loss``. ``labels`` may be in {-1, 1} or {0, 1} (0 is read as -1); int, bool or
@@ -678,11 +729,15 @@ def perceptron(scores, labels, *, weights=None, where=None, reduction="mean"):
       >>> print(round(float(jaxloss.perceptron(jnp.array([0.5, 2.0]), jnp.array([1, 0]))), 4))
       1.0
     """
-    ctx, (s, y) = _core.prepare(scores, _core.signed_labels(labels), names=("scores", "labels"), where=where, reduction=reduction)
+    ctx, s, y = _core.prepare_binary(perceptron, scores, labels, signed=True, where=where, reduction=reduction)
     return ctx.reduce(jax.nn.relu(-y * s), weights=weights)
 
 
-def multiclass_perceptron(scores, labels, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.CLASS_LABELS)
+def multiclass_perceptron(
+    scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Multiclass perceptron loss: ``max_j s_j - s_y`` per example (optax's ``multiclass_perceptron_loss``).
 
     Args:
@@ -715,7 +770,11 @@ def multiclass_perceptron(scores, labels, *, axis=-1, ignore_index=None, weights
     return ctx.reduce(jnp.max(s, axis=-1) - _core.take_class(s, y), weights=weights)
 
 
-def sparsemax(scores, labels, *, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.BINARY_ANY)
+def sparsemax(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Binary sparsemax loss, elementwise: ``sparse_plus(-y * s)``.
 
     ``sparse_plus(z)`` is 0 for ``z <= -1``, ``(z + 1)^2 / 4`` for ``-1 < z < 1`` and ``z`` for ``z >= 1``
@@ -740,42 +799,15 @@ def sparsemax(scores, labels, *, weights=None, where=None, reduction="mean"):
       >>> print(round(float(jaxloss.sparsemax(jnp.array([0.0, 2.0]), jnp.array([1, 0]))), 4))
       1.125
     """
-    ctx, (s, y) = _core.prepare(scores, _core.signed_labels(labels), names=("scores", "labels"), where=where, reduction=reduction)
+    ctx, s, y = _core.prepare_binary(sparsemax, scores, labels, signed=True, where=where, reduction=reduction)
     return ctx.reduce(jax.nn.sparse_plus(-y * s), weights=weights)
 
 
-def _sparsemax_probs(z):
-    """The sparsemax projection of ``z`` onto the simplex along the last axis (Martins & Astudillo, 2016).
-
-    ``p = max(z - tau, 0)`` with ``tau`` chosen so that ``sum p = 1``: sort ``z`` in decreasing order, the
-    support is the ``k`` largest entries with ``1 + k z_(k) > sum_{i<=k} z_(i)``, and
-    ``tau = (sum_{i<=k} z_(i) - 1) / k``. Differentiable (the support is locally constant).
-    """
-    z = z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))  # sparsemax is shift-invariant
-    z_sorted = -jnp.sort(-z, axis=-1)
-    cumsum = jnp.cumsum(z_sorted, axis=-1)
-    k = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype)
-    support = jnp.sum(1.0 + k * z_sorted > cumsum, axis=-1, keepdims=True)  # >= 1: the top entry is always in
-    tau = (jnp.take_along_axis(cumsum, support - 1, axis=-1) - 1.0) / support.astype(z.dtype)
-    return jax.nn.relu(z - tau)
-
-
-@jax.custom_jvp
-def _sparsemax_conjugate(z):
-    """The Gini-entropy conjugate ``max_{p in simplex} <p, z> + (1 - |p|^2) / 2``; its gradient is sparsemax(z)."""
-    p = _sparsemax_probs(z)
-    return jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
-
-
-@_sparsemax_conjugate.defjvp
-def _sparsemax_conjugate_jvp(primals, tangents):
-    (z,), (dz,) = primals, tangents
-    p = _sparsemax_probs(z)
-    value = jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
-    return value, jnp.sum(p * dz, axis=-1)
-
-
-def multiclass_sparsemax(scores, labels, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.CLASS_LABELS)
+def multiclass_sparsemax(
+    scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Multiclass sparsemax loss: ``<p, s> + (1 - |p|^2) / 2 - s_y`` per example, ``p = sparsemax(s)``.
 
     The Fenchel-Young loss of the Gini entropy (optax's ``multiclass_sparsemax_loss``): non-negative, zero
@@ -810,4 +842,4 @@ def multiclass_sparsemax(scores, labels, *, axis=-1, ignore_index=None, weights=
         scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
         names=("scores", "labels"), allow_probabilities=False,
     )
-    return ctx.reduce(_sparsemax_conjugate(s - _core.take_class(s, y)[..., None]), weights=weights)
+    return ctx.reduce(_core.gini_max(s - _core.take_class(s, y)[..., None]), weights=weights)

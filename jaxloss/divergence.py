@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = ["kl_divergence", "js_divergence", "generalized_kl", "entropy"]
 
@@ -27,7 +28,11 @@ def _prob_and_log(targets, log_targets):
     return targets, jnp.log(jnp.where(pos, targets, 1.0))
 
 
-def kl_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weights=None, where=None, reduction="mean"):
+@_core.domain(targets=(_core.when("log_targets", False, _core.PROBABILITY), _core.when("log_targets", True, _core.Interval(high=0.0))))
+def kl_divergence(
+    log_predictions: ArrayLike, targets: ArrayLike, *, log_targets: bool = False, axis: int = -1,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Kullback–Leibler divergence ``KL(targets || predictions) = sum_c t_c (log t_c - log p_c)``.
 
     The argument order and meaning are PyTorch's ``kl_div`` and optax's ``kl_divergence``: the first
@@ -53,11 +58,16 @@ def kl_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weigh
     ctx, (lp, t) = _core.prepare(
         log_predictions, targets, names=("log_predictions", "targets"), where=where, reduction=reduction, axis=axis
     )
+    ctx = ctx.enforce(kl_divergence, dict(log_targets=log_targets), targets=t)
     t, log_t = _prob_and_log(t, log_targets)
     return ctx.reduce(jnp.sum(_plogp_over_q(t, log_t, lp), axis=-1), weights=weights)
 
 
-def js_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weights=None, where=None, reduction="mean"):
+@_core.domain(targets=(_core.when("log_targets", False, _core.PROBABILITY), _core.when("log_targets", True, _core.Interval(high=0.0))))
+def js_divergence(
+    log_predictions: ArrayLike, targets: ArrayLike, *, log_targets: bool = False, axis: int = -1,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Jensen–Shannon divergence ``0.5 KL(p || m) + 0.5 KL(t || m)``, ``m = (p + t) / 2``, in nats.
 
     Takes the same arguments as :func:`kl_divergence` (log-predictions first) and is symmetric in the two
@@ -74,6 +84,7 @@ def js_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weigh
     ctx, (lp, t) = _core.prepare(
         log_predictions, targets, names=("log_predictions", "targets"), where=where, reduction=reduction, axis=axis
     )
+    ctx = ctx.enforce(js_divergence, dict(log_targets=log_targets), targets=t)
     p = jnp.exp(lp)
     t, log_t = _prob_and_log(t, log_targets)
     m = 0.5 * (p + t)
@@ -83,7 +94,11 @@ def js_divergence(log_predictions, targets, *, log_targets=False, axis=-1, weigh
     return ctx.reduce(jnp.sum(js, axis=-1), weights=weights)
 
 
-def generalized_kl(predictions, targets, *, axis=-1, weights=None, where=None, reduction="mean"):
+@_core.domain(predictions=_core.NONNEGATIVE, targets=_core.NONNEGATIVE)
+def generalized_kl(
+    predictions: ArrayLike, targets: ArrayLike, *, axis: int = -1, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Generalized KL (I-)divergence between non-negative measures: ``sum_c t_c log(t_c / p_c) - t_c + p_c``.
 
     ``D(targets || predictions)`` for unnormalised non-negative measures (intensities, counts, spectra,
@@ -113,18 +128,21 @@ def generalized_kl(predictions, targets, *, axis=-1, weights=None, where=None, r
       2.3863
     """
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction, axis=axis, fill=(1.0, 1.0))
+    ctx = ctx.enforce(generalized_kl, predictions=p, targets=t)
     ok = (p >= 0) & (t >= 0)
-    ok_all = jnp.all(ok, axis=-1)
-    ctx.value_check(ok_all, "generalized_kl needs non-negative predictions and targets")
     pos_p = p > 0
     log_p = jnp.where(pos_p, jnp.log(jnp.where(pos_p, p, 1.0)), -jnp.inf)
     t_safe = jnp.where(ok, t, 1.0)
     t_safe, log_t = _prob_and_log(t_safe, False)
     term = _plogp_over_q(t_safe, log_t, log_p) - t + p
-    return ctx.reduce(jnp.where(ok_all, jnp.sum(term, axis=-1), jnp.nan), weights=weights)
+    return ctx.reduce(jnp.sum(term, axis=-1), weights=weights)
 
 
-def entropy(logits, *, axis=-1, from_logits=True, weights=None, where=None, reduction="mean"):
+@_core.domain(logits=_core.when("from_logits", False, _core.PROBABILITY))
+def entropy(
+    logits: ArrayLike, *, axis: int = -1, from_logits: bool = True, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Shannon entropy ``H = -sum_c q_c log q_c`` (nats) of the distribution ``q`` along ``axis``.
 
     ``q = softmax(logits)`` (``H = -sum softmax(x) * log_softmax(x)``, finite for logits of any size,
@@ -155,6 +173,7 @@ def entropy(logits, *, axis=-1, from_logits=True, weights=None, where=None, redu
       0.6931
     """
     ctx, (x,) = _core.prepare(logits, names=("logits",), where=where, reduction=reduction, axis=axis)
+    ctx = ctx.enforce(entropy, dict(from_logits=from_logits), logits=x)
     if from_logits:
         log_q = jax.nn.log_softmax(x, axis=-1)
         q = jnp.exp(log_q)

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = [
     "cosine_similarity",
@@ -52,9 +53,9 @@ def _unit(x, eps):
     return x / jnp.maximum(_core.safe_norm(x), eps)[..., None]
 
 
-def _labels_of_loss_shape(ctx, labels, name, convert):
-    """Per-pair labels: converted, checked to have the unreduced loss shape, masked entries set to 1."""
-    y = convert(labels, name)
+def _labels_of_loss_shape(ctx, labels, name):
+    """Per-pair labels as floats, checked to have the unreduced loss shape, masked entries set to 1."""
+    y = _core.numeric_targets(labels, name)
     if y.shape != tuple(ctx.loss_shape):
         raise ValueError(
             f"{name} must have the shape of the inputs without the feature axis, {tuple(ctx.loss_shape)}; "
@@ -99,19 +100,12 @@ def _prepare_groups(embeddings, labels, where, reduction, *, per_item):
     out_dtype = e.dtype
     dtype = _core.compute_dtype(out_dtype)
     loss_shape = items if per_item else items[:-1]
-    valid = jnp.ones(items, bool)
-    group_mask = None
-    if where is not None:
-        w = jnp.asarray(where)
-        if w.dtype != jnp.bool_:
-            raise TypeError(f"where must be a boolean mask; got dtype {w.dtype}")
-        if per_item or w.ndim == len(items):
-            _core.check_broadcastable(w, items, "where", "the items (embeddings without the feature axis)")
-            valid = jnp.broadcast_to(w, items)
-        else:
-            _core.check_broadcastable(w, loss_shape, "where", "the groups")
-            group_mask = jnp.broadcast_to(w, loss_shape)
-            valid = jnp.broadcast_to(group_mask[..., None], items)
+    item_mask, group_mask = _core.split_mask(
+        where, items, groups=not per_item, what="the items (embeddings without the feature axis)"
+    )
+    valid = jnp.ones(items, bool) if item_mask is None else item_mask
+    if group_mask is not None:
+        valid = jnp.broadcast_to(group_mask[..., None], items)
     e = jnp.where(valid[..., None], e.astype(dtype), 0.0)
     y = jnp.where(valid, y, 0)
     return e, y, valid, loss_shape, group_mask, dtype, out_dtype
@@ -163,7 +157,11 @@ def _circle_anchors(e, y, valid, gamma, m, remove_diagonal):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def cosine_similarity(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, reduction="mean"):
+@_core.domain(eps=_core.POSITIVE)
+def cosine_similarity(
+    x1: ArrayLike, x2: ArrayLike, *, eps: ArrayLike = 1e-8, axis: int = -1, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Cosine similarity of vector pairs: ``x1 . x2 / (max(|x1|, eps) * max(|x2|, eps))``.
 
     PyTorch's ``cosine_similarity`` (its norm clamp), and optax's ``cosine_similarity`` on non-degenerate
@@ -194,19 +192,24 @@ def cosine_similarity(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, re
       >>> print([round(float(v), 4) for v in jaxloss.cosine_similarity(x1, x2, reduction="none")])
       [0.7071, 0.0]
     """
-    _core.check_hyper(eps, "eps", low=0.0, low_open=True)
     ctx, (a, b) = _core.prepare(x1, x2, names=("x1", "x2"), where=where, reduction=reduction, axis=axis)
+    ctx = ctx.enforce(cosine_similarity, eps=eps)
     return ctx.reduce(_cosine(a, b, ctx.cast(eps)), weights=weights)
 
 
-def cosine_distance(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, reduction="mean"):
+@_core.domain(eps=_core.POSITIVE)
+def cosine_distance(
+    x1: ArrayLike, x2: ArrayLike, *, eps: ArrayLike = 1e-8, axis: int = -1, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Cosine distance of vector pairs: ``1 - cosine_similarity(x1, x2)`` (optax's ``cosine_distance``).
 
     In ``[0, 2]``; a zero vector is at distance 1 from everything, with finite value and gradient (see
     :func:`cosine_similarity` for the ``eps`` clamp).
 
     Args:
-      x1, x2: float arrays of one shape, features on ``axis``.
+      x1: float arrays of one shape, features on ``axis``.
+      x2: as ``x1``.
       eps: the smallest norm in the denominator (> 0).
       axis: the feature axis (static).
 
@@ -218,8 +221,8 @@ def cosine_distance(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, redu
       >>> print(round(float(jaxloss.cosine_distance(jnp.array([1.0, 0.0]), jnp.array([0.0, 3.0]))), 4))
       1.0
     """
-    _core.check_hyper(eps, "eps", low=0.0, low_open=True)
     ctx, (a, b) = _core.prepare(x1, x2, names=("x1", "x2"), where=where, reduction=reduction, axis=axis)
+    ctx = ctx.enforce(cosine_distance, eps=eps)
     return ctx.reduce(1.0 - _cosine(a, b, ctx.cast(eps)), weights=weights)
 
 
@@ -228,7 +231,12 @@ def cosine_distance(x1, x2, *, eps=1e-8, axis=-1, weights=None, where=None, redu
 # ---------------------------------------------------------------------------------------------------------
 
 
-def cosine_embedding(x1, x2, labels, *, margin=0.0, eps=1e-8, axis=-1, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.BINARY_ANY, margin=_core.in_range(-1, 1), eps=_core.POSITIVE)
+def cosine_embedding(
+    x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 0.0, eps: ArrayLike = 1e-8,
+    axis: int = -1, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Cosine embedding loss (PyTorch's ``cosine_embedding_loss``), one value per pair.
 
     ``1 - cos(x1, x2)`` for similar pairs (``y = 1``), ``max(0, cos(x1, x2) - margin)`` for dissimilar
@@ -242,12 +250,14 @@ def cosine_embedding(x1, x2, labels, *, margin=0.0, eps=1e-8, axis=-1, weights=N
     except for vectors of norm below about ``1e-6``.
 
     Args:
-      x1, x2: float ``[..., D, ...]`` with the features on ``axis``.
+      x1: float ``[..., D, ...]`` with the features on ``axis``.
+      x2: as ``x1``.
       labels: ``[...]`` (the pair shape): 1 similar, -1 (or 0) dissimilar.
       margin: in ``[-1, 1]``; may be traced.
       eps: the smallest norm in the cosine's denominator (> 0).
       axis: the feature axis (static).
-      weights, where: per pair, broadcastable to the pair shape.
+      weights: per pair, broadcastable to the pair shape.
+      where: a boolean mask, broadcastable like ``weights``.
 
     Returns:
       a scalar, or one loss per pair for ``reduction="none"``.
@@ -259,22 +269,27 @@ def cosine_embedding(x1, x2, labels, *, margin=0.0, eps=1e-8, axis=-1, weights=N
       >>> print(round(float(jaxloss.cosine_embedding(x1, x2, jnp.array([1, -1]), margin=0.5)), 4))
       0.6036
     """
-    _core.check_hyper(margin, "margin", low=-1.0, high=1.0)
-    _core.check_hyper(eps, "eps", low=0.0, low_open=True)
     ctx, (a, b) = _core.prepare(x1, x2, names=("x1", "x2"), where=where, reduction=reduction, axis=axis)
-    y = _labels_of_loss_shape(ctx, labels, "labels", _core.signed_labels)
+    y = _labels_of_loss_shape(ctx, labels, "labels")
+    ctx = ctx.enforce(cosine_embedding, labels=y, margin=margin, eps=eps)
+    y = _core.to_signed(y)
     cos = _cosine(a, b, ctx.cast(eps))
     loss = jnp.where(y > 0, 1.0 - cos, jax.nn.relu(cos - ctx.cast(margin)))
     return ctx.reduce(loss, weights=weights)
 
 
-def margin_ranking(x1, x2, labels, *, margin=0.0, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.BINARY_ANY)
+def margin_ranking(
+    x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 0.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Margin ranking loss (PyTorch's ``margin_ranking_loss``), elementwise: ``max(0, -y (x1 - x2) + margin)``.
 
     ``y = 1`` means ``x1`` should rank above ``x2``, ``y = -1`` (or 0, read as -1) the reverse.
 
     Args:
-      x1, x2: float scores of one shape.
+      x1: float scores of one shape.
+      x2: as ``x1``.
       labels: the same shape, ``{-1, 1}`` or ``{0, 1}``; int, bool or float.
       margin: the required gap (any real; PyTorch's default 0); may be traced.
 
@@ -287,12 +302,19 @@ def margin_ranking(x1, x2, labels, *, margin=0.0, weights=None, where=None, redu
       0.35
     """
     ctx, (a, b, y) = _core.prepare(
-        x1, x2, _core.signed_labels(labels), names=("x1", "x2", "labels"), where=where, reduction=reduction, fill=(0.0, 0.0, 1.0)
+        x1, x2, _core.numeric_targets(labels), names=("x1", "x2", "labels"), where=where, reduction=reduction,
+        fill=(0.0, 0.0, 1.0),
     )
+    ctx = ctx.enforce(margin_ranking, labels=y)
+    y = _core.to_signed(y)
     return ctx.reduce(jax.nn.relu(-y * (a - b) + ctx.cast(margin)), weights=weights)
 
 
-def hinge_embedding(inputs, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.BINARY_ANY, margin=_core.NONNEGATIVE)
+def hinge_embedding(
+    inputs: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Hinge embedding loss (PyTorch's ``hinge_embedding_loss``), elementwise.
 
     ``x`` for ``y = 1`` and ``max(0, margin - x)`` for ``y = -1``, where ``x`` is typically a distance
@@ -312,10 +334,11 @@ def hinge_embedding(inputs, labels, *, margin=1.0, weights=None, where=None, red
       >>> print(jaxloss.hinge_embedding(jnp.array([0.25, 0.25]), jnp.array([1, -1])))
       0.5
     """
-    _core.check_hyper(margin, "margin", low=0.0)
     ctx, (x, y) = _core.prepare(
-        inputs, _core.signed_labels(labels), names=("inputs", "labels"), where=where, reduction=reduction, fill=(0.0, 1.0)
+        inputs, _core.numeric_targets(labels), names=("inputs", "labels"), where=where, reduction=reduction, fill=(0.0, 1.0)
     )
+    ctx = ctx.enforce(hinge_embedding, labels=y, margin=margin)
+    y = _core.to_signed(y)
     return ctx.reduce(jnp.where(y > 0, x, jax.nn.relu(ctx.cast(margin) - x)), weights=weights)
 
 
@@ -324,10 +347,12 @@ def _pairwise_distance(a, b, p, eps):
     return _core.safe_norm(a - b + eps, axis=-1, ord=p)
 
 
+@_core.domain(margin=_core.NONNEGATIVE)
 def triplet_margin(
-    anchor, positive, negative, *, margin=1.0, p=2.0, eps=1e-6, swap=False, axis=-1, weights=None, where=None,
-    reduction="mean",
-):
+    anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, *, margin: ArrayLike = 1.0, p: ArrayLike = 2.0,
+    eps: ArrayLike = 1e-6, swap: bool = False, axis: int = -1, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Triplet margin loss (PyTorch's ``triplet_margin_loss``), one value per triplet.
 
     ``max(0, d(a, p) - d(a, n) + margin)`` with ``d(x, y) = |x - y + eps|_p`` (PyTorch's
@@ -336,7 +361,9 @@ def triplet_margin(
     gradient, also where ``x - y + eps`` is the zero vector.
 
     Args:
-      anchor, positive, negative: float arrays of one shape, features on ``axis``.
+      anchor: float arrays of one shape, features on ``axis``.
+      positive: as ``anchor``.
+      negative: as ``anchor``.
       margin: ``>= 0``; may be traced.
       p: the norm degree, a Python number ``> 0`` (or ``inf``); static.
       eps: added to every difference (PyTorch's default 1e-6); may be traced.
@@ -358,10 +385,10 @@ def triplet_margin(
     """
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not p > 0:
         raise ValueError(f"p must be a Python number > 0 (the norm degree, static); got {p!r}")
-    _core.check_hyper(margin, "margin", low=0.0)
     ctx, (a, pos, neg) = _core.prepare(
         anchor, positive, negative, names=("anchor", "positive", "negative"), where=where, reduction=reduction, axis=axis
     )
+    ctx = ctx.enforce(triplet_margin, margin=margin)
     eps = ctx.cast(eps)
     d_pos = _pairwise_distance(a, pos, p, eps)
     d_neg = _pairwise_distance(a, neg, p, eps)
@@ -370,7 +397,11 @@ def triplet_margin(
     return ctx.reduce(jax.nn.relu(d_pos - d_neg + ctx.cast(margin)), weights=weights)
 
 
-def contrastive(x1, x2, labels, *, margin=1.0, axis=-1, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.PROBABILITY, margin=_core.NONNEGATIVE)
+def contrastive(
+    x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0, axis: int = -1,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Pairwise contrastive loss (Hadsell, Chopra & LeCun, 2006), one value per pair.
 
     ``y * d^2 + (1 - y) * max(0, margin - d)^2`` with ``d = |x1 - x2|_2`` the Euclidean distance.
@@ -382,7 +413,8 @@ def contrastive(x1, x2, labels, *, margin=1.0, axis=-1, weights=None, where=None
     gradient is finite at ``d = 0`` (the distance's gradient there is taken as 0).
 
     Args:
-      x1, x2: float arrays of one shape, features on ``axis``.
+      x1: float arrays of one shape, features on ``axis``.
+      x2: as ``x1``.
       labels: ``[...]`` (the pair shape): 1 similar, 0 dissimilar; int, bool or float.
       margin: ``>= 0``; may be traced.
       axis: the feature axis (static).
@@ -400,9 +432,9 @@ def contrastive(x1, x2, labels, *, margin=1.0, axis=-1, weights=None, where=None
       >>> print(round(float(jaxloss.contrastive(x1, x2, jnp.array([1, 0]), margin=1.0)), 4))
       0.625
     """
-    _core.check_hyper(margin, "margin", low=0.0)
     ctx, (a, b) = _core.prepare(x1, x2, names=("x1", "x2"), where=where, reduction=reduction, axis=axis)
-    y = _labels_of_loss_shape(ctx, labels, "labels", _core.numeric_targets)
+    y = _labels_of_loss_shape(ctx, labels, "labels")
+    ctx = ctx.enforce(contrastive, labels=y, margin=margin)
     diff = a - b
     d = _core.safe_norm(diff)
     loss = y * jnp.sum(diff * diff, axis=-1) + (1.0 - y) * jnp.square(jax.nn.relu(ctx.cast(margin) - d))
@@ -414,7 +446,11 @@ def contrastive(x1, x2, labels, *, margin=1.0, axis=-1, weights=None, where=None
 # ---------------------------------------------------------------------------------------------------------
 
 
-def ntxent(embeddings, labels, *, temperature=0.07, eps=1e-8, weights=None, where=None, reduction="mean"):
+@_core.domain(temperature=_core.POSITIVE, eps=_core.POSITIVE)
+def ntxent(
+    embeddings: ArrayLike, labels: ArrayLike, *, temperature: ArrayLike = 0.07, eps: ArrayLike = 1e-8,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """NT-Xent / InfoNCE loss of SimCLR (optax's ``ntxent``), one value per group of embeddings.
 
     Within a group of ``N`` embeddings, ``s_ij = cos(e_i, e_j) / temperature``; every ordered pair
@@ -456,21 +492,21 @@ def ntxent(embeddings, labels, *, temperature=0.07, eps=1e-8, weights=None, wher
       >>> print(round(float(jaxloss.ntxent(e, jnp.array([0, 0, 1, 1]), temperature=0.5)), 4))
       0.2899
     """
-    _core.check_hyper(temperature, "temperature", low=0.0, low_open=True)
-    _core.check_hyper(eps, "eps", low=0.0, low_open=True)
     e, y, valid, loss_shape, group_mask, dtype, out_dtype = _prepare_groups(
         embeddings, labels, where, reduction, per_item=False
     )
-    loss, mask = _ntxent_groups(e, y, valid, jnp.asarray(temperature, dtype), jnp.asarray(eps, dtype))
-    if group_mask is not None:
-        mask = mask & group_mask
-    ctx = _core.LossContext(tuple(loss_shape), mask, dtype, out_dtype, reduction)
+    loss, has_pairs = _ntxent_groups(e, y, valid, jnp.asarray(temperature, dtype), jnp.asarray(eps, dtype))
+    ctx = _core.context(loss_shape, out_dtype, where=group_mask, reduction=reduction, extra_mask=has_pairs)
+    ctx = ctx.enforce(ntxent, temperature=temperature, eps=eps)
     return ctx.reduce(loss, weights=weights)
 
 
+@_core.domain(gamma=_core.POSITIVE)
 def circle(
-    embeddings, labels, *, gamma=80.0, margin=0.4, remove_diagonal=True, weights=None, where=None, reduction="mean"
-):
+    embeddings: ArrayLike, labels: ArrayLike, *, gamma: ArrayLike = 80.0, margin: ArrayLike = 0.4,
+    remove_diagonal: bool = True, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Circle loss (Sun et al., CVPR 2020) with Keras 3's ``keras.losses.circle`` semantics, one value per anchor.
 
     For anchor ``i`` of a group, with ``d_ij = max(1 - e_i . e_j, 0)`` (cosine distance of L2-normalised
@@ -512,8 +548,8 @@ def circle(
       >>> print(round(float(jaxloss.circle(e, jnp.array([0, 0, 1, 1]), gamma=2.0)), 4))
       1.1711
     """
-    _core.check_hyper(gamma, "gamma", low=0.0, low_open=True)
     e, y, valid, loss_shape, _, dtype, out_dtype = _prepare_groups(embeddings, labels, where, reduction, per_item=True)
     loss, has = _circle_anchors(e, y, valid, jnp.asarray(gamma, dtype), jnp.asarray(margin, dtype), bool(remove_diagonal))
-    ctx = _core.LossContext(tuple(loss_shape), has, dtype, out_dtype, reduction)
+    ctx = _core.context(loss_shape, out_dtype, reduction=reduction, extra_mask=has)
+    ctx = ctx.enforce(circle, gamma=gamma)
     return ctx.reduce(loss, weights=weights)

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import sys
+from collections.abc import Mapping
 from typing import Optional, Tuple
 
 import jax
@@ -37,6 +39,7 @@ from jaxloss import _models
 from jaxloss import classification as _cls
 from jaxloss import regression as _reg
 from jaxloss import regularizers as _regs
+from jaxloss.per_sample import grads as _per_sample
 
 __all__ = [
     "Objective",
@@ -52,7 +55,18 @@ __all__ = [
 ]
 
 
+_BATCH_KEYS = ("inputs", "targets", "weights")
+
+
 def _unpack(batch):
+    if isinstance(batch, Mapping):
+        keys = set(batch)
+        if not {"inputs", "targets"} <= keys or not keys <= set(_BATCH_KEYS):
+            raise ValueError(
+                "a dict batch must have the keys 'inputs' and 'targets' (and optionally 'weights'); "
+                f"got keys {sorted(map(str, keys))}"
+            )
+        return batch["inputs"], batch["targets"], batch.get("weights")
     if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
         raise ValueError(
             "batch must be (inputs, targets) or (inputs, targets, weights); "
@@ -63,16 +77,13 @@ def _unpack(batch):
     return inputs, targets, weights
 
 
-def _first_example(tree):
-    return jax.tree_util.tree_map(lambda a: a[None], tree)
-
-
 class Objective:
     """``objective(params, batch) -> scalar``: the data term ``loss(model(params, inputs), targets)`` plus
     the regularizer.
 
-    ``batch`` is ``(inputs, targets)`` or ``(inputs, targets, weights)``; with weights, the data term is the
-    loss's weighted mean ``sum(w * l) / sum(w)``. Pure and traceable: ``jax.grad(obj)(params, batch)``,
+    ``batch`` is ``(inputs, targets)``, ``(inputs, targets, weights)`` or a dict with the keys ``"inputs"``,
+    ``"targets"`` and optionally ``"weights"``; with weights, the data term is the loss's weighted mean
+    ``sum(w * l) / sum(w)``. Pure and traceable: ``jax.grad(obj)(params, batch)``,
     ``jax.jit(obj)``. Build one with :func:`objective`.
 
     Attributes:
@@ -143,18 +154,16 @@ class Objective:
     def __call__(self, params, batch):
         return self.with_aux(params, batch)[0]
 
-    def per_sample(self, params, batch):
+    def per_sample(self, params, batch, *, chunk_size=None):
         """The data term of each example, ``[batch]``, computed by ``jax.vmap`` over one-example batches.
 
-        Weights are not applied: with weights ``w`` the data term is ``sum(w * l) / sum(w)`` of these. The
-        regularizer is not included (it is not a per-example quantity).
+        Exactly ``jaxloss.per_sample_losses(obj.data_term, params, (inputs, targets), chunk_size=chunk_size)``:
+        the same per-example function as every per-sample tool. Weights are not applied: with weights ``w``
+        the data term is ``sum(w * l) / sum(w)`` of these. The regularizer is not included (it is not a
+        per-example quantity).
         """
         inputs, targets, _ = _unpack(batch)
-
-        def one(x, t):
-            return self.data_term(params, (_first_example(x), _first_example(t)))
-
-        return jax.vmap(one)(inputs, targets)
+        return _per_sample.per_sample_losses(self.data_term, params, (inputs, targets), chunk_size=chunk_size)
 
     # Structure used by the drivers -------------------------------------------------------------------------
 
@@ -192,8 +201,29 @@ class Objective:
         return self._init_params(inputs, targets)
 
     def __repr__(self):
-        loss = getattr(self.loss, "func", self.loss)
-        return f"Objective(model={getattr(self.model, '__name__', self.model)!r}, loss={getattr(loss, '__name__', loss)}, regularizer={self.regularizer!r})"
+        """``Objective(model=mlp, loss=cross_entropy(label_smoothing=0.1), regularizer=l2(strength=0.0001))``."""
+        kwargs = ", ".join(f"{k}={_regs._fmt(v) if _is_hyper(v) else repr(v)}" for k, v in self.loss_kwargs.items())
+        loss = _name(self.loss_fn) + (f"({kwargs})" if kwargs else "")
+        m = self.model
+        if m.kind == "equinox":
+            model = "module.__call__"
+        elif m.kind == "nnx":
+            model = f"{type(m.source).__name__}.__call__"
+        else:
+            model = _name(m.module.apply if m.kind == "linen" else m.source)
+        vmap = ", vmap_model=True" if self.vmap_model and m.kind != "equinox" else ""
+        return f"Objective(model={model}, loss={loss}, regularizer={self.regularizer!r}{vmap})"
+
+
+def _name(fn) -> str:
+    """A function's name for a repr: ``huber``, ``Dense.apply``, ``huber(delta=2.0)`` for a partial."""
+    if isinstance(fn, functools.partial):
+        args = ", ".join(f"{k}={v!r}" for k, v in fn.keywords.items())
+        return f"{_name(fn.func)}({args})"
+    owner = getattr(fn, "__self__", None)
+    if owner is not None and not isinstance(owner, type(sys)):
+        return f"{type(owner).__name__}.{getattr(fn, '__name__', '?')}"
+    return getattr(fn, "__name__", type(fn).__name__)
 
 
 def _is_hyper(x) -> bool:
@@ -230,7 +260,8 @@ def objective(model, loss, regularizer=None, *, vmap_model=None, **loss_kwargs) 
     """Composes a model, a loss and a regularizer into a pure ``objective(params, batch) -> scalar``.
 
     ``objective(params, batch) = loss(model(params, inputs), targets[, weights=weights]) + regularizer(params)``
-    with ``batch = (inputs, targets)`` or ``(inputs, targets, weights)``.
+    with ``batch = (inputs, targets)``, ``(inputs, targets, weights)`` or
+    ``{"inputs": ..., "targets": ...[, "weights": ...]}``.
 
     Args:
       model: one of
@@ -417,19 +448,12 @@ def linear_svm(l2=1.0, *, loss="hinge", fit_intercept=True, penalize_intercept=F
     return _ready(losses[loss], _regs.l2(l2, mask=mask), fit_intercept=fit_intercept)
 
 
-def _scaled_huber(predictions, targets, *, delta, weights=None, reduction="mean"):
-    """``sigma * (1 + 2 huber((y - p) / sigma, delta))`` with ``predictions = (p, log sigma)``: scikit-learn's
-    ``HuberRegressor`` per-sample term (Owen's concomitant scale)."""
+def _huber_log_scale(predictions, targets, *, delta, weights=None, where=None, reduction="mean"):
+    """:func:`jaxloss.concomitant_huber` of ``predictions = (p, log sigma)`` (the model's two outputs)."""
     mean, log_scale = predictions
-    sigma = jnp.exp(log_scale)
-    z = _reg.huber(mean / sigma, targets / sigma, delta=delta, reduction="none")
-    per = sigma * (1.0 + 2.0 * z)
-    if reduction == "none":
-        return per
-    if weights is None:
-        return jnp.mean(per) if reduction == "mean" else jnp.sum(per)
-    w = jnp.broadcast_to(jnp.asarray(weights, per.dtype), per.shape)
-    return jnp.sum(w * per) / jnp.sum(w) if reduction == "mean" else jnp.sum(w * per)
+    return _reg.concomitant_huber(
+        mean, targets, jnp.exp(log_scale), delta=delta, weights=weights, where=where, reduction=reduction
+    )
 
 
 def _linear_with_scale(params, x):
@@ -443,7 +467,8 @@ def huber_regression(delta=1.35, l2=0.0, *, fit_scale=False, fit_intercept=True)
     ``fit_scale=False``: ``mean(huber(x w + b, y, delta)) + 0.5 * l2 * ||w||^2`` (residuals in the
     targets' units). ``fit_scale=True``: scikit-learn's ``HuberRegressor`` objective, which estimates the
     residual scale ``sigma = exp(params["log_scale"])`` jointly (Owen 2007):
-    ``mean(sigma + 2 sigma huber((y - x w - b) / sigma, delta)) + 0.5 * l2 * ||w||^2``.
+    ``mean(sigma + 2 sigma huber((y - x w - b) / sigma, delta)) + 0.5 * l2 * ||w||^2``, the mean of
+    :func:`jaxloss.concomitant_huber`.
     ``HuberRegressor(epsilon=delta, alpha)`` equals it with ``l2 = 2 * alpha / n`` (its objective is ``n``
     times this one), and its ``scale_`` is ``sigma``.
 
@@ -460,24 +485,8 @@ def huber_regression(delta=1.35, l2=0.0, *, fit_scale=False, fit_intercept=True)
     _core.check_hyper(delta, "delta", low=0.0, low_open=True)
     reg = _regs.l2(l2, mask=_weights_only)
     if fit_scale:
-        return _ready(_scaled_huber, reg, fit_intercept=fit_intercept, model=_linear_with_scale, extra=("log_scale",), delta=delta)
+        return _ready(_huber_log_scale, reg, fit_intercept=fit_intercept, model=_linear_with_scale, extra=("log_scale",), delta=delta)
     return _ready(_reg.huber, reg, fit_intercept=fit_intercept, delta=delta)
-
-
-def _smoothed_quantile(predictions, targets, *, tau, smoothing, weights=None, reduction="mean"):
-    """The Moreau envelope of the pinball loss with parameter ``mu``: ``r^2 / (2 mu)`` for
-    ``(tau - 1) mu <= r <= tau mu`` and the pinball loss minus ``mu tau^2 / 2`` (or ``mu (1 - tau)^2 / 2``)
-    outside, ``r = y - p``."""
-    r = targets - predictions
-    mu = jnp.asarray(smoothing, r.dtype)
-    hi, lo = tau * mu, (tau - 1.0) * mu
-    per = jnp.where(
-        r > hi, tau * r - 0.5 * tau * hi, jnp.where(r < lo, (tau - 1.0) * r - 0.5 * (tau - 1.0) * lo, 0.5 * r * r / mu)
-    )
-    if weights is None:
-        return jnp.mean(per) if reduction == "mean" else (jnp.sum(per) if reduction == "sum" else per)
-    w = jnp.broadcast_to(jnp.asarray(weights, per.dtype), per.shape)
-    return jnp.sum(w * per) / jnp.sum(w) if reduction == "mean" else (jnp.sum(w * per) if reduction == "sum" else w * per)
 
 
 def quantile_regression(tau=0.5, l1=0.0, *, smoothing=0.0, fit_intercept=True) -> Objective:
@@ -485,9 +494,9 @@ def quantile_regression(tau=0.5, l1=0.0, *, smoothing=0.0, fit_intercept=True) -
 
     scikit-learn's ``QuantileRegressor(quantile=tau, alpha=l1)`` minimises exactly this (as a linear
     program). The pinball loss is non-smooth; ``smoothing=mu > 0`` replaces it by its Moreau envelope
-    (a Huber-like rounding of the kink of width ``mu``), which is below the pinball loss by at most
-    ``mu * max(tau, 1 - tau)^2 / 2`` per example, so minimising with ``mu`` decreasing towards 0 (each
-    solve warm-started) reaches the exact minimum to that accuracy.
+    :func:`jaxloss.smoothed_quantile` (a Huber-like rounding of the kink of width ``mu``), which is below
+    the pinball loss by at most ``mu * max(tau, 1 - tau)^2 / 2`` per example, so minimising with ``mu``
+    decreasing towards 0 (each solve warm-started) reaches the exact minimum to that accuracy.
 
     Args:
       tau: the quantile in ``(0, 1)``.
@@ -506,7 +515,7 @@ def quantile_regression(tau=0.5, l1=0.0, *, smoothing=0.0, fit_intercept=True) -
     reg = _regs.l1(l1, mask=_weights_only) if not (_core.is_concrete(l1) and float(l1) == 0.0) else None
     if _core.is_concrete(smoothing) and float(smoothing) == 0.0:
         return _ready(_reg.quantile, reg, fit_intercept=fit_intercept, tau=tau)
-    return _ready(_smoothed_quantile, reg, fit_intercept=fit_intercept, tau=tau, smoothing=smoothing)
+    return _ready(_reg.smoothed_quantile, reg, fit_intercept=fit_intercept, tau=tau, smoothing=smoothing)
 
 
 def poisson_regression(l2=0.0, *, fit_intercept=True) -> Objective:

@@ -29,10 +29,39 @@ import numpy as np
 import optax
 
 from jaxloss import _models
+from jaxloss import implicit as _implicit
 from jaxloss import prox as _prox
 from jaxloss import regularizers as _regs
 
 __all__ = ["OptimizeResult", "minimize"]
+
+ImplicitDiff = _implicit.ImplicitDiff  # exported as jaxloss.ImplicitDiff from jaxloss.implicit
+
+
+CONVERGED, MAX_STEPS, NON_FINITE, LINESEARCH_FAILED, NO_PROGRESS, UNBOUNDED = range(6)
+_RUNNING = -1
+_REASONS = {
+    CONVERGED: "converged: the gradient norm fell below tol times its scale",
+    MAX_STEPS: "step cap: max_steps steps were taken before convergence",
+    NON_FINITE: "non-finite: the objective or its gradient became NaN or inf (check the data and the initial params); "
+    "params are the last finite iterate",
+    LINESEARCH_FAILED: "line-search failure: no step decreased the objective enough",
+    NO_PROGRESS: "no progress: the objective stopped decreasing before the gradient met the tolerance",
+    UNBOUNDED: "possibly unbounded: the gradient is small but a Newton step of about the parameters' size remains "
+    "(no minimizer, e.g. separable data without l2, or badly conditioned); add regularization",
+}
+STATUS_NAMES = {CONVERGED: "converged", MAX_STEPS: "max_steps", NON_FINITE: "non_finite",
+                LINESEARCH_FAILED: "linesearch_failed", NO_PROGRESS: "no_progress", UNBOUNDED: "unbounded"}
+
+
+def _summary(x) -> str:
+    try:
+        a = np.asarray(x)
+    except Exception:  # a tracer
+        return "<traced>"
+    if a.ndim == 0:
+        return f"{a.item():.6g}" if a.dtype.kind == "f" else str(a.item())
+    return f"<{a.dtype.name}{list(a.shape)}>"
 
 
 class OptimizeResult(NamedTuple):
@@ -41,16 +70,18 @@ class OptimizeResult(NamedTuple):
     Attributes:
       params: the final parameters (same structure as the initial ones).
       value: the final objective value (for :func:`fit`: the mean loss of the last epoch).
-      grad_norm: the final gradient norm; for a non-smooth regularizer, the norm of the proximal-gradient
-        mapping ``(x - prox(x - t grad f(x), t)) / t``, which is 0 exactly at a minimum (for :func:`fit`:
-        the last mini-batch's gradient norm).
+      grad_norm: the final gradient norm; for a non-smooth regularizer or a constraint, the norm of the
+        proximal-gradient mapping ``(x - prox(x - t grad f(x), t)) / t``, which is 0 exactly at a minimum
+        (for :func:`fit`: the last mini-batch's gradient norm).
       num_steps: the number of optimizer steps taken.
-      converged: whether ``grad_norm <= tol`` was reached within ``max_steps`` (always ``False`` for
-        :func:`fit`, which has no convergence test).
+      converged: ``status == CONVERGED`` (always ``False`` for :func:`fit`, which has no convergence test).
       history: the objective value before the first step and after each step (:func:`minimize`; NaN-padded
         to ``max_steps + 1`` entries when called under a transformation), or the mean loss per epoch
         (:func:`fit`).
       opt_state: the final optax state (``None`` for the built-in proximal gradient method).
+      status: why :func:`minimize` stopped, an int32 code: ``0`` converged, ``1`` step cap, ``2`` non-finite
+        value or gradient, ``3`` line-search failure, ``4`` no progress, ``5`` possibly unbounded (see
+        :attr:`reason`); ``None`` for :func:`fit`.
     """
 
     params: Any
@@ -60,6 +91,28 @@ class OptimizeResult(NamedTuple):
     converged: Any
     history: Any
     opt_state: Any = None
+    status: Any = None
+
+    @property
+    def reason(self) -> str:
+        """The readable reason for :attr:`status` (one per entry when batched by ``jax.vmap``)."""
+        if self.status is None:
+            return "no convergence test (mini-batch training)"
+        try:
+            codes = np.asarray(self.status)
+        except Exception:  # traced
+            return "<traced>"
+        if codes.ndim == 0:
+            return _REASONS[int(codes)]
+        return "; ".join(f"{STATUS_NAMES[int(c)]} x{int(np.sum(codes == c))}" for c in np.unique(codes))
+
+    def __repr__(self):
+        status = "None" if self.status is None else (
+            STATUS_NAMES.get(int(np.asarray(self.status)), "?") if _summary(self.status).lstrip("-").isdigit() else _summary(self.status))
+        leaves = jax.tree_util.tree_leaves(self.params)
+        size = sum(int(np.size(x)) for x in leaves if hasattr(x, "shape"))
+        return (f"OptimizeResult(status={status}, value={_summary(self.value)}, grad_norm={_summary(self.grad_norm)}, "
+                f"num_steps={_summary(self.num_steps)}, params=<{len(leaves)} leaves, {size} numbers>)")
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -198,10 +251,82 @@ class _Data:
         return self._fixed if self.static is None else _combine(dyn, self.static)
 
 
-def _optax_loop(F, G, optimizer, static, max_steps, prox_step):
-    """The jitted loop for an optax optimizer (plus a proximal step when ``G`` holds a non-smooth part)."""
+def _progress_hook(progress):
+    """``(every, fn)`` for the host callback of ``minimize(progress=...)``, or ``None``."""
+    if progress is None or progress is False or (isinstance(progress, int) and progress <= 0):
+        return None
+    if callable(progress):
+        return 1, progress
+    return int(progress), _show
 
-    def run(p0, data, tol, f_dyn, g_dyn):
+
+def _show(k, value, gnorm):
+    print(f"minimize step {int(k):6d}  value {float(value):.10g}  grad_norm {float(gnorm):.3e}", flush=True)
+
+
+def _report(hook, k, full, gnorm):
+    if hook is not None:
+        every, fn = hook
+        jax.lax.cond(k % every == 0, lambda a: jax.debug.callback(fn, *a), lambda a: None, (k, full, gnorm))
+
+
+_PATIENCE = 20  # steps without a new best value or gradient norm before "no progress" (L-BFGS)
+_PATIENCE_FISTA = 50  # FISTA's gradient mapping at the extrapolated point oscillates more
+
+
+def _next_status(k, full, gnorm, thr, best, stall, ls_failed, max_steps, monotone=True, patience=_PATIENCE):
+    """(status, best, stall) after a step: the stopping rules in their order of precedence. ``best`` is
+    the (lowest value, lowest gradient norm) so far; "no progress" is ``_PATIENCE`` steps improving
+    neither (float32 values stagnate near a minimum while the gradient still falls), for monotone methods
+    only (line searches, FISTA), not oscillating ones such as Adam."""
+    best_v, best_g = best
+    improved = (full < best_v) | (gnorm < best_g)
+    best = (jnp.minimum(best_v, full), jnp.minimum(best_g, gnorm))
+    stall = jnp.where(improved, 0, stall + 1)
+    status = jnp.where(
+        ~(jnp.isfinite(full) & jnp.isfinite(gnorm)), NON_FINITE,
+        jnp.where(gnorm <= thr, CONVERGED,
+                  jnp.where(ls_failed, LINESEARCH_FAILED,
+                            jnp.where((stall >= patience) & monotone, NO_PROGRESS,
+                                      jnp.where(k >= max_steps, MAX_STEPS, _RUNNING)))))
+    return status.astype(jnp.int32), best, stall
+
+
+def _initial_status(full0, gnorm0, thr, max_steps):
+    status = jnp.where(~(jnp.isfinite(full0) & jnp.isfinite(gnorm0)), NON_FINITE,
+                       jnp.where(gnorm0 <= thr, CONVERGED, MAX_STEPS if max_steps == 0 else _RUNNING))
+    return status.astype(jnp.int32)
+
+
+def _threshold(tol, atol, full0, gnorm0):
+    """The convergence threshold: ``max(atol, tol * max(||g_0||, |f_0|))``, relative to the scale of the
+    objective and of its initial gradient (unchanged by rescaling the objective)."""
+    scale = jnp.maximum(gnorm0, jnp.abs(full0))
+    return jnp.maximum(jnp.asarray(atol, full0.dtype), jnp.asarray(tol, full0.dtype) * jnp.where(jnp.isfinite(scale), scale, 0.0))
+
+
+def _keep(ok, new, old):
+    return jax.tree_util.tree_map(lambda a, b: jnp.where(ok, a, b), new, old)
+
+
+def _unbounded_check(fd, p, grad, gnorm, status, tol):
+    """Flags a 'solution' with a small gradient from which a Newton step along the gradient is still
+    long compared with the parameters (the objective decreasing towards an asymptote: no minimizer)."""
+    safe = jnp.where(gnorm > 0, gnorm, 1.0)
+    v = jax.tree_util.tree_map(lambda a: a / safe.astype(a.dtype), grad)
+    hv = jax.jvp(jax.grad(fd), (p,), (v,))[1]
+    curv = _tree_vdot(v, hv).astype(gnorm.dtype)
+    delta = gnorm / jnp.where(curv > 0, curv, 1.0)
+    size = 1.0 + _tree_norm(p).astype(gnorm.dtype)
+    suspicious = (gnorm > 0) & (curv > 0) & (delta > jnp.sqrt(jnp.asarray(tol, gnorm.dtype)) * size)
+    return jnp.where((status == CONVERGED) & suspicious, UNBOUNDED, status).astype(jnp.int32)
+
+
+def _optax_loop(F, G, optimizer, static, max_steps, prox_step, hook):
+    """The jitted loop for an optax optimizer (plus a proximal step when ``G`` holds a non-smooth part or a
+    constraint)."""
+
+    def run(p0, data, tol, atol, f_dyn, g_dyn):
         f, g = F.rebuild(f_dyn), G.rebuild(g_dyn)
         opt = optimizer if g is None else optax.chain(optimizer, _prox.transform(g, prox_step))
         opt = optax.with_extra_args_support(opt)
@@ -209,51 +334,77 @@ def _optax_loop(F, G, optimizer, static, max_steps, prox_step):
         state0 = opt.init(p0)
         from_state = optax.tree.get(state0, "value") is not None and optax.tree.get(state0, "grad") is not None
         if from_state and g is not None:
-            raise ValueError("a line-search optimizer cannot be combined with proximal steps; use optimizer=None")
+            raise ValueError("a line-search optimizer cannot be combined with proximal steps or constraints; use optimizer=None")
         vg_state = optax.value_and_grad_from_state(fd) if from_state else None
+        has_info = optax.tree.get(state0, "info") is not None
+
+        def step_size(count):
+            t = prox_step(count) if callable(prox_step) else prox_step
+            return jnp.asarray(1.0 if t is None else t)
 
         def measure(p, v, grad, count):
             """(full objective value, gradient or gradient-mapping norm)."""
             if g is None:
                 return v, _tree_norm(grad)
-            t = prox_step(count) if callable(prox_step) else prox_step
-            t = jnp.asarray(t, v.dtype)
+            t = step_size(count).astype(v.dtype)
             moved = g.prox(jax.tree_util.tree_map(lambda x, d: x - t * d, p, grad), t)
             return v + g(p), _tree_norm(_tree_sub(p, moved)) / t
 
         v0, grad0 = jax.value_and_grad(fd)(p0)
         full0, gnorm0 = measure(p0, v0, grad0, 0)
-        hist = jnp.full((max_steps + 1,), jnp.nan, full0.dtype).at[0].set(full0)
+        dtype = full0.dtype
+        gnorm0 = gnorm0.astype(dtype)
+        thr = _threshold(tol, atol, full0, gnorm0)
+        hist = jnp.full((max_steps + 1,), jnp.nan, dtype).at[0].set(full0)
+        status0 = _initial_status(full0, gnorm0, thr, max_steps)
 
         def cond(c):
-            _, _, full, _, gnorm, k, _ = c
-            return (k < max_steps) & (gnorm > tol) & jnp.isfinite(full)
+            return c[-1] == _RUNNING
 
         def body(c):
-            p, state, value, grad, _, k, hist = c  # value: f(p) (g is None whenever it is used)
-            updates, state = opt.update(grad, state, p, value=value, grad=grad, value_fn=fd)
-            p = optax.apply_updates(p, updates)
-            v, grad = vg_state(p, state=state) if from_state else jax.value_and_grad(fd)(p)
-            full, gnorm = measure(p, v, grad, k + 1)
-            return p, state, full.astype(hist.dtype), grad, gnorm.astype(hist.dtype), k + 1, hist.at[k + 1].set(full)
+            p, state, value, full, grad, _, k, hist, best, stall, _ = c
+            updates, new_state = opt.update(grad, state, p, value=value, grad=grad, value_fn=fd)
+            new = optax.apply_updates(p, updates)
+            v, new_grad = vg_state(new, state=new_state) if from_state else jax.value_and_grad(fd)(new)
+            new_full, gnorm = measure(new, v, new_grad, k + 1)
+            new_full, gnorm = new_full.astype(dtype), gnorm.astype(dtype)
+            ls_failed = jnp.asarray(False)
+            if has_info:
+                info = optax.tree.get(new_state, "info")
+                ls_failed = (info.decrease_error > 0) & ~(new_full < full)
+            finite = jnp.isfinite(new_full) & jnp.isfinite(gnorm)
+            accept = finite & ~ls_failed
+            status, best, stall = _next_status(k + 1, new_full, gnorm, thr, best, stall, ls_failed, max_steps, from_state)
+            _report(hook, k + 1, new_full, gnorm)
+            p, state = _keep(accept, new, p), _keep(accept, new_state, state)
+            value, grad = _keep(accept, v, value), _keep(accept, new_grad, grad)
+            kept_full = jnp.where(accept, new_full, full)
+            gnorm = jnp.where(accept, gnorm, c[5])
+            return p, state, value, kept_full, grad, gnorm, k + 1, hist.at[k + 1].set(new_full), best, stall, status
 
-        carry = (p0, state0, full0, grad0, gnorm0.astype(full0.dtype), jnp.zeros((), jnp.int32), hist)
-        p, state, full, _, gnorm, k, hist = jax.lax.while_loop(cond, body, carry)
-        return p, full, gnorm, k, gnorm <= tol, hist, state
+        zero = jnp.zeros((), jnp.int32)
+        carry = (p0, state0, v0, full0, grad0, gnorm0, zero, hist, (full0, gnorm0), zero, status0)
+        p, state, _, full, grad, gnorm, k, hist, _, _, status = jax.lax.while_loop(cond, body, carry)
+        if g is None:
+            status = _unbounded_check(fd, p, grad, gnorm, status, tol)
+        return p, full, gnorm, k, status, hist, state, step_size(k).astype(dtype)
 
     return jax.jit(run)
 
 
-def _fista_loop(F, G, static, max_steps):
-    """Accelerated proximal gradient (FISTA) with backtracking line search and function-value restart."""
+def _fista_loop(F, G, static, max_steps, hook):
+    """Accelerated proximal gradient (FISTA) with backtracking line search and function-value restart;
+    ``G`` is the non-smooth part: a regularizer, a constraint, or both (see :class:`_ProxPart`)."""
 
-    def run(p0, data, tol, f_dyn, g_dyn):
+    def run(p0, data, tol, atol, f_dyn, g_dyn):
         f, g = F.rebuild(f_dyn), G.rebuild(g_dyn)
         fd = lambda p: f(_combine(p, static), data)  # noqa: E731
         vg = jax.value_and_grad(fd)
         total = lambda p, v: v + g(p)  # noqa: E731
 
-        f0 = fd(p0)
+        if isinstance(g, _ProxPart) and g.constraint is not None:
+            p0 = g.constraint.project(p0)  # a feasible start
+        f0, g0 = vg(p0)
         full0 = total(p0, f0)
         dtype = full0.dtype
         hist = jnp.full((max_steps + 1,), jnp.nan, dtype).at[0].set(full0)
@@ -266,11 +417,10 @@ def _fista_loop(F, G, static, max_steps):
             return z, fz, d, ok
 
         def cond(c):
-            k, gnorm, full = c[0], c[5], c[3]
-            return (k < max_steps) & (gnorm > tol) & jnp.isfinite(full)
+            return c[-1] == _RUNNING
 
         def body(c):
-            k, x, y, Fx, t, _, s, hist = c
+            k, x, y, Fx, t, gn_old, s, hist, best, stall, _ = c
             fy, gy = vg(y)
 
             def bt_cond(b):
@@ -282,30 +432,81 @@ def _fista_loop(F, G, static, max_steps):
                 return s, z, fz, d, ok, b[5] + 1
 
             z, fz, d, ok = prox_step(y, fy, gy, s)
-            s, z, fz, d, _, _ = jax.lax.while_loop(bt_cond, bt_body, (s, z, fz, d, ok, 0))
-            Fz = total(z, fz)
-            gnorm = _tree_norm(d) / s  # gradient mapping at y
+            s, z, fz, d, ok, _ = jax.lax.while_loop(bt_cond, bt_body, (s, z, fz, d, ok, 0))
+            Fz = total(z, fz).astype(dtype)
+            gnorm = (_tree_norm(d) / s).astype(dtype)  # gradient mapping at y
+            status, best, stall = _next_status(k + 1, Fz, gnorm, thr, best, stall, ~ok, max_steps, True, _PATIENCE_FISTA)
+            _report(hook, k + 1, Fz, gnorm)
+            finite = jnp.isfinite(Fz) & jnp.isfinite(gnorm)
             # z is accepted; if the value went up, the momentum restarts from z (O'Donoghue & Candes 2015)
             restart = Fz > Fx
             t_new = 0.5 * (1.0 + jnp.sqrt(1.0 + 4.0 * t * t))
             beta = jnp.where(restart, 0.0, (t - 1.0) / t_new)
             y_new = jax.tree_util.tree_map(lambda a, zz: zz + beta * (zz - a), x, z)
             t_new = jnp.where(restart, 1.0, t_new).astype(t.dtype)
-            return k + 1, z, y_new, Fz, t_new, gnorm.astype(dtype), s, hist.at[k + 1].set(Fz)
+            z = _keep(finite, z, x)
+            return (k + 1, z, y_new, jnp.where(finite, Fz, Fx), t_new, jnp.where(finite, gnorm, gn_old), s,
+                    hist.at[k + 1].set(Fz), best, stall, status)
 
         # First step 1 / (curvature along the gradient), a lower bound on 1 / L that backtracking then
         # halves as needed; the step never grows again (growing it breaks the momentum).
-        g0 = jax.grad(fd)(p0)
         gn0 = _tree_norm(g0)
         v = jax.tree_util.tree_map(lambda a: a / jnp.where(gn0 > 0, gn0, 1.0), g0)
         hv = jax.jvp(jax.grad(fd), (p0,), (v,))[1]
         curv = _tree_norm(hv).astype(dtype)
         s0 = jnp.where((curv > 0) & jnp.isfinite(curv), 1.0 / jnp.where(curv > 0, curv, 1.0), 1.0).astype(dtype)
-        carry = (jnp.zeros((), jnp.int32), p0, p0, full0, jnp.ones((), dtype), jnp.asarray(jnp.inf, dtype), s0, hist)
-        k, x, _, Fx, _, gnorm, _, hist = jax.lax.while_loop(cond, body, carry)
-        return x, Fx, gnorm, k, gnorm <= tol, hist, None
+        moved0 = g.prox(jax.tree_util.tree_map(lambda a, b: a - s0 * b, p0, g0), s0)
+        gm0 = (_tree_norm(_tree_sub(p0, moved0)) / s0).astype(dtype)
+        thr = _threshold(tol, atol, full0, gm0)
+        status0 = _initial_status(full0, gm0, thr, max_steps)
+        zero = jnp.zeros((), jnp.int32)
+        carry = (zero, p0, p0, full0, jnp.ones((), dtype), gm0, s0, hist, (full0, gm0), zero, status0)
+        k, x, _, Fx, _, gnorm, s, hist, _, _, status = jax.lax.while_loop(cond, body, carry)
+        return x, Fx, gnorm, k, status, hist, None, s
 
     return jax.jit(run)
+
+
+class _ProxPart:
+    """The non-smooth part of an objective for proximal methods: a regularizer with a closed-form prox,
+    a constraint, or a separable regularizer followed by a box/non-negativity projection (exact for
+    separable terms on a product of intervals). A pytree of both parts' leaves."""
+
+    def __init__(self, reg, constraint):
+        self.reg, self.constraint = reg, constraint
+
+    def __call__(self, params):
+        return self.reg(params) if self.reg is not None else self.constraint(params)
+
+    def prox(self, params, step):
+        if self.reg is not None:
+            params = self.reg.prox(params, step)
+        if self.constraint is not None:
+            params = self.constraint.project(params)
+        return params
+
+    def __repr__(self):
+        return " + ".join(repr(x) for x in (self.reg, self.constraint) if x is not None)
+
+
+jax.tree_util.register_pytree_node(
+    _ProxPart, lambda p: ((p.reg, p.constraint), None), lambda _, c: _ProxPart(*c)
+)
+
+
+def _nonsmooth(g, constraint):
+    if constraint is None:
+        return g
+    if not isinstance(constraint, _prox.Constraint):
+        raise TypeError(f"constraint must be a jaxloss.prox constraint (NonNegative, Box, Simplex, L2Ball); got {constraint!r}")
+    if g is not None:
+        separable = isinstance(g, _regs.Regularizer) and all(t.kind in ("l1", "elastic_net", "l2") for t in g.terms)
+        if not (constraint.separable and separable):
+            raise NotImplementedError(
+                f"the proximal operator of {g!r} under {constraint!r} has no closed form here; a non-smooth "
+                "regularizer combines only with NonNegative or Box (and l1 / elastic_net terms)"
+            )
+    return _ProxPart(g, constraint)
 
 
 @functools.lru_cache(maxsize=None)
@@ -318,6 +519,42 @@ def _is_traced(x) -> bool:
     return isinstance(x, jax.core.Tracer)
 
 
+def _check_data(data):
+    for path, leaf in jax.tree_util.tree_flatten_with_path(data)[0]:
+        shape = np.shape(leaf)
+        if len(shape) >= 1 and shape[0] == 0:
+            where = jax.tree_util.keystr(path) or "data"
+            raise ValueError(f"minimize got empty data: {where} has shape {tuple(shape)} (no examples)")
+
+
+class _Implicit:
+    """The optimality condition of a solve, for :func:`jaxloss.implicit.attach`."""
+
+    def __init__(self, F, G, static, dstatic, options):
+        self.F, self.G, self.static, self.dstatic = F, G, static, dstatic
+        self.symmetric = G.static is None and G._fixed is None
+        self.options = options
+
+    def _f(self, x, theta):
+        f_dyn, _, ddata = theta
+        f = self.F.rebuild(f_dyn)
+        return f(_combine(x, self.static), _combine(ddata, self.dstatic))
+
+    def total(self, x, theta):
+        v = self._f(x, theta)
+        if self.symmetric:
+            return v
+        return v + self.G.rebuild(theta[1])(x)
+
+    def optimality(self, x, step, theta):
+        grad = jax.grad(self._f)(x, theta)
+        if self.symmetric:
+            return grad
+        g = self.G.rebuild(theta[1])
+        moved = g.prox(jax.tree_util.tree_map(lambda a, b: a - step.astype(a.dtype) * b, x, grad), step)
+        return _tree_sub(x, moved)
+
+
 def minimize(
     objective: Callable,
     params,
@@ -326,73 +563,128 @@ def minimize(
     *,
     max_steps: int = 500,
     tol: float = 1e-6,
+    atol: float = 0.0,
     regularizer=None,
+    constraint=None,
     prox_step=None,
+    progress=None,
+    implicit_diff: Optional[_implicit.ImplicitDiff] = None,
 ) -> OptimizeResult:
-    """Minimises ``objective(params, data)`` over ``params``, the whole loop under ``jax.jit``.
+    """Minimises ``objective(params, data)`` over ``params``, the whole loop under ``jax.jit``; the
+    solution is differentiable (implicitly).
 
-    One ``lax.while_loop`` runs until the gradient norm is at most ``tol`` (absolute, in the params'
-    Euclidean norm), the value becomes non-finite, or ``max_steps`` steps have been taken. The compiled
-    loop is cached; the float hyperparameters of a :class:`jaxloss.Objective` and its regularizer are
-    passed as data, so ``minimize(jaxloss.lasso_regression(alpha), ...)`` over many ``alpha`` compiles once.
+    One ``lax.while_loop`` runs until one of these holds (``result.status`` says which, ``result.reason``
+    in words):
+
+    * **converged**: the gradient norm (or proximal-gradient mapping norm) is at most
+      ``max(atol, tol * max(||g_0||, |f_0|))``, relative to the initial gradient and objective value, so
+      the criterion does not change when the objective or the parameters are rescaled;
+    * **step cap**: ``max_steps`` steps;
+    * **non-finite**: the value or gradient became NaN/inf (the last finite iterate is returned; a NaN in
+      the data stops at step 0 with this status);
+    * **line-search failure**: the line search (L-BFGS's zoom search, FISTA's backtracking) found no
+      acceptable step;
+    * **no progress**: 20 steps (FISTA: 50) without a new lowest value or gradient norm (line-search
+      optimizers and FISTA only);
+    * **possibly unbounded**: the solver stopped with a small gradient but a Newton step along the
+      gradient is still long compared with the parameters: the objective decreases towards an asymptote
+      (one-class or separable logistic regression without l2) or is badly conditioned. ``converged`` is
+      then ``False``. Checked for smooth objectives that met the tolerance (one extra Hessian-vector
+      product).
+
+    Empty data (a leading axis of length 0) raises ``ValueError``.
 
     Methods:
 
     * smooth objective: any optax optimizer (default ``optax.lbfgs()``, whose zoom line search gets the
       value function); the value and gradient found by a line search are reused.
-    * non-smooth regularizer (``l1``, ``elastic_net``, ``group_lasso`` in the objective's regularizer or in
-      ``regularizer=``) and ``optimizer=None``: FISTA (accelerated proximal gradient) with backtracking
-      line search and function-value restart; ``grad_norm`` is then the proximal-gradient mapping norm.
-    * non-smooth regularizer and an optax optimizer without line search: the optimizer's updates on the
-      smooth part followed by the proximal step ``prox_step`` (its learning rate, a float or schedule), as
-      in :func:`jaxloss.prox.transform`; ``prox_step`` is required.
+    * non-smooth regularizer (``l1``, ``elastic_net``, ``group_lasso``) or a ``constraint`` and
+      ``optimizer=None``: FISTA (accelerated proximal / projected gradient) with backtracking line search
+      and function-value restart; ``grad_norm`` is then the proximal-gradient mapping norm.
+    * the same with an optax optimizer without line search: its updates on the smooth part followed by the
+      proximal step (or projection) with step ``prox_step`` (its learning rate, a float or schedule), as in
+      :func:`jaxloss.prox.transform`.
 
-    To minimise a non-smooth objective with plain (sub)gradients instead, pass a function that hides the
-    regularizer: ``lambda p, d: obj(p, d)``.
+    Differentiation: ``jax.grad``, ``jax.jvp`` and ``jax.vmap`` of ``result.params`` and ``result.value``
+    work with respect to the float hyperparameters of the objective, its regularizer and the constraint
+    (they are pytree leaves: strengths, ``delta``, bounds, radius) and to the float leaves of ``data``
+    (inputs, targets, example weights), by implicit differentiation of the stationarity condition or of
+    the proximal-gradient fixed point (:mod:`jaxloss.implicit`); never by unrolling the loop. The
+    solution does not depend on the initial ``params`` (zero derivative). Check ``result.converged``:
+    the derivative is that of the exact solution, accurate to the solve's accuracy. A failed linear
+    solve gives NaN derivatives by default (``implicit_diff``). Values closed over by a plain Python
+    objective function are not differentiated (JAX raises): pass them in ``data`` or use a pytree.
 
     Args:
       objective: ``objective(params, data) -> scalar``; a :class:`jaxloss.Objective` is split into its
         smooth and non-smooth parts automatically.
       params: the initial parameters (any pytree; non-float leaves are held fixed).
-      data: the full batch, e.g. ``(inputs, targets)``; passed to the objective as is.
+      data: the full batch, e.g. ``(inputs, targets[, weights])``; passed to the objective as is.
       optimizer: an ``optax.GradientTransformation``, or ``None`` for the defaults above.
       max_steps: the step cap (static).
-      tol: the gradient-norm tolerance.
+      tol: the relative gradient tolerance (see above).
+      atol: an absolute floor of the gradient threshold (default 0).
       regularizer: an extra :class:`jaxloss.Regularizer` added to the objective.
-      prox_step: the proximal step size for an optax optimizer with a non-smooth regularizer.
+      constraint: a :class:`jaxloss.prox.Constraint` (``NonNegative``, ``Box``, ``Simplex``, ``L2Ball``):
+        projected FISTA (or projected steps of ``optimizer``).
+      prox_step: the proximal step size for an optax optimizer with a non-smooth regularizer or constraint.
+      progress: ``k`` (an int) prints the step, value and gradient norm every ``k`` steps from inside the
+        compiled loop (a host callback); a function ``fn(step, value, grad_norm)`` is called every step
+        instead. Off by default.
+      implicit_diff: a :class:`jaxloss.ImplicitDiff` (linear solver, tolerance, damping, failure policy)
+        for derivatives of the solution.
 
     Returns:
       an :class:`OptimizeResult` (``history`` trimmed to ``num_steps + 1`` entries outside of
       transformations).
 
     Examples:
-      >>> import jax.numpy as jnp, jaxloss
+      >>> import jax, jax.numpy as jnp, jaxloss
       >>> x = jnp.array([[1.0], [2.0], [3.0]]); y = jnp.array([1.0, 2.0, 3.5])
       >>> res = jaxloss.minimize(jaxloss.lasso_regression(0.5), {"w": jnp.zeros(1), "b": jnp.zeros(())}, (x, y), tol=1e-9)
-      >>> print(bool(res.converged), round(float(res.params["w"][0]), 4))
-      True 0.5
+      >>> print(res.reason)
+      converged: the gradient norm fell below tol times its scale
+      >>> print(round(float(res.params["w"][0]), 4))
+      0.5
+      >>> # the lasso weight's derivative in alpha: -1 / var(x) on the active set
+      >>> dw = jax.grad(lambda a: jaxloss.minimize(jaxloss.lasso_regression(a), res.params, (x, y), tol=1e-9).params["w"][0])
+      >>> print(round(float(dw(0.5)), 4))
+      -1.5
     """
     if max_steps < 0:
         raise ValueError(f"max_steps must be >= 0; got {max_steps}")
+    _check_data(data)
     f, g = _split(objective, regularizer)
+    g = _nonsmooth(g, constraint)
     diff, static = _models.partition(params, objective)  # Flax / Equinox models: their trainable arrays
     if g is not None and optimizer is not None and prox_step is None:
-        raise ValueError(
-            f"the objective has a non-smooth regularizer ({g!r}): leave optimizer=None for accelerated "
-            "proximal gradient, or pass prox_step= (the optimizer's learning rate) for proximal steps"
-        )
+        if constraint is not None and g.reg is None:
+            prox_step = 1.0  # a projection ignores the step
+        else:
+            raise ValueError(
+                f"the objective has a non-smooth regularizer ({g!r}): leave optimizer=None for accelerated "
+                "proximal gradient, or pass prox_step= (the optimizer's learning rate) for proximal steps"
+            )
+    hook = _progress_hook(progress)
     F, G = _Data(f), _Data(g)
     if g is None:
         optimizer = _default_lbfgs() if optimizer is None else optimizer
-        key = ("optax", F.key, optimizer, None, static, max_steps, None)
-        run = _cached(key, lambda: _optax_loop(F, G, optimizer, static, max_steps, None))
+        key = ("optax", F.key, optimizer, None, static, max_steps, None, hook)
+        run = _cached(key, lambda: _optax_loop(F, G, optimizer, static, max_steps, None, hook))
     elif optimizer is None:
-        key = ("fista", F.key, G.key, static, max_steps)
-        run = _cached(key, lambda: _fista_loop(F, G, static, max_steps))
+        key = ("fista", F.key, G.key, static, max_steps, hook)
+        run = _cached(key, lambda: _fista_loop(F, G, static, max_steps, hook))
     else:
-        key = ("optax", F.key, optimizer, G.key, static, max_steps, prox_step)
-        run = _cached(key, lambda: _optax_loop(F, G, optimizer, static, max_steps, prox_step))
-    p, value, gnorm, k, converged, hist, state = run(diff, data, tol, F.dyn, G.dyn)
+        key = ("optax", F.key, optimizer, G.key, static, max_steps, prox_step, hook)
+        run = _cached(key, lambda: _optax_loop(F, G, optimizer, static, max_steps, prox_step, hook))
+    ddata, dstatic = _partition(data)
+    stop = jax.lax.stop_gradient
+    p, value, gnorm, k, status, hist, state, step = run(
+        stop(diff), _combine(stop(ddata), dstatic), tol, atol, stop(F.dyn), stop(G.dyn)
+    )
+    spec = _Implicit(F, G, static, dstatic, implicit_diff)
+    p, value = _implicit.attach(spec, p, value, step, (F.dyn, G.dyn, ddata))
     if not _is_traced(k):
         hist = hist[: int(k) + 1]
-    return OptimizeResult(_combine(p, static), value, gnorm, k, converged, hist, state)
+    return OptimizeResult(_combine(p, static), value, gnorm, k, status == CONVERGED, hist, state, status)
+

@@ -20,7 +20,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Union
+from typing import Any, Callable, NamedTuple, Optional, Union
 
 import jax
 import jax.numpy as jnp
@@ -29,7 +29,21 @@ import optax
 
 from jaxloss import _core
 
-__all__ = ["soft_threshold", "l2", "elastic_net", "group_lasso", "non_negative", "box", "transform", "ProxState"]
+__all__ = [
+    "soft_threshold",
+    "l2",
+    "elastic_net",
+    "group_lasso",
+    "non_negative",
+    "box",
+    "transform",
+    "ProxState",
+    "Constraint",
+    "NonNegative",
+    "Box",
+    "Simplex",
+    "L2Ball",
+]
 
 
 def _is_float_leaf(x) -> bool:
@@ -187,7 +201,8 @@ def box(params, step=None, *, lower, upper):
       params: a pytree of arrays.
       step: ignored (a projection does not depend on the step); present so that
         ``functools.partial(box, lower=0.0, upper=1.0)`` can be given to :func:`transform`.
-      lower, upper: bounds, scalars or pytrees of the params' structure.
+      lower: the lower bound, a scalar or a pytree of the params' structure.
+      upper: the upper bound, likewise.
 
     Examples:
       >>> import jax.numpy as jnp, jaxloss
@@ -272,3 +287,186 @@ def transform(regularizer, learning_rate: Optional[Union[float, Callable]] = Non
         return updates, ProxState(count=optax.safe_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)
+
+
+# -------------------------------------------------------------------------------------------------------
+# Constraint sets for jaxloss.minimize(constraint=...)
+# -------------------------------------------------------------------------------------------------------
+
+
+class Constraint:
+    """A convex set for ``jaxloss.minimize(..., constraint=c)``: ``c.project(params)`` is the Euclidean
+    projection onto it, ``c.prox(params, step)`` the same (a projection is the proximal operator of the
+    set's indicator, for every step).
+
+    ``mask=`` (a pytree of bools or a predicate on the parameter path, as for regularizers; default:
+    every float leaf) selects the constrained leaves; the others are free. :class:`Simplex` and
+    :class:`L2Ball` treat the selected leaves together as one vector. The bounds, the simplex's scale and
+    the ball's radius are pytree leaves: a solution is differentiable with respect to them.
+    """
+
+    mask: Any = None
+
+    def _selected(self, params):
+        from jaxloss import regularizers as _regs  # regularizers imports this module
+
+        _, leaves, flags = _regs._leaf_flags(_regs._canonical_mask(self.mask), params)
+        return leaves, flags
+
+    def project(self, params):
+        leaves, treedef = jax.tree_util.tree_flatten(params)
+        _, flags = self._selected(params)
+        chosen = [x for x, f in zip(leaves, flags) if f]
+        if not chosen:
+            return params
+        projected = iter(self._project_leaves(chosen))
+        out = [next(projected) if f else x for x, f in zip(leaves, flags)]
+        return jax.tree_util.tree_unflatten(treedef, out)
+
+    def prox(self, params, step=None):
+        del step
+        return self.project(params)
+
+    def violation(self, params):
+        """The distance from ``params`` to the set (0 when feasible)."""
+        moved = self.project(params)
+        parts = [jnp.sum(jnp.square(a - b)) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(moved))]
+        return jnp.sqrt(sum(parts[1:], parts[0])) if parts else jnp.zeros(())
+
+    def __call__(self, params):
+        """The indicator's value on feasible points: 0 (the objective is unchanged inside the set)."""
+        leaves = [x for x in jax.tree_util.tree_leaves(params) if _is_float_leaf(x)]
+        return jnp.zeros((), jnp.result_type(*leaves) if leaves else jnp.float32)
+
+    def _project_leaves(self, leaves):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def separable(self) -> bool:
+        """Whether the set is a product of intervals (then prox of a separable penalty then projection is
+        the prox of their sum)."""
+        return False
+
+
+def _register(cls, fields):
+    def flatten(c):
+        return tuple(getattr(c, f) for f in fields), c.mask
+
+    def unflatten(mask, children):
+        new = object.__new__(cls)
+        for f, v in zip(fields, children):
+            setattr(new, f, v)
+        new.mask = mask
+        return new
+
+    jax.tree_util.register_pytree_node(cls, flatten, unflatten)
+    return cls
+
+
+def _mask_key(mask):
+    from jaxloss import regularizers as _regs
+
+    return _regs._canonical_mask(mask)
+
+
+class NonNegative(Constraint):
+    """``x >= 0`` on the selected leaves (``scipy.optimize.nnls``).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> c = jaxloss.prox.NonNegative(mask={"w": True, "b": False})
+      >>> out = c.project({"w": jnp.array([-1.0, 2.0]), "b": jnp.array(-3.0)})
+      >>> print(out["w"], out["b"])
+      [0. 2.] -3.0
+    """
+
+    def __init__(self, *, mask=None):
+        self.mask = _mask_key(mask)
+
+    def _project_leaves(self, leaves):
+        return [jnp.maximum(x, 0) for x in leaves]
+
+    @property
+    def separable(self):
+        return True
+
+    def __repr__(self):
+        return "NonNegative()" if self.mask is None else "NonNegative(mask=...)"
+
+
+class Box(Constraint):
+    """``lower <= x <= upper`` on the selected leaves (``scipy.optimize.lsq_linear(bounds=...)``).
+
+    Args:
+      lower, upper: scalars or arrays broadcastable to every selected leaf (``-inf``/``inf`` allowed).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.prox.Box(0.0, 1.0).project(jnp.array([-1.0, 0.5, 2.0])))
+      [0.  0.5 1. ]
+    """
+
+    def __init__(self, lower, upper, *, mask=None):
+        if _core.is_concrete(lower) and _core.is_concrete(upper) and bool(np.any(np.asarray(lower) > np.asarray(upper))):
+            raise ValueError(f"Box needs lower <= upper; got lower={lower}, upper={upper}")
+        self.lower, self.upper, self.mask = lower, upper, _mask_key(mask)
+
+    def _project_leaves(self, leaves):
+        return [jnp.clip(x, jnp.asarray(self.lower, x.dtype), jnp.asarray(self.upper, x.dtype)) for x in leaves]
+
+    @property
+    def separable(self):
+        return True
+
+    def __repr__(self):
+        return f"Box({self.lower!r}, {self.upper!r})"
+
+
+class Simplex(Constraint):
+    """``x >= 0, sum(x) = scale`` over the selected leaves together (``optax.projections.projection_simplex``).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.prox.Simplex().project(jnp.array([0.5, 1.5, -1.0])))
+      [0. 1. 0.]
+    """
+
+    def __init__(self, scale=1.0, *, mask=None):
+        _core.check_hyper(scale, "scale", low=0.0, low_open=True)
+        self.scale, self.mask = scale, _mask_key(mask)
+
+    def _project_leaves(self, leaves):
+        return list(optax.projections.projection_simplex(list(leaves), jnp.asarray(self.scale, leaves[0].dtype)))
+
+    def __repr__(self):
+        return f"Simplex({self.scale!r})"
+
+
+class L2Ball(Constraint):
+    """``||x||_2 <= radius`` over the selected leaves together (``optax.projections.projection_l2_ball``).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> print(jaxloss.prox.L2Ball(1.0).project(jnp.array([3.0, 4.0])))
+      [0.6 0.8]
+    """
+
+    def __init__(self, radius=1.0, *, mask=None):
+        _core.check_hyper(radius, "radius", low=0.0)
+        self.radius, self.mask = radius, _mask_key(mask)
+
+    def _project_leaves(self, leaves):
+        sq = sum(jnp.sum(jnp.square(x)) for x in leaves)
+        r = jnp.asarray(self.radius, sq.dtype)
+        norm = jnp.sqrt(jnp.where(sq > 0, sq, 1.0))
+        factor = jnp.where(sq > r * r, r / norm, 1.0)
+        return [x * factor.astype(x.dtype) for x in leaves]
+
+    def __repr__(self):
+        return f"L2Ball({self.radius!r})"
+
+
+_register(NonNegative, ())
+_register(Box, ("lower", "upper"))
+_register(Simplex, ("scale",))
+_register(L2Ball, ("radius",))

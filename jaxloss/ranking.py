@@ -24,6 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = ["bpr", "pairwise_logistic", "pairwise_hinge", "ranking_softmax", "listmle"]
 
@@ -45,15 +46,9 @@ def _prepare_lists(scores, labels, where, reduction):
         raise ValueError("scores must have at least one dimension (the items of a list, last); got a scalar")
     y = _core.numeric_targets(labels, "labels")
     _core.check_same_shape([s, y], ["scores", "labels"])
-    list_mask, item_mask = where, None
-    if where is not None:
-        w = jnp.asarray(where)
-        if w.dtype != jnp.bool_:
-            raise TypeError(f"where must be a boolean mask; got dtype {w.dtype}")
-        if w.ndim == s.ndim:
-            _core.check_broadcastable(w, s.shape, "where", "the scores (an item mask)")
-            item_mask = jnp.broadcast_to(w, s.shape)
-            list_mask = jnp.any(item_mask, axis=-1)
+    item_mask, list_mask = _core.split_mask(where, s.shape, what="the scores (an item mask)")
+    if item_mask is not None:
+        list_mask = jnp.any(item_mask, axis=-1)
     ctx, (s, y) = _core.prepare(s, y, names=("scores", "labels"), where=list_mask, reduction=reduction, axis=-1)
     valid = jnp.ones(s.shape, bool) if ctx.mask is None else jnp.broadcast_to(ctx.mask[..., None], s.shape)
     if item_mask is not None:
@@ -84,8 +79,9 @@ def _pairwise_lists(s, y, valid, margin, kind):
     return total / jnp.maximum(n_pairs, 1.0), n_pairs > 0
 
 
-def _pairwise(scores, labels, where, reduction, weights, kind, margin=0.0):
+def _pairwise(loss, scores, labels, where, reduction, weights, kind, margin=0.0):
     ctx, s, y, valid = _prepare_lists(scores, labels, where, reduction)
+    ctx = ctx.enforce(loss, labels=y, **({} if kind == "logistic" else dict(margin=margin)))
     loss, has_pairs = _pairwise_lists(s, y, valid, ctx.cast(margin), kind)
     return _reduce_lists(ctx, loss, has_pairs, weights)
 
@@ -118,7 +114,10 @@ def _listmle_lists(s, y, valid):
 # ---------------------------------------------------------------------------------------------------------
 
 
-def bpr(positive_scores, negative_scores, *, weights=None, where=None, reduction="mean"):
+def bpr(
+    positive_scores: ArrayLike, negative_scores: ArrayLike, *, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Bayesian Personalised Ranking loss, elementwise: ``-log sigmoid(s_pos - s_neg)``.
 
     Computed as ``softplus(s_neg - s_pos)`` (``-log_sigmoid``): finite for any finite scores. The
@@ -129,7 +128,8 @@ def bpr(positive_scores, negative_scores, *, weights=None, where=None, reduction
     Args:
       positive_scores: float scores of the observed (preferred) items.
       negative_scores: float scores of the sampled unobserved items, same shape.
-      weights, where: broadcastable to the scores' shape.
+      weights: broadcastable to the scores' shape.
+      where: a boolean mask, broadcastable like ``weights``.
       reduction: ``"mean"``, ``"sum"`` or ``"none"`` (elementwise).
 
     Returns:
@@ -150,7 +150,11 @@ def bpr(positive_scores, negative_scores, *, weights=None, where=None, reduction
     return ctx.reduce(jax.nn.softplus(sn - sp), weights=weights)
 
 
-def pairwise_logistic(scores, labels, *, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.REAL)
+def pairwise_logistic(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Pairwise logistic (RankNet) loss: mean over ordered pairs of ``log(1 + exp(-(s_i - s_j)))``.
 
     Per list, over every pair of valid items ``(i, j)`` with ``label_i > label_j`` (ties make no pair):
@@ -178,10 +182,14 @@ def pairwise_logistic(scores, labels, *, weights=None, where=None, reduction="me
       >>> print(round(float(jaxloss.pairwise_logistic(jnp.array([2.0, 1.0, 0.0]), jnp.array([2, 0, 1]))), 4))
       0.5845
     """
-    return _pairwise(scores, labels, where, reduction, weights, "logistic")
+    return _pairwise(pairwise_logistic, scores, labels, where, reduction, weights, "logistic")
 
 
-def pairwise_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.REAL, margin=_core.NONNEGATIVE)
+def pairwise_hinge(
+    scores: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Pairwise hinge (RankSVM) loss: mean over ordered pairs of ``max(0, margin - (s_i - s_j))``.
 
     Pairs and normalisation as in :func:`pairwise_logistic` (pairs of valid items with
@@ -205,11 +213,14 @@ def pairwise_hinge(scores, labels, *, margin=1.0, weights=None, where=None, redu
       >>> print(round(float(jaxloss.pairwise_hinge(jnp.array([2.0, 1.0, 0.0]), jnp.array([2, 0, 1]))), 4))
       0.6667
     """
-    _core.check_hyper(margin, "margin", low=0.0)
-    return _pairwise(scores, labels, where, reduction, weights, "hinge", margin)
+    return _pairwise(pairwise_hinge, scores, labels, where, reduction, weights, "hinge", margin)
 
 
-def ranking_softmax(scores, labels, *, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.NONNEGATIVE)
+def ranking_softmax(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Listwise softmax loss (optax's ``ranking_softmax_loss``): ``-sum_i y_i log softmax(s)_i`` per list.
 
     The softmax runs over the valid items of the list only. Labels are not normalised (as in optax; a
@@ -236,11 +247,16 @@ def ranking_softmax(scores, labels, *, weights=None, where=None, reduction="mean
       0.4076
     """
     ctx, s, y, valid = _prepare_lists(scores, labels, where, reduction)
+    ctx = ctx.enforce(ranking_softmax, labels=y)
     loss, any_valid = _softmax_lists(s, y, valid)
     return _reduce_lists(ctx, loss, any_valid, weights)
 
 
-def listmle(scores, labels, *, weights=None, where=None, reduction="mean"):
+@_core.domain(labels=_core.REAL)
+def listmle(
+    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """ListMLE (Xia et al., ICML 2008): negative Plackett–Luce log-likelihood of the label order.
 
     With ``pi`` the permutation of the valid items sorting ``labels`` descending:
@@ -271,5 +287,6 @@ def listmle(scores, labels, *, weights=None, where=None, reduction="mean"):
       1.7209
     """
     ctx, s, y, valid = _prepare_lists(scores, labels, where, reduction)
+    ctx = ctx.enforce(listmle, labels=y)
     loss, any_valid = _listmle_lists(s, y, valid)
     return _reduce_lists(ctx, loss, any_valid, weights)

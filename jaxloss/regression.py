@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = [
     "mse",
@@ -32,12 +33,17 @@ __all__ = [
     "cauchy",
     "geman_mcclure",
     "welsch",
+    "smoothed_quantile",
+    "concomitant_huber",
 ]
 
 _LN2 = 0.6931471805599453
 
 
-def mse(predictions, targets, *, weights=None, where=None, reduction="mean"):
+def mse(
+    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Mean squared error, ``(p - t)^2`` per element.
 
     Args:
@@ -59,7 +65,10 @@ def mse(predictions, targets, *, weights=None, where=None, reduction="mean"):
     return ctx.reduce(jnp.square(p - t), weights=weights)
 
 
-def mae(predictions, targets, *, weights=None, where=None, reduction="mean"):
+def mae(
+    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Mean absolute error, ``|p - t|`` per element (PyTorch's ``l1_loss``).
 
     The gradient at ``p == t`` is 0 (the subgradient ``sign(0)``), as in PyTorch.
@@ -73,7 +82,10 @@ def mae(predictions, targets, *, weights=None, where=None, reduction="mean"):
     return ctx.reduce(jnp.abs(p - t), weights=weights)
 
 
-def mean_bias_error(predictions, targets, *, weights=None, where=None, reduction="mean"):
+def mean_bias_error(
+    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Mean bias error, ``p - t`` per element: positive means over-prediction.
 
     A signed diagnostic rather than a loss to minimise (it is unbounded below).
@@ -87,7 +99,11 @@ def mean_bias_error(predictions, targets, *, weights=None, where=None, reduction
     return ctx.reduce(p - t, weights=weights)
 
 
-def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reduction="mean"):
+@_core.domain(delta=_core.POSITIVE)
+def huber(
+    predictions: ArrayLike, targets: ArrayLike, *, delta: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Huber loss: quadratic for small errors, linear for large ones.
 
     ``0.5 * e^2`` if ``|e| <= delta`` else ``delta * (|e| - 0.5 * delta)``, with ``e = p - t``
@@ -101,8 +117,8 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
       >>> print(jaxloss.huber(jnp.array([0.5, 3.0]), jnp.zeros(2)))
       1.3125
     """
-    _core.check_hyper(delta, "delta", low=0.0, low_open=True)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(huber, delta=delta)
     delta = ctx.cast(delta)
     abs_err = jnp.abs(p - t)
     quad = jnp.minimum(abs_err, delta)
@@ -110,7 +126,11 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
     return ctx.reduce(0.5 * quad * quad + delta * (abs_err - quad), weights=weights)
 
 
-def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduction="mean"):
+@_core.domain(beta=_core.NONNEGATIVE)
+def smooth_l1(
+    predictions: ArrayLike, targets: ArrayLike, *, beta: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Smooth L1 loss (PyTorch's ``smooth_l1_loss``): ``huber(delta=beta) / beta``.
 
     ``0.5 * e^2 / beta`` if ``|e| < beta`` else ``|e| - 0.5 * beta``. ``beta = 0`` gives the L1 loss
@@ -121,8 +141,8 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
       >>> print(jaxloss.smooth_l1(jnp.array([0.5, 3.0]), jnp.zeros(2), beta=1.0))
       1.3125
     """
-    _core.check_hyper(beta, "beta", low=0.0)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(smooth_l1, beta=beta)
     beta = ctx.cast(beta)
     abs_err = jnp.abs(p - t)
     small = abs_err < beta
@@ -131,7 +151,10 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
     return ctx.reduce(loss, weights=weights)
 
 
-def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"):
+def log_cosh(
+    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Log-cosh loss, ``log(cosh(p - t))``, computed as ``logaddexp(e, -e) - log 2`` (no overflow).
 
     Behaves like ``e^2 / 2`` for small errors and ``|e| - log 2`` for large ones; the gradient is
@@ -147,7 +170,11 @@ def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"
     return ctx.reduce(jnp.logaddexp(e, -e) - _LN2, weights=weights)
 
 
-def quantile(predictions, targets, *, tau=0.5, weights=None, where=None, reduction="mean"):
+@_core.domain(tau=_core.PROBABILITY)
+def quantile(
+    predictions: ArrayLike, targets: ArrayLike, *, tau: ArrayLike = 0.5, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Quantile (pinball) loss: ``max(tau * (t - p), (tau - 1) * (t - p))``.
 
     Minimised by the ``tau``-quantile of the targets; ``tau = 0.5`` gives half the absolute error
@@ -161,8 +188,8 @@ def quantile(predictions, targets, *, tau=0.5, weights=None, where=None, reducti
       >>> print(jaxloss.quantile(jnp.array([0.0, 0.0]), jnp.array([1.0, -1.0]), tau=0.9))
       0.5
     """
-    _core.check_hyper(tau, "tau", low=0.0, high=1.0)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(quantile, tau=tau)
     tau = ctx.cast(tau)
     diff = t - p
     return ctx.reduce(jnp.maximum(tau * diff, (tau - 1.0) * diff), weights=weights)
@@ -175,7 +202,11 @@ def quantile(predictions, targets, *, tau=0.5, weights=None, where=None, reducti
 _F64_EPS = float(np.finfo(np.float64).eps)
 
 
-def mape(predictions, targets, *, eps=_F64_EPS, weights=None, where=None, reduction="mean"):
+@_core.domain(eps=_core.POSITIVE)
+def mape(
+    predictions: ArrayLike, targets: ArrayLike, *, eps: ArrayLike = _F64_EPS, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Mean absolute percentage error as a fraction: ``|p - t| / max(|t|, eps)`` per element.
 
     The result is a fraction, not a percentage (multiply by 100 for percent). The default ``eps`` is
@@ -200,9 +231,13 @@ def mape(predictions, targets, *, eps=_F64_EPS, weights=None, where=None, reduct
       >>> print(round(float(jaxloss.mape(jnp.array([1.5, 1.0]), jnp.array([1.0, 2.0]))), 4))
       0.5
     """
-    _core.check_hyper(eps, "eps", low=0.0, low_open=True)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
-    return ctx.reduce(jnp.abs(p - t) / jnp.maximum(jnp.abs(t), ctx.cast(eps)), weights=weights)
+    ctx = ctx.enforce(mape, eps=eps)
+    eps = ctx.cast(eps)
+    abs_t = jnp.abs(t)
+    big = abs_t > eps
+    # double where: the eps branch divides by a constant, so its second derivative has no 1/eps^3 (0 in f32)
+    return ctx.reduce(jnp.abs(p - t) / jnp.where(big, abs_t, eps), weights=weights)
 
 
 def _log1p_extended(x):
@@ -218,7 +253,11 @@ def _log1p_extended(x):
     return jnp.where(inside, jnp.log1p(jnp.where(inside, x, 0.0)), math.log(d) + (x - lo) / d)
 
 
-def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
+@_core.domain(targets=_core.Interval(-1.0, low_open=True))
+def msle(
+    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Mean squared logarithmic error: ``(log1p(p) - log1p(t))^2`` per element.
 
     On the domain ``p, t > -1`` this is scikit-learn's ``mean_squared_log_error`` exactly; for
@@ -226,8 +265,9 @@ def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
     at ``1e-7``.
 
     Inputs ``<= -1`` are outside the domain (scikit-learn raises; Keras clips every input below at
-    ``1e-7``, which also zeroes the gradient of all negative predictions). jaxloss keeps them finite and
-    never NaN: below ``-1 + eps`` (``eps`` the compute dtype's machine epsilon) ``log1p`` is continued by
+    ``1e-7``, which also zeroes the gradient of all negative predictions). Targets ``<= -1`` give NaN (the
+    jaxloss domain policy). Predictions ``<= -1`` are a decision apart, so that training can recover
+    from them: they stay finite and never NaN: below ``-1 + eps`` (``eps`` the compute dtype's machine epsilon) ``log1p`` is continued by
     its tangent line, so such an entry gets a huge finite loss (order ``(x / eps)^2``) and a gradient that
     pushes it back above ``-1``. :func:`jaxloss.checked` reports them. Use a non-negative output
     (``softplus``, ``exp``) for predictions.
@@ -238,8 +278,8 @@ def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
       1.0
     """
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
-    ok = (p > -1.0) & (t > -1.0)
-    ctx.value_check(ok, "msle needs predictions and targets > -1")
+    ctx.value_check(p > -1.0, "msle needs predictions and targets > -1")
+    ctx = ctx.enforce(msle, targets=t)
     return ctx.reduce(jnp.square(_log1p_extended(p) - _log1p_extended(t)), weights=weights)
 
 
@@ -248,9 +288,12 @@ def msle(predictions, targets, *, weights=None, where=None, reduction="mean"):
 # ---------------------------------------------------------------------------------------------------------
 
 
+@_core.domain(targets=_core.NONNEGATIVE, predictions=_core.when("log_input", False, _core.NONNEGATIVE), eps=_core.NONNEGATIVE)
 def poisson_nll(
-    predictions, targets, *, log_input=True, full=False, eps=1e-8, weights=None, where=None, reduction="mean"
-):
+    predictions: ArrayLike, targets: ArrayLike, *, log_input: bool = True, full: bool = False,
+    eps: ArrayLike = 1e-8, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Poisson negative log-likelihood (PyTorch's ``poisson_nll_loss``), elementwise.
 
     With ``log_input=True`` (default) the predictions are log-rates and the loss is ``exp(x) - t * x``;
@@ -277,15 +320,13 @@ def poisson_nll(
       >>> print(round(float(jaxloss.poisson_nll(jnp.array([0.0, 1.0]), jnp.array([1.0, 2.0]))), 4))
       0.8591
     """
-    _core.check_hyper(eps, "eps", low=0.0)
     ctx, (x, t) = _core.prepare(
         predictions, targets, where=where, reduction=reduction, fill=(0.0 if log_input else 1.0, 1.0)
     )
+    ctx = ctx.enforce(poisson_nll, dict(log_input=log_input), predictions=x, targets=t, eps=eps)
     if log_input:
         loss = jnp.exp(x) - t * x
     else:
-        ok = x >= 0
-        ctx.value_check(ok, "poisson_nll rates must be >= 0 (log_input=False)")
         loss = x - t * jnp.log(x + ctx.cast(eps))
     if full:
         big = t > 1
@@ -295,9 +336,11 @@ def poisson_nll(
     return ctx.reduce(loss, weights=weights)
 
 
+@_core.domain(var=_core.NONNEGATIVE, eps=_core.NONNEGATIVE)
 def gaussian_nll(
-    predictions, targets, var, *, full=False, eps=1e-6, weights=None, where=None, reduction="mean"
-):
+    predictions: ArrayLike, targets: ArrayLike, var: ArrayLike, *, full: bool = False, eps: ArrayLike = 1e-6,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Gaussian negative log-likelihood (PyTorch's ``gaussian_nll_loss``), elementwise.
 
     ``0.5 * (log(v) + (p - t)^2 / v)`` (plus ``0.5 log(2 pi)`` when ``full``) with ``v = max(var, eps)``.
@@ -327,7 +370,6 @@ def gaussian_nll(
       >>> print(round(float(jaxloss.gaussian_nll(jnp.array([1.0]), jnp.array([3.0]), jnp.array([2.0]))), 4))
       1.3466
     """
-    _core.check_hyper(eps, "eps", low=0.0)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
     v = _core.float_array(var, "var")
     shape = tuple(ctx.loss_shape)
@@ -335,14 +377,13 @@ def gaussian_nll(
         v = v[..., None]
     _core.check_broadcastable(v, shape, "var", target=f"the predictions, of shape {shape}")
     v = ctx.fill(jnp.broadcast_to(v.astype(ctx.dtype), shape), 1.0)
-    ok = v >= 0
-    ctx.value_check(ok, "gaussian_nll: var must be non-negative")
+    ctx = ctx.enforce(gaussian_nll, var=v, eps=eps)
     # value max(v, eps); gradient 1 with respect to v (PyTorch's in-place no_grad clamp)
     v_c = jax.lax.stop_gradient(jnp.maximum(v, ctx.cast(eps))) + (v - jax.lax.stop_gradient(v))
     loss = 0.5 * (jnp.log(v_c) + jnp.square(p - t) / v_c)
     if full:
         loss = loss + 0.5 * math.log(2.0 * math.pi)
-    return ctx.reduce(jnp.where(ok, loss, jnp.nan), weights=weights)
+    return ctx.reduce(loss, weights=weights)
 
 
 def _static_power(power) -> float:
@@ -358,7 +399,17 @@ def _static_power(power) -> float:
     return p
 
 
-def tweedie(predictions, targets, *, power=1.5, weights=None, where=None, reduction="mean"):
+@_core.domain(
+    predictions=_core.Cond("power", lambda p: float(p) != 0.0, _core.POSITIVE, "(unless power=0)"),
+    targets=(
+        _core.Cond("power", lambda p: 1.0 <= float(p) < 2.0, _core.NONNEGATIVE, "(for 1 <= power < 2)"),
+        _core.Cond("power", lambda p: float(p) >= 2.0, _core.POSITIVE, "(for power >= 2)"),
+    ),
+)
+def tweedie(
+    predictions: ArrayLike, targets: ArrayLike, *, power: ArrayLike = 1.5, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Tweedie unit deviance ``d(t, mu)`` (scikit-learn's ``mean_tweedie_deviance``), elementwise.
 
     With ``mu`` the predicted means (first argument) and ``t`` the targets::
@@ -392,12 +443,8 @@ def tweedie(predictions, targets, *, power=1.5, weights=None, where=None, reduct
     ctx, (mu, t) = _core.prepare(predictions, targets, where=where, reduction=reduction, fill=(1.0, 1.0))
     if pw == 0.0:
         return ctx.reduce(jnp.square(t - mu), weights=weights)
-    ok = mu > 0
-    if 1.0 <= pw < 2.0:
-        ok = ok & (t >= 0)
-    elif pw >= 2.0:
-        ok = ok & (t > 0)
-    ctx.value_check(ok, f"tweedie(power={pw}): targets/predictions outside the domain")
+    ctx = ctx.enforce(tweedie, dict(power=pw), predictions=mu, targets=t)
+    ok = ~ctx.invalid  # type: ignore[operator]  # set by enforce
     mu = jnp.where(ok, mu, 1.0)
     t = jnp.where(ok, t, 1.0)
     if pw == 1.0:
@@ -411,7 +458,7 @@ def tweedie(predictions, targets, *, power=1.5, weights=None, where=None, reduct
             - t * jnp.power(mu, 1.0 - pw) / (1.0 - pw)
             + jnp.power(mu, 2.0 - pw) / (2.0 - pw)
         )
-    return ctx.reduce(jnp.where(ok, dev, jnp.nan), weights=weights)
+    return ctx.reduce(dev, weights=weights)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -445,7 +492,11 @@ def _barron(x, alpha, scale):
     return jnp.where(pos_inf, jnp.expm1(0.5 * jnp.where(pos_inf, z, 0.0)), loss)
 
 
-def general_robust(predictions, targets, *, alpha=1.0, scale=1.0, weights=None, where=None, reduction="mean"):
+@_core.domain(scale=_core.POSITIVE)
+def general_robust(
+    predictions: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike | None = 1.0, scale: ArrayLike = 1.0,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Barron's general and adaptive robust loss ``rho(x, alpha, c)`` of ``x = p - t``, elementwise.
 
     ``rho = |alpha - 2| / alpha * (((x/c)^2 / |alpha - 2| + 1)^(alpha/2) - 1)``, with its limits
@@ -483,23 +534,27 @@ def general_robust(predictions, targets, *, alpha=1.0, scale=1.0, weights=None, 
       >>> print(round(float(jaxloss.general_robust(jnp.array([3.0]), jnp.array([0.0]), alpha=0.0)), 4))
       1.7047
     """
-    _core.check_hyper(scale, "scale", low=0.0, low_open=True)
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(general_robust, scale=scale)
     alpha, scale = ctx.cast(alpha), ctx.cast(scale)
     _core.check_broadcastable(alpha, ctx.loss_shape, "alpha")
     _core.check_broadcastable(scale, ctx.loss_shape, "scale")
     return ctx.reduce(_barron(p - t, alpha, scale), weights=weights)
 
 
-def _scaled_sq(predictions, targets, scale, where, reduction):
-    _core.check_hyper(scale, "scale", low=0.0, low_open=True)
+def _scaled_sq(loss, predictions, targets, scale, where, reduction):
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(loss, scale=scale)
     scale = ctx.cast(scale)
     _core.check_broadcastable(scale, ctx.loss_shape, "scale")
     return ctx, jnp.square((p - t) / scale)
 
 
-def cauchy(predictions, targets, *, scale=1.0, weights=None, where=None, reduction="mean"):
+@_core.domain(scale=_core.POSITIVE)
+def cauchy(
+    predictions: ArrayLike, targets: ArrayLike, *, scale: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Cauchy (Lorentzian) loss ``log(0.5 (x/c)^2 + 1)``, ``x = p - t``: :func:`general_robust` at ``alpha = 0``.
 
     Barron's normalisation (curvature ``1/c^2`` at 0, like ``0.5 (x/c)^2``); other texts scale it
@@ -513,11 +568,15 @@ def cauchy(predictions, targets, *, scale=1.0, weights=None, where=None, reducti
       >>> print(round(float(jaxloss.cauchy(jnp.array([2.0]), jnp.array([0.0]), scale=2.0)), 4))
       0.4055
     """
-    ctx, z = _scaled_sq(predictions, targets, scale, where, reduction)
+    ctx, z = _scaled_sq(cauchy, predictions, targets, scale, where, reduction)
     return ctx.reduce(jnp.log1p(0.5 * z), weights=weights)
 
 
-def geman_mcclure(predictions, targets, *, scale=1.0, weights=None, where=None, reduction="mean"):
+@_core.domain(scale=_core.POSITIVE)
+def geman_mcclure(
+    predictions: ArrayLike, targets: ArrayLike, *, scale: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Geman-McClure loss ``2 (x/c)^2 / ((x/c)^2 + 4)``, ``x = p - t``: :func:`general_robust` at ``alpha = -2``.
 
     Bounded by 2; Barron's normalisation (curvature ``1/c^2`` at 0).
@@ -530,11 +589,15 @@ def geman_mcclure(predictions, targets, *, scale=1.0, weights=None, where=None, 
       >>> print(round(float(jaxloss.geman_mcclure(jnp.array([2.0]), jnp.array([0.0]))), 4))
       1.0
     """
-    ctx, z = _scaled_sq(predictions, targets, scale, where, reduction)
+    ctx, z = _scaled_sq(geman_mcclure, predictions, targets, scale, where, reduction)
     return ctx.reduce(2.0 * z / (z + 4.0), weights=weights)
 
 
-def welsch(predictions, targets, *, scale=1.0, weights=None, where=None, reduction="mean"):
+@_core.domain(scale=_core.POSITIVE)
+def welsch(
+    predictions: ArrayLike, targets: ArrayLike, *, scale: ArrayLike = 1.0, weights: ArrayLike | None = None,
+    where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Welsch (Leclerc) loss ``1 - exp(-0.5 (x/c)^2)``, ``x = p - t``: :func:`general_robust` at ``alpha = -inf``.
 
     Bounded by 1; Barron's normalisation (curvature ``1/c^2`` at 0).
@@ -547,5 +610,122 @@ def welsch(predictions, targets, *, scale=1.0, weights=None, where=None, reducti
       >>> print(round(float(jaxloss.welsch(jnp.array([2.0]), jnp.array([0.0]), scale=2.0)), 4))
       0.3935
     """
-    ctx, z = _scaled_sq(predictions, targets, scale, where, reduction)
+    ctx, z = _scaled_sq(welsch, predictions, targets, scale, where, reduction)
     return ctx.reduce(-jnp.expm1(-0.5 * z), weights=weights)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Smoothed losses of the ready objectives (quantile regression, Huber regression with a fitted scale)
+# ---------------------------------------------------------------------------------------------------------
+
+
+@_core.domain(tau=_core.PROBABILITY, smoothing=_core.NONNEGATIVE)
+def smoothed_quantile(
+    predictions: ArrayLike, targets: ArrayLike, *, tau: ArrayLike = 0.5, smoothing: ArrayLike = 1.0,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
+    """Smoothed quantile (pinball) loss: the Moreau envelope of :func:`quantile` with parameter ``mu``.
+
+    With ``r = t - p`` and ``mu = smoothing``::
+
+        tau * r - mu * tau^2 / 2                if r > tau * mu
+        r^2 / (2 mu)                            if (tau - 1) * mu <= r <= tau * mu
+        (tau - 1) * r - mu * (1 - tau)^2 / 2    if r < (tau - 1) * mu
+
+    i.e. ``min_z pinball_tau(z) + (r - z)^2 / (2 mu)``: the kink of the pinball loss at 0 is rounded by a
+    parabola on an interval of width ``mu``, the slopes ``tau`` and ``tau - 1`` are kept outside. It is
+    differentiable with a ``1 / mu``-Lipschitz gradient, lies below the pinball loss by at most
+    ``mu * max(tau, 1 - tau)^2 / 2``, and equals it for ``smoothing=0``. For ``tau = 1/2`` it is
+    ``huber(delta=mu / 2) / mu``. It is the smooth surrogate that :func:`jaxloss.quantile_regression` uses
+    with ``smoothing=``.
+
+    Args:
+      predictions: float array of any shape.
+      targets: float array of the same shape.
+      tau: the quantile level in ``[0, 1]``; may be traced.
+      smoothing: ``mu >= 0``, the width of the rounded zone; may be traced. ``0`` is the pinball loss.
+      weights: optional weights broadcastable to the predictions' shape.
+      where: optional boolean mask broadcastable to the predictions' shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (elementwise).
+
+    Returns:
+      a scalar, or an array of the predictions' shape for ``reduction="none"``.
+
+    References:
+      Moreau, "Proximite et dualite dans un espace hilbertien", 1965; Zheng, "Gradient descent algorithms
+      for quantile regression with smooth approximation", 2011.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> # r = 1 > tau mu = 0.45: 0.9 - 0.5 * 0.81 / 2; r = 0.2 in the parabola: 0.04 / 1
+      >>> print(jaxloss.smoothed_quantile(jnp.zeros(2), jnp.array([1.0, 0.2]), tau=0.9, smoothing=0.5, reduction="none"))
+      [0.6975 0.04  ]
+    """
+    ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    ctx = ctx.enforce(smoothed_quantile, tau=tau, smoothing=smoothing)
+    tau, mu = ctx.cast(tau), ctx.cast(smoothing)
+    r = t - p
+    # c: r clipped to the parabola's interval; outside it the loss continues linearly from its ends.
+    c = jnp.clip(r, (tau - 1.0) * mu, tau * mu)
+    d = r - c
+    safe_mu = jnp.where(mu > 0, mu, 1.0)  # mu = 0: c = 0, no parabola
+    return ctx.reduce(0.5 * c * c / safe_mu + tau * d - jnp.minimum(d, 0.0), weights=weights)
+
+
+@_core.domain(scale=_core.POSITIVE, delta=_core.POSITIVE)
+def concomitant_huber(
+    predictions: ArrayLike, targets: ArrayLike, scale: ArrayLike, *, delta: ArrayLike = 1.35,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
+    """Huber loss with a jointly estimated scale (Owen's concomitant scale; scikit-learn's ``HuberRegressor``).
+
+    With ``r = t - p`` and ``s = scale > 0``::
+
+        s * (1 + 2 * huber(r / s, delta))  =  s + r^2 / s                    if |r| <= delta * s
+                                              s + 2 delta |r| - delta^2 s    otherwise
+
+    Unlike :func:`huber`, whose threshold is in the targets' units, the threshold here is ``delta`` scale
+    units, and the loss is jointly convex in ``(p, s)``: minimising it over the predictions *and* the
+    scale estimates both (Owen 2007, Huber's "Proposal 2"). scikit-learn's ``HuberRegressor(epsilon=delta)``
+    minimises its sum (with ``s = scale_``) plus the L2 penalty; :func:`jaxloss.huber_regression` with
+    ``fit_scale=True`` is that objective with ``s = exp(params["log_scale"])``.
+
+    Args:
+      predictions: float array of any shape.
+      targets: float array of the same shape.
+      scale: ``s > 0``, broadcastable to the predictions' shape (a Python float, a scalar or per-element
+        scales); differentiable. Non-positive (unmasked) scales give NaN and are reported by
+        :func:`jaxloss.checked`.
+      delta: the threshold in scale units (> 0; scikit-learn's ``epsilon``, 1.35 by default: 95%
+        efficiency at the normal); may be traced.
+      weights: optional weights broadcastable to the predictions' shape.
+      where: optional boolean mask broadcastable to the predictions' shape.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (elementwise).
+
+    Returns:
+      a scalar, or an array of the predictions' shape for ``reduction="none"``.
+
+    References:
+      Owen, "A robust hybrid of lasso and ridge regression", Contemporary Mathematics 443, 2007;
+      Huber, "Robust Statistics", 1981 (section 7.7).
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> # s = 2: r = 1 is inside (2 + 1/2), r = 6 outside (2 + 2 * 1.35 * 6 - 1.35^2 * 2)
+      >>> print(jaxloss.concomitant_huber(jnp.zeros(2), jnp.array([1.0, 6.0]), 2.0, reduction="none"))
+      [ 2.5   14.555]
+    """
+    ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
+    s = _core.float_array(scale, "scale") if not isinstance(scale, (int, float)) else jnp.asarray(scale, ctx.dtype)
+    shape = tuple(ctx.loss_shape)
+    _core.check_broadcastable(s, shape, "scale", target=f"the predictions, of shape {shape}")
+    s = ctx.fill(jnp.broadcast_to(s.astype(ctx.dtype), shape), 1.0)
+    ctx = ctx.enforce(concomitant_huber, scale=s, delta=delta)
+    s = jnp.where(ctx.invalid, 1.0, s)  # type: ignore[arg-type]  # set by enforce
+    delta = ctx.cast(delta)
+    abs_r = jnp.abs(t - p)
+    q = jnp.minimum(abs_r, delta * s)
+    # s + q^2 / s + 2 delta (|r| - q): equals both branches and is smooth in r and s.
+    loss = s + q * q / s + 2.0 * delta * (abs_r - q)
+    return ctx.reduce(loss, weights=weights)
+

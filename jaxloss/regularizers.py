@@ -233,17 +233,32 @@ class _Term:
         raise AssertionError(self.kind)
 
     def describe(self) -> str:
-        extra = "".join(f", {k}={v!r}" for k, v in self.options)
+        """``name(strength=..., <options>, mask=...)``: how the term was built, hyperparameters by name."""
+        args = [f"strength={_fmt(self.strength)}"]
         if self.ratio is not None:
-            extra = f", l1_ratio={_fmt(self.ratio)}" + extra
-        mask = "" if self.mask is None else ", mask=..."
+            args.append(f"l1_ratio={_fmt(self.ratio)}")
+        args += [f"{k}={v!r}" for k, v in self.options]
+        if self.mask is not None:
+            args.append(f"mask={_fmt_mask(self.mask)}")
         name = "confidence_penalty" if self.kind == "entropy" and self.sign < 0 else (
             "output_entropy" if self.kind == "entropy" else self.kind)
-        return f"{name}({_fmt(self.strength)}{extra}{mask})"
+        return f"{name}({', '.join(args)})"
 
 
 def _fmt(x):
-    return repr(float(x)) if _core.is_concrete(x) and jnp.ndim(x) == 0 else "<array>"
+    """A hyperparameter for a repr: the number when concrete, else its shape and dtype."""
+    if _core.is_concrete(x) and jnp.ndim(x) == 0:
+        return repr(float(x))
+    if isinstance(x, jax.core.Tracer):
+        return "<traced>"
+    dtype = jnp.result_type(x)
+    return f"<{dtype.name}{list(jnp.shape(x))}>"
+
+
+def _fmt_mask(mask):
+    if isinstance(mask, _TreeMask):
+        return repr(mask.tree())
+    return getattr(mask, "__name__", type(mask).__name__)
 
 
 class Regularizer:
@@ -320,6 +335,7 @@ class Regularizer:
         return self * (1.0 / divisor)
 
     def __repr__(self):
+        """The terms as they were built, e.g. ``l2(strength=0.0001, mask=not_bias) + l1(strength=0.01)``."""
         return " + ".join(t.describe() for t in self.terms) or "Regularizer(())"
 
     # Smoothness and proximal operators ------------------------------------------------------------------

@@ -11,10 +11,13 @@ with threshold ``delta`` (``loss="huber"``, DQN's error clipping), which agree f
 
 from __future__ import annotations
 
+from typing import Literal
+
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 from jaxloss.regression import huber as _huber
 
 __all__ = ["policy_gradient", "ppo_clip", "td_error", "q_learning", "value_loss"]
@@ -29,10 +32,9 @@ def _regression(err, loss, delta):
     return _huber(err, jnp.zeros_like(err), delta=delta, reduction="none")
 
 
-def _check_loss(loss, delta):
+def _check_loss(loss):
     if loss not in _LOSSES:
         raise ValueError(f"loss must be one of 'squared', 'huber'; got {loss!r}")
-    _core.check_hyper(delta, "delta", low=0.0, low_open=True)
 
 
 def _target(x, stop):
@@ -54,9 +56,12 @@ def _discount(ctx, discount_t):
     return ctx.fill(jnp.broadcast_to(d.astype(ctx.dtype), ctx.loss_shape))
 
 
+@_core.domain(actions=_core.ClassIndex(what="action"))
 def policy_gradient(
-    logits, actions, advantages, *, axis=-1, stop_target_gradients=True, weights=None, where=None, reduction="mean"
-):
+    logits: ArrayLike, actions: ArrayLike, advantages: ArrayLike, *, axis: int | tuple[int, ...] = -1,
+    stop_target_gradients: bool = True, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """REINFORCE policy-gradient loss (Williams, 1992): ``-log pi(a | s) * A``.
 
     Shapes: ``logits [..., A]``, ``actions`` int ``[...]``, ``advantages [...]``; loss ``[...]``.
@@ -98,17 +103,12 @@ def policy_gradient(
     return ctx.reduce(-log_pi * adv, weights=weights)
 
 
+@_core.domain(epsilon=_core.in_range(0, 1, high_open=True))
 def ppo_clip(
-    log_probs,
-    old_log_probs,
-    advantages,
-    *,
-    epsilon=0.2,
-    stop_target_gradients=True,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    log_probs: ArrayLike, old_log_probs: ArrayLike, advantages: ArrayLike, *, epsilon: ArrayLike = 0.2,
+    stop_target_gradients: bool = True, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """PPO's clipped surrogate objective, negated (Schulman et al., 2017), elementwise:
 
     ``-min(r A, clip(r, 1 - epsilon, 1 + epsilon) A)``, ``r = exp(log_probs - old_log_probs)``.
@@ -145,10 +145,10 @@ def ppo_clip(
       >>> print([round(float(v), 4) for v in loss])   # A > 0: clipped at 1.2; A < 0: unclipped
       [-1.2, 1.5]
     """
-    _core.check_hyper(epsilon, "epsilon", low=0.0, high=1.0, high_open=True)
     ctx, (lp, old, adv) = _core.prepare(
         log_probs, old_log_probs, advantages, names=("log_probs", "old_log_probs", "advantages"), where=where, reduction=reduction
     )
+    ctx = ctx.enforce(ppo_clip, epsilon=epsilon)
     old, adv = _target(old, stop_target_gradients), _target(adv, stop_target_gradients)
     eps = ctx.cast(epsilon)
     log_r = lp - old
@@ -159,19 +159,12 @@ def ppo_clip(
     return ctx.reduce(-factor * adv, weights=weights)
 
 
+@_core.domain(discount_t=_core.PROBABILITY, delta=_core.POSITIVE)
 def td_error(
-    v_tm1,
-    r_t,
-    discount_t,
-    v_t,
-    *,
-    loss="squared",
-    delta=1.0,
-    stop_target_gradients=True,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    v_tm1: ArrayLike, r_t: ArrayLike, discount_t: ArrayLike, v_t: ArrayLike, *,
+    loss: Literal["squared", "huber"] = "squared", delta: ArrayLike = 1.0, stop_target_gradients: bool = True,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """TD(0) state-value loss: the squared or Huber TD error ``r_t + discount_t * v_t - v_tm1``.
 
     Shapes: ``v_tm1``, ``r_t``, ``v_t`` all ``[...]``; ``discount_t`` broadcastable to ``[...]`` (a scalar
@@ -206,26 +199,20 @@ def td_error(
       >>> print(round(float(jaxloss.td_error(jnp.array([2.0]), jnp.array([1.0]), 0.9, jnp.array([2.0]))), 4))
       0.32
     """
-    _check_loss(loss, delta)
+    _check_loss(loss)
     ctx, (v, r, v_next) = _core.prepare(v_tm1, r_t, v_t, names=("v_tm1", "r_t", "v_t"), where=where, reduction=reduction)
-    target = _target(r + _discount(ctx, discount_t) * v_next, stop_target_gradients)
+    discount = _discount(ctx, discount_t)
+    ctx = ctx.enforce(td_error, discount_t=discount, delta=delta)
+    target = _target(r + discount * v_next, stop_target_gradients)
     return ctx.reduce(_regression(target - v, loss, ctx.cast(delta)), weights=weights)
 
 
+@_core.domain(a_tm1=_core.ClassIndex(what="action"), discount_t=_core.PROBABILITY, delta=_core.POSITIVE)
 def q_learning(
-    q_tm1,
-    a_tm1,
-    r_t,
-    discount_t,
-    q_t,
-    *,
-    loss="squared",
-    delta=1.0,
-    stop_target_gradients=True,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    q_tm1: ArrayLike, a_tm1: ArrayLike, r_t: ArrayLike, discount_t: ArrayLike, q_t: ArrayLike, *,
+    loss: Literal["squared", "huber"] = "squared", delta: ArrayLike = 1.0, stop_target_gradients: bool = True,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Q-learning loss (Watkins, 1989; DQN, Mnih et al., 2015) on the TD error
 
     ``r_t + discount_t * max_a q_t[a] - q_tm1[a_tm1]``.
@@ -267,7 +254,7 @@ def q_learning(
       >>> print(jaxloss.q_learning(q_tm1, jnp.array([1]), jnp.array([1.0]), jnp.array([0.5]), q_t))
       0.5
     """
-    _check_loss(loss, delta)
+    _check_loss(loss)
     ctx, q, a, _ = _core.prepare_classes(
         q_tm1, a_tm1, axis=-1, where=where, reduction=reduction, names=("q_tm1", "a_tm1"), allow_probabilities=False
     )
@@ -276,23 +263,19 @@ def q_learning(
     if q_next.shape != q.shape:
         raise ValueError(f"q_t must have the shape of q_tm1; got q_tm1.shape={q.shape} and q_t.shape={q_next.shape}")
     q_next = ctx.fill(q_next.astype(ctx.dtype))
-    target = _target(r + _discount(ctx, discount_t) * jnp.max(q_next, axis=-1), stop_target_gradients)
+    discount = _discount(ctx, discount_t)
+    ctx = ctx.enforce(q_learning, discount_t=discount, delta=delta)
+    target = _target(r + discount * jnp.max(q_next, axis=-1), stop_target_gradients)
     return ctx.reduce(_regression(target - _core.take_class(q, a), loss, ctx.cast(delta)), weights=weights)
 
 
+@_core.domain(delta=_core.POSITIVE, clip_epsilon=_core.NONNEGATIVE)
 def value_loss(
-    values,
-    returns,
-    *,
-    loss="squared",
-    delta=1.0,
-    clip_epsilon=None,
-    old_values=None,
-    stop_target_gradients=True,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    values: ArrayLike, returns: ArrayLike, *, loss: Literal["squared", "huber"] = "squared",
+    delta: ArrayLike = 1.0, clip_epsilon: ArrayLike | None = None, old_values: ArrayLike | None = None,
+    stop_target_gradients: bool = True, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Value-function regression to returns, optionally with PPO-style value clipping.
 
     Shapes: ``values``, ``returns`` (and ``old_values``) all ``[...]``; loss ``[...]``.
@@ -336,13 +319,13 @@ def value_loss(
       >>> print(jaxloss.value_loss(v, ret, clip_epsilon=0.5, old_values=old))   # max(2, 0.5 * 1.5^2)
       2.0
     """
-    _check_loss(loss, delta)
+    _check_loss(loss)
     if (clip_epsilon is None) != (old_values is None):
         raise ValueError("value clipping needs both clip_epsilon and old_values (give both or neither)")
-    _core.check_hyper(clip_epsilon, "clip_epsilon", low=0.0)
     arrays = (values, returns) if old_values is None else (values, returns, old_values)
     names = ("values", "returns", "old_values")[: len(arrays)]
     ctx, xs = _core.prepare(*arrays, names=names, where=where, reduction=reduction)
+    ctx = ctx.enforce(value_loss, delta=delta, clip_epsilon=clip_epsilon)
     v, ret = xs[0], _target(xs[1], stop_target_gradients)
     d = ctx.cast(delta)
     out = _regression(v - ret, loss, d)

@@ -8,32 +8,20 @@ count, or the gradient, even when the padded logits hold NaN.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from typing import Optional, Tuple
+from typing import Literal, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 from jaxloss.classification import cross_entropy
 
 __all__ = ["ctc", "sequence_cross_entropy", "z_loss"]
 
 _NORMALIZE = ("tokens", "sequences")
-
-
-def _context(loss_shape, where, dtype, reduction, invalid=None, extra_mask=None) -> _core.LossContext:
-    """A :class:`jaxloss._core.LossContext` for a loss whose unreduced shape is not an input's shape.
-
-    ``where`` (the user's mask, broadcastable to ``loss_shape``) is combined with ``extra_mask`` (entries
-    that the loss itself leaves out, e.g. sequences without any valid token).
-    """
-    _core.check_reduction(reduction)
-    mask = _core._make_mask(where, loss_shape)
-    if extra_mask is not None:
-        extra_mask = jnp.broadcast_to(extra_mask, loss_shape)
-        mask = extra_mask if mask is None else mask & extra_mask
-    return _core.LossContext(tuple(loss_shape), mask, _core.compute_dtype(dtype), jnp.dtype(dtype), reduction, invalid)
 
 
 def _steps_mask(paddings, lengths, shape, names) -> Tuple[Optional[jax.Array], Optional[jax.Array]]:
@@ -63,7 +51,7 @@ def _steps_mask(paddings, lengths, shape, names) -> Tuple[Optional[jax.Array], O
 # ---------------------------------------------------------------------------------------------------------
 
 
-def _ctc_log_likelihood(log_probs, frame_valid, labels, label_len, blank_id, log_epsilon):
+def _ctc_log_likelihood(log_probs, frame_valid, labels, label_len, blank_id, log_epsilon, with_alpha=False):
     """``log p(labels | log_probs)`` by the CTC forward recursion over the blank-extended labels.
 
     Args:
@@ -76,11 +64,16 @@ def _ctc_log_likelihood(log_probs, frame_valid, labels, label_len, blank_id, log
     that no valid alignment may take (starting past ``y_1``, or going directly from ``y_n`` to an equal
     ``y_{n+1}``) has log-weight ``log_epsilon`` instead of ``-inf``: invisible (``exp(-1e5) == 0``) when a
     valid alignment exists, and a finite, large loss otherwise.
+
+    Returns ``log p`` ``[B]``, and with ``with_alpha`` also the forward variables ``[T, B, 2N + 1]``.
     """
     batch, _, _ = log_probs.shape
     num_labels = labels.shape[1]
     blanks = jnp.full_like(labels, blank_id)
-    ext = jnp.concatenate([jnp.stack([blanks, labels], axis=-1).reshape(batch, 2 * num_labels), blanks[:, :1]], axis=1)
+    # (the final blank is its own column: with no labels at all, N = 0, the extended sequence is one blank)
+    last_blank = jnp.full((batch, 1), blank_id, labels.dtype)
+    ext = jnp.concatenate([jnp.stack([blanks, labels], axis=-1).reshape(batch, 2 * num_labels), last_blank], axis=1)
+    num_states = ext.shape[1]
     # emissions [T, B, S]: log p_t(ext[s]); time-major for the scan
     emit = jnp.take_along_axis(log_probs, ext[:, None, :], axis=-1).transpose(1, 0, 2)
     dtype = log_probs.dtype
@@ -89,64 +82,59 @@ def _ctc_log_likelihood(log_probs, frame_valid, labels, label_len, blank_id, log
     # the skip s-2 -> s is allowed into a label that differs from the previous label, penalised into a
     # repeated label, and never allowed into a blank (it would drop a label).
     is_label = (jnp.arange(ext.shape[1]) % 2) == 1
-    prev2 = jnp.concatenate([jnp.full((batch, 2), -1, ext.dtype), ext[:, :-2]], axis=1)
+    def shift(a, k, fill):
+        # a[:, s - k] (``fill`` for s < k), also when there are fewer than k states
+        return jnp.concatenate([jnp.full((batch, k), fill, a.dtype), a], axis=1)[:, :num_states]
+
+    prev2 = shift(ext, 2, -1)
     skip = jnp.where(is_label & (ext != prev2), 0.0, jnp.where(is_label, eps, neg_inf)).astype(dtype)
-    pad1 = jnp.full((batch, 1), neg_inf, dtype)
-    pad2 = jnp.full((batch, 2), neg_inf, dtype)
 
     def step(alpha, inputs):
         e_t, valid_t = inputs
-        candidates = jnp.stack(
-            [alpha, jnp.concatenate([pad1, alpha[:, :-1]], axis=1), jnp.concatenate([pad2, alpha[:, :-2]], axis=1) + skip]
-        )
-        new = jax.nn.logsumexp(candidates, axis=0) + e_t
-        return jnp.where(valid_t[:, None], new, alpha), None
+        candidates = jnp.stack([alpha, shift(alpha, 1, neg_inf), shift(alpha, 2, neg_inf) + skip])
+        new = jnp.where(valid_t[:, None], jax.nn.logsumexp(candidates, axis=0) + e_t, alpha)
+        return new, (new if with_alpha else None)
 
     # alpha before the first frame: a virtual blank with probability 1 (state 0); any later start costs
     # log_epsilon.
     alpha0 = jnp.full(ext.shape, eps, dtype).at[:, 0].set(0.0)
-    alpha, _ = jax.lax.scan(step, alpha0, (emit, frame_valid.T))
+    alpha, alphas = jax.lax.scan(step, alpha0, (emit, frame_valid.T))
     last = jnp.take_along_axis(alpha, (2 * label_len)[:, None], axis=1)[:, 0]
     has_label = label_len > 0
     before = jnp.take_along_axis(alpha, jnp.maximum(2 * label_len - 1, 0)[:, None], axis=1)[:, 0]
-    return jnp.where(has_label, jnp.logaddexp(last, jnp.where(has_label, before, last)), last)
+    loglik = jnp.where(has_label, jnp.logaddexp(last, jnp.where(has_label, before, last)), last)
+    return (loglik, alphas) if with_alpha else loglik
 
 
-@functools.partial(jax.jit, static_argnames=("blank_id", "zero_infinity", "normalize_length"))
-def _ctc_per_sequence(x, y, frame_valid, label_valid, log_epsilon, *, blank_id, zero_infinity, normalize_length):
-    """The per-sequence CTC loss ``[B]`` of logits ``[B, T, K]`` (jitted: the scan compiles once per shape)."""
+@functools.partial(jax.jit, static_argnames=("blank_id", "zero_infinity", "normalize_length", "with_alpha"))
+def _ctc_per_sequence(x, y, frame_valid, label_valid, log_epsilon, *, blank_id, zero_infinity, normalize_length, with_alpha):
+    """The per-sequence CTC loss ``[B]`` of logits ``[B, T, K]`` (jitted: the scan compiles once per shape);
+    with ``with_alpha`` also the forward log-variables ``[B, T, 2N + 1]``."""
     num_classes = x.shape[-1]
     label_len = jnp.sum(label_valid, axis=1)
     # padded frames may hold anything (NaN included): replace them before the softmax (double where)
     log_probs = jax.nn.log_softmax(jnp.where(frame_valid[..., None], x, 0.0), axis=-1)
     ok_label = (y >= 0) & (y < num_classes) & (y != blank_id)
     y_safe = jnp.where(label_valid & ok_label, y, blank_id)
-    loss = -_ctc_log_likelihood(log_probs, frame_valid, y_safe, label_len, blank_id, log_epsilon)
+    out = _ctc_log_likelihood(log_probs, frame_valid, y_safe, label_len, blank_id, log_epsilon, with_alpha)
+    loss = -(out[0] if with_alpha else out)
     if zero_infinity:
         repeats = jnp.sum(label_valid[:, 1:] & (y_safe[:, 1:] == y_safe[:, :-1]), axis=1)
         feasible = jnp.sum(frame_valid, axis=1) >= label_len + repeats
         loss = jnp.where(feasible, loss, 0.0)
     if normalize_length:
         loss = loss / jnp.maximum(label_len, 1).astype(loss.dtype)
-    return loss
+    return (loss, jnp.swapaxes(out[1], 0, 1)) if with_alpha else loss
 
 
+@_core.domain(labels=_core.ClassIndex(what="label (never blank_id)"))
 def ctc(
-    logits,
-    labels,
-    *,
-    logit_paddings=None,
-    label_paddings=None,
-    input_lengths=None,
-    label_lengths=None,
-    blank_id=0,
-    log_epsilon=-1e5,
-    zero_infinity=False,
-    normalize_length=False,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    logits: ArrayLike, labels: ArrayLike, *, logit_paddings: ArrayLike | None = None,
+    label_paddings: ArrayLike | None = None, input_lengths: ArrayLike | None = None,
+    label_lengths: ArrayLike | None = None, blank_id: int = 0, log_epsilon: ArrayLike = -1e5,
+    zero_infinity: bool = False, normalize_length: bool = False, return_forward_probs: bool = False,
+    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array | tuple[Array, Array]:
     """Connectionist temporal classification: ``-log p(labels | logits)`` per sequence (Graves et al., 2006).
 
     ``p(y | x) = sum over alignments pi of y of prod_t softmax(x_t)[pi_t]``, where an alignment is a
@@ -189,16 +177,29 @@ def ctc(
       log_epsilon: log-weight of a forbidden move (see above); may be traced.
       zero_infinity: static; zero loss and gradient for sequences without a valid alignment.
       normalize_length: static; divide each sequence's loss by ``max(label length, 1)``.
+      return_forward_probs: static; also return the forward (alpha) log-probabilities (see Returns).
       weights: optional per-sequence weights ``[B]``.
       where: optional boolean mask of sequences ``[B]``.
       reduction: ``"mean"``, ``"sum"`` or ``"none"``.
 
     Returns:
       a scalar, or the per-sequence losses ``[B]`` (a scalar for one unbatched sequence) for ``"none"``.
+      With ``return_forward_probs=True``, a pair ``(loss, log_alpha)``: ``log_alpha [B, T, 2N + 1]``
+      (``[T, 2N + 1]`` unbatched) holds the forward variables, ``log_alpha[b, t, s]`` the log of the total
+      probability of the alignments of sequence ``b``'s valid frames up to ``t`` that end in state ``s`` of
+      the extended sequence ``blank, y_1, blank, y_2, ..., y_N, blank`` (even ``s``: blanks, odd ``s``:
+      labels; a padded frame repeats the previous row). States that no alignment reaches hold multiples of
+      ``log_epsilon`` instead of ``-inf``; states past ``2 * label_length`` belong to label padding. The
+      loss of sequence ``b`` is ``-logaddexp(log_alpha[b, -1, 2 L], log_alpha[b, -1, 2 L - 1])`` with ``L``
+      its label length. optax's ``ctc_loss_with_forward_probs`` returns the same variables time-major and
+      split: its ``logalpha_blank[t, b, n]`` is ``log_alpha[b, t, 2 n]`` (except at the last frame, where
+      optax adds the label state ``2 n - 1``) and its ``logalpha_nonblank[t, b, n]`` is
+      ``log_alpha[b, t, 2 n + 1]``. Masked sequences (``where``) get the variables of zero logits. The
+      array is differentiable (it is computed in the same pass as the loss).
 
     Raises:
-      TypeError: float labels or integer logits. ValueError: shapes that do not fit, or both a padding
-      and a length argument for the same input.
+      TypeError: float labels or integer logits.
+      ValueError: shapes that do not fit, or both a padding and a length argument for the same input.
 
     Labels outside ``[0, K)`` or equal to ``blank_id`` (within the label length), and lengths outside
     ``[0, T]`` / ``[0, N]``, give NaN for their sequence; :func:`jaxloss.checked` raises on them.
@@ -229,7 +230,7 @@ def ctc(
     frame_valid, bad_frames = _steps_mask(logit_paddings, input_lengths, x.shape[:-1], ("logit_paddings", "input_lengths"))
     label_valid, bad_labels = _steps_mask(label_paddings, label_lengths, y.shape, ("label_paddings", "label_lengths"))
 
-    ctx = _context(x.shape[:-2], where, x.dtype, reduction)
+    ctx = _core.context(x.shape[:-2], x.dtype, where=where, reduction=reduction)
     x = ctx.fill(x.astype(ctx.dtype))
     if unbatched:  # one sequence: work on a batch of one
         x, y = x[None], y[None]
@@ -256,13 +257,18 @@ def ctc(
         f"ctc labels must lie in [0, {num_classes}) and differ from blank_id={blank_id}, and lengths must not "
         "exceed the padded sizes; found an invalid sequence",
     )
-    loss = _ctc_per_sequence(
+    out = _ctc_per_sequence(
         x, y, frame_valid, label_valid, ctx.cast(log_epsilon),
         blank_id=blank_id, zero_infinity=bool(zero_infinity), normalize_length=bool(normalize_length),
+        with_alpha=bool(return_forward_probs),
     )
-    shape = ctx.loss_shape
-    ctx = _core.LossContext(ctx.loss_shape, ctx.mask, ctx.dtype, ctx.out_dtype, reduction, invalid.reshape(shape))
-    return ctx.reduce(loss.reshape(shape), weights=weights)
+    loss = out[0] if return_forward_probs else out
+    ctx = dataclasses.replace(ctx, invalid=invalid.reshape(ctx.loss_shape))
+    value = ctx.reduce(loss.reshape(ctx.loss_shape), weights=weights)
+    if not return_forward_probs:
+        return value
+    log_alpha = out[1].astype(ctx.out_dtype)
+    return value, (log_alpha[0] if unbatched else log_alpha)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -270,19 +276,13 @@ def ctc(
 # ---------------------------------------------------------------------------------------------------------
 
 
+@_core.domain(labels=_core.CLASS_LABELS, label_smoothing=_core.PROBABILITY)
 def sequence_cross_entropy(
-    logits,
-    labels,
-    *,
-    paddings=None,
-    lengths=None,
-    normalize="tokens",
-    label_smoothing=0.0,
-    ignore_index=None,
-    weights=None,
-    where=None,
-    reduction="mean",
-):
+    logits: ArrayLike, labels: ArrayLike, *, paddings: ArrayLike | None = None, lengths: ArrayLike | None = None,
+    normalize: Literal["tokens", "sequences"] = "tokens", label_smoothing: ArrayLike = 0.0,
+    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """Softmax cross-entropy of integer token labels over padded sequences (token classification, seq2seq).
 
     The per-token loss is :func:`jaxloss.cross_entropy` (``reduction="none"``) of ``logits[b, t]`` and
@@ -340,7 +340,7 @@ def sequence_cross_entropy(
         valid = not_ignored if valid is None else valid & not_ignored
     dtype = _core.compute_dtype(x.dtype)
     if normalize == "tokens":
-        ctx = _context(y.shape, where, x.dtype, reduction, extra_mask=valid)
+        ctx = _core.context(y.shape, x.dtype, where=where, reduction=reduction, extra_mask=valid)
         tok = cross_entropy(x.astype(dtype), y, label_smoothing=label_smoothing, where=ctx.mask, reduction="none")
         if bad_len is not None:
             tok = jnp.where(bad_len[..., None], jnp.nan, tok)
@@ -355,7 +355,10 @@ def sequence_cross_entropy(
     else:
         count = jnp.sum(token_mask, axis=-1, dtype=dtype)
     per_seq = jnp.sum(tok, axis=-1) / jnp.maximum(count, 1.0)
-    ctx = _context(y.shape[:-1], where, x.dtype, reduction, invalid=bad_len, extra_mask=None if token_mask is None else count > 0)
+    ctx = _core.context(
+        y.shape[:-1], x.dtype, where=where, reduction=reduction, invalid=bad_len,
+        extra_mask=None if token_mask is None else count > 0,
+    )
     return ctx.reduce(per_seq, weights=weights)
 
 
@@ -364,7 +367,10 @@ def sequence_cross_entropy(
 # ---------------------------------------------------------------------------------------------------------
 
 
-def z_loss(logits, *, axis=-1, weights=None, where=None, reduction="mean"):
+def z_loss(
+    logits: ArrayLike, *, axis: int = -1, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
+) -> Array:
     """The log-partition penalty ``logsumexp(x)^2`` per example (PaLM's / ST-MoE's auxiliary z-loss).
 
     Pushes the softmax normaliser ``log Z = logsumexp(x)`` towards 0, which keeps large-vocabulary logits

@@ -106,3 +106,25 @@ CASES += [
     LossCase("general_robust", jaxloss.general_robust, pair, kwargs=dict(alpha=2.0), diff=(0, 1)),
     LossCase("general_robust", jaxloss.general_robust, pair, kwargs=dict(alpha=-np.inf), diff=(0, 1)),
 ]
+
+
+# --- issue 14: the losses of the ready objectives, public ------------------------------------------------
+
+
+def huber_scale_inputs(rng, dtype, batch):
+    p, t = pair(rng, dtype, batch)
+    return p, t, rng.uniform(0.3, 2.0, size=(batch, 3)).astype(dtype)
+
+
+def extreme_huber_scale(dtype):
+    p = np.array([[1e4, -1e4, 0.0], [1e4, 0.0, 5.0]], dtype)
+    t = np.array([[0.0, 1e4, 0.0], [-1e4, 0.0, 5.0]], dtype)
+    return p, t, np.array([[1e-4, 1e4, 1e-4], [1e4, 1e-4, 1.0]], dtype)
+
+
+CASES += [
+    LossCase("smoothed_quantile", jaxloss.smoothed_quantile, pair, kwargs=dict(tau=0.8, smoothing=0.6), diff=(0, 1)),
+    LossCase("smoothed_quantile", jaxloss.smoothed_quantile, pair, kwargs=dict(tau=0.3, smoothing=0.0), diff=(0, 1)),
+    LossCase("concomitant_huber", jaxloss.concomitant_huber, huber_scale_inputs, kwargs=dict(delta=0.9), diff=(0, 1, 2),
+             extreme=extreme_huber_scale),
+]

@@ -199,20 +199,41 @@ def check_where_equals_slicing(case: LossCase):
     assert_close(case.call(*arrays, where=where, reduction="sum"), case.call(*sliced, reduction="sum"), np.float32, rtol=1e-5)
     none = np.asarray(case.call(*poisoned, where=where, reduction="none"))
     assert np.all(none[~keep] == 0) and all_finite(none)
+    w = _weights_for(case, arrays)
+    if w is not None:  # weights do not bring masked entries back
+        none_w = np.asarray(case.call(*poisoned, where=where, weights=w, reduction="none"))
+        assert np.all(none_w[~keep] == 0) and all_finite(none_w)
+        assert_close(none_w[keep], w[keep] * none[keep], np.float32, rtol=1e-5, atol=1e-6)
 
 
 def _broadcast_keep(keep, a):
     return keep.reshape((-1,) + (1,) * (a.ndim - 1))
 
 
+def _weights_for(case, arrays, seed=1):
+    """Random positive weights of the unreduced loss's shape (``None`` for a loss without ``weights=``)."""
+    if not case.weighted:
+        return None
+    shape = np.shape(case.call(*arrays, reduction="none"))
+    return np.random.default_rng(seed).uniform(0.5, 2.0, shape).astype(np.float32)
+
+
 def check_fully_masked(case: LossCase):
     arrays = _inputs(case)
     where = _example_mask(case, arrays, np.zeros(arrays[0].shape[0], bool))
+    w = _weights_for(case, arrays)
     for reduction in ("mean", "sum"):
         value, grads = jax_value_and_grads(case.fn, arrays, case.diff, where=where, reduction=reduction, **case.kwargs)
         assert float(value) == 0.0
         for g in grads:
             assert all_finite(g) and np.all(g == 0)
+    # the unreduced loss is exactly 0 at masked entries, with and without weights
+    for weights in (None, w) if w is not None else (None,):
+        kw = {} if weights is None else dict(weights=weights)
+        none = np.asarray(case.call(*arrays, where=where, reduction="none", **kw))
+        assert np.all(none == 0), f"reduction='none' must be exactly 0 at masked entries (weights={weights is not None})"
+        if weights is not None:
+            assert float(case.call(*arrays, where=where, weights=weights)) == 0.0
 
 
 def check_reductions(case: LossCase):
@@ -263,6 +284,121 @@ def check_errors(case: LossCase):
         assert str(tuple(bad.shape)) in str(info.value), str(info.value)
 
 
+def _mean_of(case, arrays, i, **kw):
+    """The mean loss as a function of argument ``i`` alone (the others fixed)."""
+
+    def f(x):
+        a = list(arrays)
+        a[i] = x
+        return case.fn(*a, **{**case.kwargs, **kw})
+
+    return f
+
+
+def check_second_order(case: LossCase):
+    """Hessian-vector products (forward over reverse) of the mean loss are finite on the extreme inputs and
+    on ordinary inputs with a mask and weights, for every differentiable argument; on the ordinary inputs
+    the forward-mode derivative ``jvp`` equals the reverse-mode ``grad . v`` (the hook for losses with
+    custom derivative rules). One jitted function per input set computes everything."""
+    ordinary = _inputs(case)
+    keep = np.array([True, False, True, True, False])
+    mw = dict(where=_example_mask(case, ordinary, keep))
+    w = _weights_for(case, ordinary)
+    if w is not None:
+        mw["weights"] = w
+    if case.extreme is not None:
+        extreme = tuple(np.asarray(a) for a in case.extreme(np.float32))
+    else:
+        extreme = tuple(a * 1e4 if i in case.diff else a for i, a in enumerate(ordinary))
+
+    def derivatives(arrays, dirs, kw):
+        out = []
+        for i, v in zip(case.diff, dirs):
+            f = _mean_of(case, arrays, i, **kw)
+            _, hvp = jax.jvp(jax.grad(f), (arrays[i],), (v,))
+            _, fwd = jax.jvp(f, (arrays[i],), (v,))
+            rev = jnp.vdot(jax.grad(f)(arrays[i]), v)
+            out.append((hvp, fwd, rev))
+        return out
+
+    rng = np.random.default_rng(7)
+    for arrays, kw, name in ((extreme, {}, "extreme"), (ordinary, mw, "ordinary")):
+        arrays = tuple(jnp.asarray(a) for a in arrays)
+        dirs = [jnp.asarray(rng.normal(size=np.shape(arrays[i])), arrays[i].dtype) for i in case.diff]
+        res = jax.jit(lambda a, d: derivatives(a, d, kw))(arrays, dirs)
+        for i, (hvp, fwd, rev) in zip(case.diff, res):
+            assert all_finite(hvp), f"non-finite Hessian-vector product w.r.t. argument {i} on the {name} inputs"
+            if name == "ordinary":
+                assert_close(fwd, rev, np.float32, rtol=1e-4, atol=1e-5, err_msg=f"jvp != grad . v (argument {i})")
+
+
+def _positional_names(case):
+    import inspect
+
+    params = inspect.signature(case.fn).parameters.values()
+    return [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+
+
+def _inject(a, bad):
+    """``a`` with ``bad`` at the first entry of example 1 (floats where ``bad`` is not an integer)."""
+    a = np.array(a)
+    if np.issubdtype(a.dtype, np.integer) and not np.issubdtype(np.asarray(bad).dtype, np.integer):
+        a = a.astype(np.float32)
+    a[1].flat[0] = bad
+    return a
+
+
+def check_domain(case: LossCase):
+    """For every declared input domain: one out-of-domain value in one unmasked example gives NaN in that
+    example's unreduced loss only (the other entries equal the clean call), an error naming the argument
+    under ``jaxloss.checked``, and nothing at all when that example is masked. For every declared
+    hyperparameter range: a concrete value outside raises ``ValueError``, a traced one gives NaN and a
+    checked error naming it."""
+    import pytest
+
+    import jaxloss
+
+    dom = case.fn.domain
+    arrays = _inputs(case)
+    names = _positional_names(case)
+    options = dom.options(case.kwargs)
+    clean = np.asarray(case.call(*arrays, reduction="none"), np.float64)
+    keep = np.ones(arrays[0].shape[0], bool)
+    keep[1] = False
+    where = _example_mask(case, arrays, keep)
+    clean_masked = np.asarray(case.call(*arrays, where=where, reduction="none"), np.float64)
+    tested = 0
+    for name in dom.inputs:
+        for spec in dom.specs(name, case.kwargs):
+            i = names.index(name)
+            bad_arrays = list(arrays)
+            bad_arrays[i] = _inject(arrays[i], spec.bad_value(np.asarray(arrays[i]).dtype))
+            out = np.asarray(case.call(*bad_arrays, reduction="none"), np.float64)
+            assert np.isnan(out[1]).any(), f"{name}={spec.bad_value(np.float32)} gave {out[1]}, not NaN"
+            others = np.delete(out, 1, axis=0)
+            np.testing.assert_array_equal(others, np.delete(clean, 1, axis=0), err_msg="other examples changed")
+            same = np.isnan(out[1]) | (out[1] == clean[1])
+            assert np.all(same), "entries of the example other than NaN changed"
+            err, _ = jaxloss.checked(lambda *a: case.call(*a, reduction="none"))(*bad_arrays)
+            assert err.get() is not None and name in err.get(), (name, err.get())
+            err, masked = jaxloss.checked(lambda *a: case.call(*a, where=where, reduction="none"))(*bad_arrays)
+            assert err.get() is None, f"a masked entry was checked: {err.get()}"
+            np.testing.assert_array_equal(np.asarray(masked, np.float64), clean_masked)
+            tested += 1
+    for name in dom.hypers:
+        for spec in dom.specs(name, case.kwargs):
+            bad = float(spec.bad_value(np.float32))
+            with pytest.raises(ValueError, match=name):
+                case.call(*arrays, **{name: bad})
+            f = lambda h, *a: case.call(*a, reduction="none", **{name: h})  # noqa: E731
+            out = np.asarray(jax.jit(f)(jnp.float32(bad), *arrays))
+            assert np.isnan(out).any(), f"traced {name}={bad} gave {out}, not NaN"
+            err, _ = jax.jit(jaxloss.checked(f))(jnp.float32(bad), *arrays)
+            assert err.get() is not None and name in err.get(), (name, err.get())
+            tested += 1
+    assert tested > 0 or not (dom.inputs or dom.hypers) or options is None
+
+
 CHECKS = {
     "jit_equals_eager": check_jit_equals_eager,
     "vmap_equals_loop": check_vmap_equals_loop,
@@ -272,4 +408,14 @@ CHECKS = {
     "bf16": check_bf16,
     "extreme": check_extreme,
     "errors": check_errors,
+    "second_order": check_second_order,
+    "domain": check_domain,
 }
+
+
+def applies(case: LossCase, check: str) -> bool:
+    """Whether ``check`` runs on ``case``: not declared not applicable, and the domain check only for a loss
+    with a declared domain."""
+    if check in case.not_applicable:
+        return False
+    return check != "domain" or getattr(case.fn, "domain", None) is not None

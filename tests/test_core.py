@@ -5,7 +5,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
 import jaxloss
 from harness import all_finite, assert_close
@@ -108,3 +109,190 @@ def test_checked_is_silent_on_valid_input():
     err, value = jax.jit(jaxloss.checked(jaxloss.cross_entropy))(x, y)
     assert err.get() is None
     assert_close(value, _nll64(x, y).mean(), np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Issue 14: checked mode survives cached traces; finite second derivatives; one domain policy
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_checked_is_not_lost_to_a_cached_trace():
+    """Issue 14, defect 1: an unchecked call of a jitted loss first, then a checked call at the same shape
+    (the same cached trace) must still report the out-of-range label."""
+    logits = jnp.zeros((2, 3))
+    step = lambda x, y: jax.jit(jaxloss.cross_entropy)(x, y)  # noqa: E731
+    assert_close(step(logits, jnp.array([0, 1])), np.log(3.0), np.float32)
+    err, value = jaxloss.checked(step)(logits, jnp.array([0, 5]))
+    assert err.get() is not None and "labels must lie in [0, 3)" in err.get()
+    assert np.isnan(float(value))
+    # and the other way round: a checked trace first does not make later unchecked calls raise
+    assert np.isnan(float(step(logits, jnp.array([0, 5]))))
+
+
+def _focal64(z, y, gamma):
+    """The sigmoid focal loss in mpmath (60 digits), an independent reference."""
+    import mpmath as mp
+
+    z = mp.mpf(z)
+    p = 1 / (1 + mp.e ** (-z))
+    pt = p * y + (1 - p) * (1 - y)
+    ce = -(y * mp.log(p) + (1 - y) * mp.log(1 - p))
+    return ce * (1 - pt) ** gamma
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_focal_second_derivative_is_finite_and_exact(gamma):
+    """Issue 14, defect 2: jax.hessian of focal at confident logits was NaN (safe_pow's exp(g log u) with
+    u ~ 2e-22). Float32: finite at the issue's point and beyond; float64: equal to the mpmath second
+    derivative and to optax.sigmoid_focal_loss's Hessian."""
+    import mpmath as mp
+    import optax
+
+    mp.mp.dps = 60  # mp.diff picks its step from the working precision
+    f32 = jax.jit(jax.hessian(lambda z: jaxloss.focal(z, 1.0, gamma=gamma)))
+    for z in (50.0, 80.0, 1e4, -50.0):
+        assert np.isfinite(float(f32(jnp.float32(z)))), z
+    h64 = jax.jit(jax.vmap(jax.hessian(lambda z, y: jaxloss.focal(z, y, gamma=gamma)), (0, 0)))
+    ho = jax.jit(jax.vmap(jax.hessian(lambda z, y: optax.sigmoid_focal_loss(z, y, gamma=gamma)), (0, 0)))
+    zs = np.array([-20.0, -3.0, 0.5, 3.0, 20.0, 50.0], np.float64)
+    for y in (1.0, 0.0, 0.3):
+        ys = np.full_like(zs, y)
+        ref = [float(mp.diff(lambda t: _focal64(t, y, gamma), z, 2)) for z in zs]
+        assert_close(h64(zs, ys), ref, np.float64, rtol=1e-6, atol=1e-17)
+        assert_close(ho(zs, ys), ref, np.float64, rtol=1e-6, atol=1e-17)
+
+
+def test_safe_pow_derivatives_of_every_order_at_tiny_and_zero_bases():
+    """safe_pow(u, g): value u^g; first and second derivatives g u^(g-1), g (g-1) u^(g-2) (float64 formula)
+    at ordinary bases; at a base of exactly 0 the finite subgradient of the constant branch."""
+    from jaxloss import _core
+
+    u = jnp.array([0.3, 2.0, 1e-20], jnp.float64)
+    for g in (0.5, 2.0, 3.0):
+        ge = jnp.float64(g)
+        d1 = jax.vmap(jax.grad(lambda b: _core.safe_pow(b, ge)))(u)
+        d2 = jax.vmap(jax.grad(jax.grad(lambda b: _core.safe_pow(b, ge))))(u)
+        un = np.asarray(u)
+        assert_close(d1, g * un ** (g - 1), np.float64)
+        assert_close(d2, g * (g - 1) * un ** (g - 2), np.float64)
+    d2_zero = jax.grad(jax.grad(lambda b: _core.safe_pow(b, jnp.float32(0.5))))(jnp.float32(0.0))
+    assert float(d2_zero) == 0.0
+
+
+def test_domain_policy_issue_reproducers():
+    """Issue 14, defect 3: each reproducer gives NaN (never a plausible number) and a checked error naming
+    the argument; concrete hyperparameters out of range raise ValueError."""
+    nan = lambda v: bool(np.isnan(np.asarray(v, np.float64)).all())  # noqa: E731
+    lp = jnp.log(jnp.array([[0.5, 0.5]]))
+    cases = [
+        (lambda: jaxloss.kl_divergence(lp, jnp.array([[jnp.nan, -0.5]])), "targets"),
+        (lambda: jaxloss.kl_divergence(lp, jnp.array([[jnp.nan, 0.0]]), log_targets=True), "targets"),
+        (lambda: jaxloss.binary_cross_entropy(jnp.array([0.3]), jnp.array([-1.0])), "labels"),
+        (lambda: jaxloss.binary_cross_entropy(jnp.array([1.3]), jnp.array([1.0]), from_logits=False), "logits"),
+        (lambda: jax.jit(lambda d: jaxloss.huber(jnp.array([3.0]), jnp.array([0.0]), delta=d))(-1.0), "delta"),
+        (lambda: jaxloss.poisson_nll(jnp.array([0.3]), jnp.array([-2.0])), "targets"),
+        (lambda: jaxloss.entropy(jnp.array([[1.5, -0.5]]), from_logits=False), "logits"),
+    ]
+    x, x2 = jnp.array([0.5]), jnp.array([0.1])
+    for name in ("hinge", "squared_hinge", "soft_margin", "perceptron", "sparsemax"):
+        fn = getattr(jaxloss, name)
+        cases.append((lambda fn=fn: fn(x, jnp.array([2.0])), "labels"))
+        cases.append((lambda fn=fn: fn(x, jnp.array([0.5])), "labels"))
+    v1, v2 = jnp.ones((1, 2)), jnp.array([[1.0, -1.0]])
+    cases += [
+        (lambda: jaxloss.hinge_embedding(x, jnp.array([0.5])), "labels"),
+        (lambda: jaxloss.cosine_embedding(v1, v2, jnp.array([2.0])), "labels"),
+        (lambda: jaxloss.margin_ranking(x, x2, jnp.array([0.5])), "labels"),
+        (lambda: jaxloss.binary_cross_entropy(x, jnp.array([2.0])), "labels"),
+        (lambda: jaxloss.focal(x, jnp.array([2.0])), "labels"),
+        (lambda: jaxloss.multilabel_soft_margin(v1, jnp.array([[1.0, -1.0]])), "labels"),
+        (lambda: jaxloss.contrastive(v1, v2, jnp.array([-1.0])), "labels"),
+    ]
+    for call, name in cases:
+        assert nan(call()), name
+        err, out = jaxloss.checked(call)()
+        assert err.get() is not None and name in err.get(), (name, err.get())
+    with pytest.raises(ValueError, match="delta must be > 0"):
+        jaxloss.huber(jnp.array([3.0]), jnp.array([0.0]), delta=-1.0)
+
+
+def test_kl_divergence_nan_targets_follow_pytorch():
+    """PyTorch's kl_div propagates NaN targets (and gives a NaN for a negative target, log of a negative);
+    jaxloss gives NaN for the affected distribution and keeps the others."""
+    import torch
+
+    lp = np.log(np.array([[0.5, 0.5], [0.25, 0.75]], np.float32))
+    t = np.array([[np.nan, 0.5], [0.5, 0.5]], np.float32)
+    ref = torch.nn.functional.kl_div(torch.tensor(lp), torch.tensor(t), reduction="none").sum(-1).numpy()
+    out = np.asarray(jaxloss.kl_divergence(lp, t, reduction="none"))
+    assert np.isnan(ref[0]) and np.isnan(out[0])
+    assert_close(out[1], ref[1], np.float32)
+    t_neg = np.array([[-0.5, 0.5]], np.float32)
+    ref_neg = torch.nn.functional.kl_div(torch.tensor(lp[:1]), torch.tensor(t_neg), reduction="sum").item()
+    assert np.isnan(ref_neg) and np.isnan(float(jaxloss.kl_divergence(lp[:1], t_neg)))
+
+
+def test_binary_cross_entropy_probabilities_outside_unit_interval_pytorch_raises():
+    """PyTorch's binary_cross_entropy raises on probabilities outside [0, 1]; under jit jaxloss cannot, so
+    the entry is NaN and checked mode names the argument."""
+    import torch
+
+    with pytest.raises(RuntimeError):
+        torch.nn.functional.binary_cross_entropy(torch.tensor([1.3]), torch.tensor([1.0]))
+    out = jaxloss.binary_cross_entropy(np.array([0.3, 1.3], np.float32), np.array([1.0, 1.0], np.float32),
+                                       from_logits=False, reduction="none")
+    assert np.isnan(float(out[1])) and np.isclose(float(out[0]), -np.log(0.3), rtol=1e-6)
+
+
+def test_domain_table_is_generated_from_the_declarations():
+    from jaxloss import _core
+
+    rows = _core.domain_table()
+    table = {(loss, arg): (kind, text) for loss, arg, kind, text in rows}
+    assert table[("huber", "delta")] == ("hyperparameter", "> 0")
+    assert table[("hinge", "labels")] == ("input", "in {-1, 0, 1}")
+    assert table[("binary_cross_entropy", "labels")] == ("input", "in [0, 1]")
+    assert table[("poisson_nll", "targets")] == ("input", ">= 0")
+    assert "Domain:" in jaxloss.huber.__doc__ and "delta: > 0" in jaxloss.huber.__doc__
+
+
+def test_class_axis_tuple_and_class_masks_equal_optax():
+    """axis= as a tuple of class axes and per-class where= masks (optax 0.2.8's softmax_cross_entropy and
+    softmax_cross_entropy_with_integer_labels, the reference); masked classes hold NaN, which must not leak."""
+    import optax
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(2, 3, 4, 5)).astype(np.float32)  # classes on axes (1, 3): 15 classes
+    y = rng.integers(0, 15, size=(2, 4))
+    t = rng.dirichlet(np.ones(15), size=(2, 4)).reshape(2, 4, 3, 5).transpose(0, 2, 1, 3).astype(np.float32)
+    ref_int = optax.losses.softmax_cross_entropy_with_integer_labels(x, y, axis=(1, 3))
+    ref_prob = optax.losses.softmax_cross_entropy(x, t, axis=(1, 3))
+    assert_close(jaxloss.cross_entropy(x, y, axis=(1, 3), reduction="none"), ref_int, np.float32)
+    assert_close(jaxloss.cross_entropy(x, t, axis=(1, 3), reduction="none"), ref_prob, np.float32)
+
+    logits = rng.normal(size=(4, 6)).astype(np.float32)
+    cm = rng.uniform(size=(4, 6)) < 0.7
+    labels = np.array([np.flatnonzero(row)[0] for row in cm])
+    probs = rng.dirichlet(np.ones(6), size=4).astype(np.float32) * cm
+    probs /= probs.sum(-1, keepdims=True)
+    poisoned = np.where(cm, logits, np.nan).astype(np.float32)
+    ref_i = optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels, where=cm)
+    ref_p = optax.losses.softmax_cross_entropy(logits, probs, where=cm)
+    v, g = jax.value_and_grad(lambda a: jaxloss.cross_entropy(a, labels, where=cm, reduction="sum"))(poisoned)
+    assert_close(v, np.sum(ref_i), np.float32)
+    g_ref = jax.grad(lambda a: optax.losses.softmax_cross_entropy_with_integer_labels(a, labels, where=cm).sum())(logits)
+    assert_close(np.where(cm, g, 0.0), np.where(cm, g_ref, 0.0), np.float32)
+    assert all_finite(g) and np.all(np.asarray(g)[~cm] == 0)
+    assert_close(jaxloss.cross_entropy(poisoned, probs, where=cm, reduction="none"), ref_p, np.float32)
+    # a label on a masked class is invalid; an example without any class is masked (0)
+    bad = labels.copy()
+    bad[0] = np.flatnonzero(~cm[0])[0] if (~cm[0]).any() else 0
+    if (~cm[0]).any():
+        out = jaxloss.cross_entropy(logits, bad, where=cm, reduction="none")
+        assert np.isnan(float(out[0])) and all_finite(out[1:])
+    none_left = cm.copy()
+    none_left[1] = False
+    out = jaxloss.cross_entropy(logits, labels, where=none_left, reduction="none")
+    assert float(out[1]) == 0.0
+    with pytest.raises(ValueError, match="label_smoothing"):
+        jaxloss.cross_entropy(logits, labels, where=cm, label_smoothing=0.1)

@@ -4,7 +4,8 @@ References: PyTorch's ``torch.nn.functional.linear_cross_entropy`` (reference pa
 jaxloss's own ``cross_entropy`` on the materialised logits (the "naive" path the fused loss must equal;
 ``cross_entropy`` itself is checked against PyTorch in test_classification.py). Odd vocabulary sizes and
 chunk sizes that do not divide them exercise the tail chunk; ``reduction="none"`` and bf16 weights take the
-recomputing path, ``"mean"``/``"sum"`` with float32/float64 weights the one-pass-gradient path.
+recomputing path, ``"mean"``/``"sum"`` with float32/float64 weights the one-pass-gradient path. The generic
+contract checks run on its case in ``tests/cases_fused.py`` (``tests/test_contract.py``).
 """
 
 import jax
@@ -159,26 +160,6 @@ def test_bfloat16_inputs_are_reduced_in_float32():
     assert_close(g1, g2, np.float32, rtol=2e-2, atol=1e-2)
 
 
-def _case():
-    """A contract case: the generic checks of the harness (jit, vmap, where with NaN, full mask, ...)."""
-    w, b = _data(np.float64)[1:3]
-
-    def fn(hidden, labels, **kw):
-        dt = jnp.asarray(hidden).dtype
-        dt = dt if jnp.issubdtype(dt, jnp.floating) else np.float32
-        return jaxloss.linear_cross_entropy(hidden, jnp.asarray(w, dt), labels, bias=jnp.asarray(b, dt), chunk_size=10, **kw)
-
-    def make(rng, dtype, batch):
-        return rng.normal(size=(batch, H)).astype(dtype), rng.integers(0, V, size=batch)
-
-    return harness.LossCase("linear_cross_entropy", fn, make, kwargs=dict(label_smoothing=0.1, z_loss=1e-3))
-
-
-@pytest.mark.parametrize("check", sorted(harness.CHECKS))
-def test_contract_checks(check):
-    harness.CHECKS[check](_case())
-
-
 def test_labels_out_of_range_and_errors():
     h, w, b, y = _data(np.float32)
     y[0] = V
@@ -188,8 +169,14 @@ def test_labels_out_of_range_and_errors():
     with pytest.raises(Exception, match="labels must lie in"):
         err.throw()
     y[0] = 0
-    with pytest.raises(TypeError, match="integer labels only"):
-        jaxloss.linear_cross_entropy(h, w, y.astype(np.float32))
+    with pytest.raises(ValueError, match=r"probability labels must have .*\(9, 37\).*labels.shape=\(9,\)"):
+        jaxloss.linear_cross_entropy(h, w, y.astype(np.float32))  # float labels are probability targets
+    with pytest.raises(TypeError, match="integer labels or float probabilities"):
+        jaxloss.linear_cross_entropy(h, w, y.astype(np.complex64))
+    with pytest.raises(ValueError, match="ignore_index applies to integer labels only"):
+        jaxloss.linear_cross_entropy(h, w, np.full((9, V), 1.0 / V, np.float32), ignore_index=0)
+    with pytest.raises(ValueError, match=r"class_weights"):
+        jaxloss.linear_cross_entropy(h, w, y, class_weights=np.ones(V - 1, np.float32))
     with pytest.raises(ValueError, match=r"\(6, vocab\).*weight.shape=\(37, 6\)"):
         jaxloss.linear_cross_entropy(h, w.T, y)
     with pytest.raises(ValueError, match=r"bias.shape=\(36,\)"):
@@ -216,3 +203,49 @@ def test_compiled_memory_is_far_below_the_naive_path(reduction):
     assert naive >= logits_bytes  # the naive path keeps at least the logits for its backward pass
     assert fused * 8 <= naive, (fused, naive)
     assert fused <= 4 * n * chunk * 4 + 8 * n * hidden * 4, (fused, naive)  # a few blocks, no [N, V] array
+
+
+def _targets(kind, y, dtype, seed=3):
+    """Integer labels, or probability targets (Dirichlet rows) for the same tokens."""
+    if kind == "labels":
+        return y
+    return np.random.default_rng(seed).dirichlet(np.ones(V) * 0.3, size=len(y)).astype(dtype)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+@pytest.mark.parametrize("kind,class_weights", [("labels", True), ("probs", False), ("probs", True)])
+def test_class_weights_and_probability_targets_equal_naive(kind, class_weights, reduction):
+    """class_weights= and probability targets: value and grads equal jaxloss.cross_entropy on the logits,
+    on both algorithms (chunk 8: recomputed chunks; chunk 64: one pass), with smoothing, z-loss and a mask."""
+    h, w, b, y = _data(np.float32)
+    t = _targets(kind, y, np.float32)
+    rng = np.random.default_rng(4)
+    kw = dict(label_smoothing=0.1, z_loss=1e-3, reduction=reduction, where=rng.uniform(size=len(y)) > 0.2,
+              weights=rng.uniform(0.5, 2.0, size=len(y)).astype(np.float32))
+    if class_weights:
+        kw["class_weights"] = rng.uniform(0.2, 3.0, size=V).astype(np.float32)
+    v2, g2 = _value_and_grads(_naive, h, w, b, t, **kw)
+    for chunk in (8, 64):
+        v1, g1 = _value_and_grads(_fused, h, w, b, t, chunk_size=chunk, **kw)
+        assert_close(v1, v2, np.float32, rtol=2e-5, atol=2e-5, err_msg=f"chunk {chunk}")
+        for a, c, name in zip(g1, g2, ("hidden", "weight", "bias")):
+            assert_close(a, c, np.float32, rtol=2e-5, atol=2e-5, err_msg=f"{name}, chunk {chunk}")
+
+
+@pytest.mark.parametrize("kind", ["labels", "probs"])
+def test_pytorch_class_weights_and_probability_targets(kind):
+    """Reference: torch.nn.functional.cross_entropy(h @ w + b, target, weight=, label_smoothing=) in float64."""
+    torch = pytest.importorskip("torch")
+    h, w, b, y = _data(np.float64)
+    t = _targets(kind, y, np.float64)
+    cw = np.random.default_rng(5).uniform(0.2, 3.0, size=V)
+    for reduction in ("mean", "sum"):
+        def tfn(h, w, b, t):
+            return torch.nn.functional.cross_entropy(h @ w + b, t, weight=torch.tensor(cw), label_smoothing=0.2, reduction=reduction)
+
+        ref_v, ref_g = harness.torch_value_and_grads(tfn, (h, w, b, t), argnums=(0, 1, 2))
+        harness.check_reference(
+            lambda h, w, b, t: jaxloss.linear_cross_entropy(h, w, t, bias=b, class_weights=cw, label_smoothing=0.2,
+                                                            chunk_size=10, reduction=reduction),
+            ref_v, ref_g, (h, w, b, t), np.float64, argnums=(0, 1, 2),
+        )

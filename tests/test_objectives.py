@@ -87,6 +87,9 @@ def test_per_sample_equals_loop_and_weights():
     assert_close(weighted, np.sum(w * np.asarray(loop)) / np.sum(w), np.float64)
     assert_close(obj(params, (x, y, w)), weighted + float(jaxloss.l2(0.1)(params)), np.float64)
     assert_close(jax.jit(obj.per_sample)(params, (x, y)), loop, np.float64)
+    # one per-example function with the per-sample tools: chunked (with a remainder) and per_sample_losses agree
+    assert_close(obj.per_sample(params, (x, y, w), chunk_size=3), loop, np.float64)
+    assert_close(jaxloss.per_sample_losses(obj.data_term, params, (x, y)), loop, np.float64)
 
 
 def test_with_aux_gives_predictions_for_metrics():

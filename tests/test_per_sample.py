@@ -588,3 +588,91 @@ def test_errors_name_the_problem():
         jaxloss.ghost_grad_norms(mlp_params, mlp_batch, jaxloss.cross_entropy)
     with pytest.raises(ValueError, match="d_in"):
         jaxloss.ghost_grad_norms(mlp_params[::-1], mlp_batch, ce_none)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# issue 14 (mutation audit): global-norm clipping and the DP noise scale against hand-written NumPy
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _tanh_mlp_problem(n=8, d=3, h=4, seed=21):
+    rng = np.random.default_rng(seed)
+    params = {
+        "W1": rng.normal(size=(d, h)) * 0.8, "b1": rng.normal(size=h) * 0.3,
+        "W2": rng.normal(size=h) * 1.2, "b2": np.asarray(0.1),
+    }
+    x = rng.normal(size=(n, d)) * 1.5
+    y = rng.normal(size=n) * 2.0
+    return params, (x, y)
+
+
+def _tanh_mlp_fn(p, batch):
+    x, y = batch
+    out = jnp.tanh(x @ p["W1"] + p["b1"]) @ p["W2"] + p["b2"]
+    return jnp.mean(0.5 * (out - y) ** 2)
+
+
+def _numpy_mlp_per_example_grads(p, x, y):
+    """float64 NumPy backpropagation by hand of 0.5 (tanh(x W1 + b1) . W2 + b2 - y)^2, one row per example."""
+    p = {k: np.asarray(v, np.float64) for k, v in p.items()}
+    hid = np.tanh(x @ p["W1"] + p["b1"])  # [n, h]
+    r = hid @ p["W2"] + p["b2"] - y  # [n]
+    dz = r[:, None] * p["W2"][None] * (1 - hid**2)  # [n, h]
+    return {"W1": x[:, :, None] * dz[:, None, :], "b1": dz, "W2": r[:, None] * hid, "b2": r}
+
+
+def test_clipping_is_global_over_all_leaves_against_numpy():
+    """Reference: Abadi et al. 2016 Algorithm 1 in float64 NumPy on a 4-leaf MLP: per-example gradients by
+    hand, n_i = sqrt(sum over ALL leaves |g_i|^2), factor min(1, C / n_i), the mean over the batch. The
+    per-leaf clipping (each leaf to C on its own) gives a clearly different result here, so a per-leaf
+    mutation cannot pass."""
+    params, (x, y) = _tanh_mlp_problem()
+    g = _numpy_mlp_per_example_grads(params, x, y)
+    n = x.shape[0]
+    norms = np.sqrt(sum(np.sum(v.reshape(n, -1) ** 2, axis=1) for v in g.values()))
+    c = float(np.median(norms))  # half of the examples are clipped
+    factor = np.minimum(1.0, c / norms)
+    want = {k: np.mean(v * factor.reshape((n,) + (1,) * (v.ndim - 1)), axis=0) for k, v in g.items()}
+    per_leaf = {}
+    for k, v in g.items():
+        leaf_norm = np.sqrt(np.sum(v.reshape(n, -1) ** 2, axis=1))
+        per_leaf[k] = np.mean(v * np.minimum(1.0, c / leaf_norm).reshape((n,) + (1,) * (v.ndim - 1)), axis=0)
+    assert max(np.max(np.abs(want[k] - per_leaf[k])) for k in g) > 1e-2
+    run = jax.jit(functools.partial(jaxloss.clipped_mean_grad, _tanh_mlp_fn), static_argnames="chunk_size")
+    for chunk_size in (None, 3):
+        out = run(params, (x, y), c, chunk_size=chunk_size)
+        harness.assert_close(out.norms, norms, np.float64)
+        for k in g:
+            harness.assert_close(out.grads[k], want[k], np.float64, err_msg=k)
+    # float32 inputs: the same numbers to float32 accuracy
+    p32 = {k: np.asarray(v, np.float32) for k, v in params.items()}
+    out = run(p32, (x.astype(np.float32), y.astype(np.float32)), np.float32(c))
+    for k in g:
+        harness.assert_close(out.grads[k], want[k], np.float32, rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_dp_noise_scale_on_every_leaf_against_the_gaussian_mechanism():
+    """Reference: the documented convention of Abadi et al. 2016 (Algorithm 1) and Opacus: Gaussian noise of
+    std sigma * C is added to the SUM of the clipped gradients, then divided by the batch size B, so each
+    coordinate of every leaf of the returned mean carries N(0, (sigma C / B)^2), independently across
+    coordinates and leaves. Checked on the 4-leaf MLP: noisy minus clean (NumPy clipped mean) per leaf;
+    the z-scores' mean (sd 1/sqrt(K P)), variance (sd sqrt(2/(K P))), and the correlation between the two
+    same-shaped leaves b1 and W2 (sd 1/sqrt(K)), each within 5 sd. A noise of std sigma*C (not divided by B)
+    or sigma*C/sqrt(B) would be off by a factor 8 or sqrt(8)."""
+    params, (x, y) = _tanh_mlp_problem()
+    g = _numpy_mlp_per_example_grads(params, x, y)
+    n = x.shape[0]
+    norms = np.sqrt(sum(np.sum(v.reshape(n, -1) ** 2, axis=1) for v in g.values()))
+    c, sigma, k = 0.9, 1.3, 1500
+    factor = np.minimum(1.0, c / norms)
+    clean = {key: np.mean(v * factor.reshape((n,) + (1,) * (v.ndim - 1)), axis=0) for key, v in g.items()}
+    draw = jax.jit(jax.vmap(lambda key: jaxloss.clipped_mean_grad(_tanh_mlp_fn, params, (x, y), c, sigma, key).grads))
+    samples = draw(jax.random.split(jax.random.PRNGKey(3), k))
+    sd = sigma * c / n
+    z = {key: (np.asarray(samples[key]) - clean[key]).reshape(k, -1) / sd for key in clean}
+    for key, zk in z.items():
+        p = zk.shape[1]
+        assert abs(np.mean(zk)) < 5 / np.sqrt(k * p), key
+        assert abs(np.mean(zk**2) - 1) < 5 * np.sqrt(2 / (k * p)), (key, np.mean(zk**2))
+    corr = np.corrcoef(z["b1"].T, z["W2"].T)[:4, 4:]
+    assert np.max(np.abs(corr)) < 5 / np.sqrt(k)

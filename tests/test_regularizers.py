@@ -127,7 +127,7 @@ def test_composition_add_scale_sum():
     assert_close((b * 2.0)(p), 2 * b(p), np.float64)
     assert_close((b / 4.0)(p), b(p) / 4, np.float64)
     assert_close(sum([a, b, jaxloss.orthogonal(0.5)])(p), a(p) + b(p) + jaxloss.orthogonal(0.5)(p), np.float64)
-    assert "l2(0.1)" in repr(a + b) and "l1(0.2)" in repr(a + b)
+    assert "l2(strength=0.1)" in repr(a + b) and "l1(strength=0.2)" in repr(a + b)
     # jit and traced strengths
     assert_close(jax.jit(a + b)(p), a(p) + b(p), np.float64)
     by_strength = jax.vmap(lambda s: jaxloss.l1(s)(p))(jnp.array([0.0, 1.0, 2.0]))

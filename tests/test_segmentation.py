@@ -144,3 +144,100 @@ def test_segmentation_layout_vmap_ignore_index_and_checks():
     assert np.isnan(out[1]) and all_finite(np.asarray(out)[[0, 2]])
     err, _ = jaxloss.checked(lambda a: jaxloss.dice(a, bad))(x)
     assert err.get() is not None and "out of range" in err.get()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ignore_index_pixels_holding_nan_do_not_leak(dtype):
+    """Defect (issue 14): NaN logits at pixels excluded by ignore_index gave NaN gradients. Value and
+    gradient must be finite and equal to slicing those pixels out (reference: the loss on the sliced
+    images, whose own values are checked against optax/NumPy above); the ignored pixels get zero gradient."""
+    x, y, _ = seg_batch(dtype, seed=5)
+    y_ign = y.copy()
+    y_ign[:, -1] = -100
+    x_nan = x.copy()
+    x_nan[:, -1] = np.nan
+    for fn, kw in ((jaxloss.dice, {}), (jaxloss.generalized_dice, {}), (jaxloss.tversky, dict(alpha=0.3, beta=0.7))):
+        v, (g,) = jax_value_and_grads(lambda a: fn(a, y_ign, ignore_index=-100, **kw), (x_nan,))
+        v_ref, (g_ref,) = jax_value_and_grads(lambda a: fn(a, y[:, :-1], **kw), (x[:, :-1],))
+        assert all_finite(v) and all_finite(g), fn.__name__
+        assert_close(v, v_ref, dtype)
+        assert_close(g[:, :-1], g_ref, dtype)
+        assert np.all(g[:, -1] == 0)
+
+
+def np_generalized_dice_weighted(probs, onehot, smooth, class_weights=None, ignore_background=False):
+    """float64 NumPy generalized Dice per example (Sudre et al. 2017) with user factors v_c on the automatic
+    weights 1 / T_c^2 and the background channel removed first (MONAI's include_background=False)."""
+    p, t = np.asarray(probs, np.float64), np.asarray(onehot, np.float64)
+    v = np.ones(p.shape[-1]) if class_weights is None else np.asarray(class_weights, np.float64)
+    if ignore_background:
+        p, t, v = p[..., 1:], t[..., 1:], v[1:]
+    ax = tuple(range(1, p.ndim - 1))
+    ts = t.sum(ax)
+    auto = np.where(ts > 0, 1.0 / np.where(ts > 0, ts, 1.0) ** 2, 0.0)
+    auto = np.where(ts > 0, auto, auto.max(-1, keepdims=True))
+    w = auto * v
+    num = 2 * (w * (p * t).sum(ax)).sum(-1) + smooth
+    den = (w * (p.sum(ax) + ts)).sum(-1) + smooth
+    return 1 - num / den
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_generalized_dice_class_weights_and_ignore_background_against_numpy(dtype):
+    """Feature (issue 14): class_weights= (factors of the automatic 1/T^2 weights) and ignore_background=
+    against the float64 NumPy formula, values and finite-difference gradients, with class 2 absent from
+    example 0; ignore_background equals computing on the channels 1.. of the softmax over all classes."""
+    x, y, _ = seg_batch(dtype, seed=6)
+    y[0] = np.where(y[0] == 2, 1, y[0])
+    onehot = np.asarray(jax.nn.one_hot(y, C, dtype=np.float64))
+    cw = np.array([0.5, 2.0, 1.5])
+    tol = dict(rtol=1e-6, atol=1e-9) if dtype == np.float64 else {}
+    for kw in (dict(class_weights=cw), dict(ignore_background=True), dict(class_weights=cw, ignore_background=True)):
+        f = lambda a: np.mean(np_generalized_dice_weighted(softmax64(a), onehot, 1e-3, **kw))
+        check_reference(lambda a: jaxloss.generalized_dice(a, y, smooth=1e-3, **kw), f(x), numeric_grads(f, (x,)),
+                        (x,), dtype, **tol)
+    assert_close(jaxloss.generalized_dice(x, y, ignore_background=True, reduction="none"),
+                 np_generalized_dice_weighted(softmax64(x), onehot, 1e-5, ignore_background=True), dtype)
+    with pytest.raises(ValueError, match="ignore_background needs at least 2 classes"):
+        jaxloss.generalized_dice(x[..., :1], (y > 0).astype(np.int32), ignore_background=True)
+    with pytest.raises(ValueError, match=r"class_weights must have shape \(3,\)"):
+        jaxloss.generalized_dice(x, y, class_weights=np.ones(2))
+    with pytest.raises(ValueError, match="class_weights must be >= 0"):
+        jaxloss.generalized_dice(x, y, class_weights=np.array([1.0, -1.0, 1.0]))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dice_on_binary_maps_without_channel_axis(dtype):
+    """Feature (issue 14): axis=None takes [B, H, W] foreground logits (sigmoid) with targets [B, H, W].
+    References: optax.losses.binary_dice_loss (values and gradients; it averages over the batch) and the
+    float64 NumPy soft Dice with optax's smooth convention 1 - (TP + s) / (TP + (FP + FN) / 2 + s);
+    integer {0, 1} and float targets; tversky/jaccard agree with the [B, H, W, 1] layout."""
+    rng = np.random.default_rng(9)
+    x = (rng.normal(size=(B, H, W)) * 2).astype(dtype)
+    y = rng.integers(0, 2, size=(B, H, W))
+    yf = y.astype(dtype)
+
+    def np_dice(a):
+        p = 1 / (1 + np.exp(-np.asarray(a, np.float64)))
+        tp, ps, ts = (p * y).sum((1, 2)), p.sum((1, 2)), y.sum((1, 2))
+        return np.mean(1 - (tp + 1.0) / (tp + 0.5 * (ps - tp) + 0.5 * (ts - tp) + 1.0))
+
+    ref_v, ref_g = jax_value_and_grads(lambda a: optax.losses.binary_dice_loss(a, jnp.asarray(yf)).mean(), (x,))
+    for targets in (y, yf):
+        check_reference(lambda a: jaxloss.dice(a, targets, axis=None), ref_v, ref_g, (x,), dtype)
+    tol = dict(rtol=1e-6, atol=1e-9) if dtype == np.float64 else {}
+    check_reference(lambda a: jaxloss.dice(a, y, axis=None), np_dice(x), numeric_grads(np_dice, (x,)), (x,), dtype, **tol)
+    for fn in (jaxloss.tversky, jaxloss.jaccard):
+        assert_close(fn(x, y, axis=None, reduction="none"), fn(x[..., None], y, reduction="none"), dtype)
+    with pytest.raises(ValueError, match="targets must have the shape of predictions"):
+        jaxloss.dice(x, yf[:, :-1], axis=None)
+
+
+def test_segmentation_does_not_import_sequence():
+    """Issue 14: no family imports another family's private helper (segmentation used sequence._context)."""
+    import inspect
+
+    import jaxloss.segmentation as seg
+
+    src = inspect.getsource(seg)
+    assert "jaxloss.sequence" not in src and "from jaxloss import sequence" not in src

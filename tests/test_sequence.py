@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
-from harness import DTYPES, all_finite, assert_close, check_reference, jax_value_and_grads, numeric_grads, torch_value_and_grads
+from harness import (
+    DTYPES,
+    all_finite,
+    assert_close,
+    check_reference,
+    jax_value_and_grads,
+    numeric_grads,
+    torch_value_and_grads,
+)
 
 B, T, K, N = 4, 7, 5, 3
 
@@ -97,6 +105,49 @@ def test_ctc_impossible_alignment_finite_where_pytorch_is_inf(dtype):
     ref_v, ref_g = torch_value_and_grads(torch_ctc(y, il, ll, "sum", zero_infinity=True), (x,))
     check_reference(lambda a: jaxloss.ctc(a, y, input_lengths=il, label_lengths=ll, zero_infinity=True, reduction="sum"),
                     ref_v, ref_g, (x,), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ctc_empty_label_sequences_against_pytorch(dtype):
+    """Defect (issue 14): labels of shape [B, 0] raised an internal shape error. An empty label sequence
+    is the all-blank path: -sum_t log p_t(blank). Reference: PyTorch ctc_loss with target_lengths 0
+    (values and gradients), and the float64 NumPy all-blank formula; unbatched [T, K] with [0] too."""
+    rng = np.random.default_rng(7)
+    x = (rng.normal(size=(2, 5, 4)) * 1.5).astype(dtype)
+    y = np.zeros((2, 0), np.int64)
+    il = np.array([5, 3])
+    ll = np.zeros(2, np.int64)
+    ref_v, ref_g = torch_value_and_grads(torch_ctc(y, il, ll, "sum"), (x,))
+    check_reference(lambda a: jaxloss.ctc(a, y, input_lengths=il, reduction="sum"), ref_v, ref_g, (x,), dtype)
+    logp = np.asarray(x, np.float64) - np.log(np.exp(np.asarray(x, np.float64)).sum(-1, keepdims=True))
+    blank_path = np.array([-logp[b, : il[b], 0].sum() for b in range(2)])
+    assert_close(jaxloss.ctc(x, y, input_lengths=il, reduction="none"), blank_path, dtype)
+    assert_close(jaxloss.ctc(x[0], y[0], reduction="none"), blank_path[0], dtype)
+    # the issue's reproducer: uniform logits, every path of 5 frames has probability 4^-5
+    assert_close(jaxloss.ctc(jnp.zeros((2, 5, 4), dtype), jnp.zeros((2, 0), int)), 5 * np.log(4.0), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ctc_nonzero_blank_against_pytorch(dtype):
+    """Mutation audit (issue 14): blank_id=3 (of K=5) against PyTorch's ctc_loss(blank=3), values and
+    gradients, with repeats, padding and an empty sequence; labels use class 0 (a real class here)."""
+    x, _, il, ll = ctc_batch(dtype, seed=8)
+    rng = np.random.default_rng(8)
+    y = rng.choice([0, 1, 2, 4], size=(B, N))
+    y[1, 1] = y[1, 0]
+    y[0, :] = [0, 0, 2]
+    y[np.arange(N)[None] >= ll[:, None]] = 3  # padding holds the blank: ignored beyond the label length
+    for reduction in ("sum", "none"):
+        tfn = lambda a: F.ctc_loss(torch.log_softmax(a, -1).transpose(0, 1), torch.tensor(y), torch.tensor(il),
+                                   torch.tensor(ll), blank=3, reduction="sum")
+        if reduction == "none":
+            want = F.ctc_loss(torch.log_softmax(torch.tensor(x), -1).transpose(0, 1), torch.tensor(y), torch.tensor(il),
+                              torch.tensor(ll), blank=3, reduction="none").numpy()
+            assert_close(jaxloss.ctc(x, y, input_lengths=il, label_lengths=ll, blank_id=3, reduction="none"), want, dtype)
+        else:
+            ref_v, ref_g = torch_value_and_grads(tfn, (x,))
+            check_reference(lambda a: jaxloss.ctc(a, y, input_lengths=il, label_lengths=ll, blank_id=3, reduction="sum"),
+                            ref_v, ref_g, (x,), dtype)
 
 
 def test_ctc_padding_nan_vmap_jit_and_checked_mode():
@@ -205,3 +256,36 @@ def test_z_loss_against_numpy_and_fused_cross_entropy(dtype):
     c = 1e-2
     fused_v, fused_g = jax_value_and_grads(lambda a: jaxloss.cross_entropy(a, y, z_loss=c), (x,))
     check_reference(lambda a: jaxloss.cross_entropy(a, y) + c * jaxloss.z_loss(a), fused_v, fused_g, (x,), dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ctc_forward_probs_against_optax(dtype):
+    """Feature (issue 14): return_forward_probs=True against optax.ctc_loss_with_forward_probs (padding
+    style, an interior padded frame, a repeat, an empty label sequence). optax's logalpha_blank[t, b, n] is
+    log_alpha[b, t, 2n] (at the last frame logaddexp with the label state 2n - 1) and logalpha_nonblank[t,
+    b, n] is log_alpha[b, t, 2n + 1], on the states that an alignment reaches (others hold multiples of
+    log_epsilon in both); the loss and its gradient are those of the plain call."""
+    x, y, il, ll = ctc_batch(dtype, seed=1)
+    lpad, ypad = paddings(il, T, dtype), paddings(ll, N, dtype)
+    lpad[0, 2] = 1.0
+    y = np.where(y < 0, 0, y)
+    loss, phi, emit = optax.ctc_loss_with_forward_probs(x, lpad, y, ypad)
+    kw = dict(logit_paddings=lpad, label_paddings=ypad, reduction="none")
+    value, la = jaxloss.ctc(x, y, return_forward_probs=True, **kw)
+    assert la.shape == (B, T, 2 * N + 1) and la.dtype == dtype
+    assert_close(value, loss, dtype, rtol=1e-5 if dtype == np.float32 else None)
+    la, phi, emit = np.asarray(la, np.float64), np.asarray(phi).transpose(1, 0, 2), np.asarray(emit).transpose(1, 0, 2)
+    last = np.logaddexp(la[:, -1, 0::2], np.concatenate([np.full((B, 1), -np.inf), la[:, -1, 1::2]], axis=1))
+    mine_phi = np.concatenate([la[:, :-1, 0::2], last[:, None]], axis=1)
+    for b in range(B):
+        n_lab = ll[b]
+        for mine, ref in ((mine_phi[b, :, : n_lab + 1], phi[b, :, : n_lab + 1]), (la[b, :, 1 : 2 * n_lab : 2], emit[b, :, :n_lab])):
+            reach = ref > -1e3
+            assert np.array_equal(reach, mine > -1e3), b
+            assert_close(mine[reach], ref[reach], dtype, rtol=1e-5 if dtype == np.float32 else None)
+    g_plain = jax.grad(lambda a: jnp.sum(jaxloss.ctc(a, y, **kw)))(x)
+    g_fwd = jax.grad(lambda a: jnp.sum(jaxloss.ctc(a, y, return_forward_probs=True, **kw)[0]))(x)
+    assert_close(g_fwd, g_plain, dtype, rtol=1e-6)
+    one, la1 = jaxloss.ctc(x[2], y[2, : ll[2]], return_forward_probs=True)
+    assert la1.shape == (T, 2 * ll[2] + 1)
+    assert_close(-np.logaddexp(la1[-1, -1], la1[-1, -2]), one, dtype)

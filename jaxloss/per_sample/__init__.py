@@ -20,6 +20,17 @@ of the intermediate values is bounded by the chunk, not the batch. Functions tha
 (norms, clipping, statistics, influence) never hold more than one chunk of per-example gradients.
 ``chunk_size=None`` (the default) vectorises over the whole batch.
 
+**Many devices (data parallel).** Under ``jax.jit`` with the batch sharded on its example axis
+(``NamedSharding(mesh, P("data"))`` for every leaf; params replicated), the semantics are those of one
+device and the work stays where the examples live: per-example losses, gradients and norms are computed on
+the device that holds the example and come back sharded like the batch (with ``chunk_size`` too: the
+chunks are strided across the batch, so every device processes its own examples of each chunk and the
+batch is never gathered). Reductions over examples (the clipped sum of :func:`clipped_mean_grad`, the
+moments of :func:`grad_statistics`) are partial sums on each device combined by one parameter-sized
+all-reduce; the DP-SGD Gaussian noise is drawn once, from the one ``key``, and added once to the global
+sum (its variance does not grow with the number of devices), so a sharded step gives the same numbers as
+one device for the same key. ``B`` in the normalisation is the global batch size.
+
 Everything is pure and jit-compilable with ``fn`` and ``chunk_size`` static, e.g.
 ``jax.jit(functools.partial(per_sample_grads, fn, chunk_size=64))(params, batch)``.
 

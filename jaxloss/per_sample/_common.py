@@ -8,8 +8,7 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-
+import optax
 
 Array = jax.Array
 PyTree = Any
@@ -47,18 +46,28 @@ def _check_chunk(chunk_size) -> Optional[int]:
 def _scan_chunks(chunk_fn: Callable, batch: PyTree, chunk_size: Optional[int], init: Any = ()):
     """Runs ``chunk_fn(carry, chunk) -> (carry, per_example_outputs)`` over the batch in chunks.
 
-    ``per_example_outputs`` have the chunk's example axis first; they are concatenated back to the batch.
+    ``per_example_outputs`` have the chunk's example axis first; they are put back in the batch's order.
     Full chunks go through one ``lax.scan`` (a single compiled body, memory bounded by the chunk); a
     remainder (batch size not a multiple of the chunk) is one more call on the last examples.
+
+    The chunks are strided: with ``full`` chunks of ``c`` examples, chunk ``j`` holds examples ``j, j + full,
+    j + 2 full, ...``. The batch is viewed as ``[c, full, ...]`` and the scan walks the second axis, so a
+    batch sharded on its example axis (the sharding goes to the first axis) is never gathered: each device
+    processes its own examples of every chunk, ``c / devices`` at a time. (With a remainder, the full
+    chunks are a slice of the batch, which a sharded batch may have to move for.)
     """
     n = _num_examples(batch)
     c = _check_chunk(chunk_size)
     if c is None or c >= n:
         return chunk_fn(init, batch)
     full, rem = divmod(n, c)
-    head = _tmap(lambda x: jnp.reshape(x[: full * c], (full, c) + jnp.shape(x)[1:]), batch)
-    carry, ys = jax.lax.scan(chunk_fn, init, head)
-    ys = _tmap(lambda y: jnp.reshape(y, (full * c,) + y.shape[2:]), ys)
+    head = _tmap(lambda x: jnp.reshape(x[: full * c] if rem else x, (c, full) + jnp.shape(x)[1:]), batch)
+
+    def body(carry, j):
+        return chunk_fn(carry, _tmap(lambda x: jax.lax.dynamic_index_in_dim(x, j, axis=1, keepdims=False), head))
+
+    carry, ys = jax.lax.scan(body, init, jnp.arange(full))
+    ys = _tmap(lambda y: jnp.reshape(jnp.swapaxes(y, 0, 1), (full * c,) + y.shape[2:]), ys)
     if rem:
         carry, yt = chunk_fn(carry, _tmap(lambda x: x[full * c :], batch))
         ys = _tmap(lambda a, b: jnp.concatenate([a, b], axis=0), ys, yt)
@@ -87,7 +96,19 @@ def _sq_norms(tree: PyTree) -> PyTree:
 
 
 def _sum_leaves(tree: PyTree, init=0.0):
+    """The elementwise sum of a tree's leaves (e.g. per-leaf ``[B]`` norms into ``[B]``); ``optax.tree.sum``
+    would also sum over the example axis."""
     return sum(_leaves(tree), init)
+
+
+def _global_norms(grads: PyTree) -> Array:
+    """``[B]``: the L2 norm of each example's gradient over all leaves of a tree of ``[B, ...]`` arrays."""
+    return _sqrt(_sum_leaves(_sq_norms(grads)))
+
+
+def _zero_grads(fn: Callable, params: PyTree, batch: PyTree) -> PyTree:
+    """Zeros of the structure, shapes and dtypes of ``grad fn(params, batch)`` (no gradient is computed)."""
+    return optax.tree.zeros_like(jax.eval_shape(jax.grad(fn), params, _tmap(lambda x: x[:1], batch)))
 
 
 def _tree_dtype(tree):

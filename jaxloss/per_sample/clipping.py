@@ -7,10 +7,21 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxloss import _core
 from jaxloss import _models
-from jaxloss.per_sample._common import Array, PyTree, _tmap, _num_examples, _scan_chunks, _example_fn, _vmapped, _sq_norms, _sum_leaves, _sqrt
+from jaxloss.per_sample._common import (
+    Array,
+    PyTree,
+    _example_fn,
+    _global_norms,
+    _num_examples,
+    _scan_chunks,
+    _tmap,
+    _vmapped,
+    _zero_grads,
+)
 
 __all__ = ["clipped_mean_grad", "ClippedGrad"]
 
@@ -31,13 +42,11 @@ class ClippedGrad(NamedTuple):
 
 def _dp_noise(grads: PyTree, noise_multiplier, max_norm, key) -> PyTree:
     """Isotropic Gaussian noise of std ``noise_multiplier * max_norm`` for every entry of ``grads``."""
-    leaves, treedef = jax.tree_util.tree_flatten(grads)
-    keys = jax.random.split(key, max(len(leaves), 1))
-    noise = [
-        jax.random.normal(k, g.shape, g.dtype) * jnp.asarray(noise_multiplier * max_norm, g.dtype)
-        for k, g in zip(keys, leaves)
-    ]
-    return jax.tree_util.tree_unflatten(treedef, noise)
+
+    def sampler(k, shape, dtype):
+        return jax.random.normal(k, shape, dtype) * jnp.asarray(noise_multiplier * max_norm, dtype)
+
+    return optax.tree.random_like(key, grads, sampler)
 
 
 def _check_dp_args(max_norm, noise_multiplier, key) -> bool:
@@ -127,13 +136,13 @@ def clipped_mean_grad(
 
     def chunk_fn(acc, chunk):
         losses, grads = vg(params, chunk)
-        norms = _sqrt(_sum_leaves(_sq_norms(grads)))
+        norms = _global_norms(grads)
         factor = _clip_factor(norms, max_norm)
         acc = _tmap(lambda a, g: a + jnp.tensordot(factor.astype(g.dtype), g, axes=1), acc, grads)
         return acc, (norms, losses)
 
-    init = _tmap(jnp.zeros_like, jax.eval_shape(jax.grad(fn), params, _tmap(lambda x: x[:1], batch)))
+    init = _zero_grads(fn, params, batch)
     total, (norms, losses) = _scan_chunks(chunk_fn, batch, chunk_size, init)
     if noisy:
-        total = _tmap(jnp.add, total, _dp_noise(total, noise_multiplier, max_norm, key))
-    return ClippedGrad(_tmap(lambda t: t / jnp.asarray(n, t.dtype), total), norms, losses)
+        total = optax.tree.add(total, _dp_noise(total, noise_multiplier, max_norm, key))
+    return ClippedGrad(optax.tree.scale(1.0 / n, total), norms, losses)

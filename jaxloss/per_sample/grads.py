@@ -9,7 +9,18 @@ import numpy as np
 
 from jaxloss import _models
 from jaxloss.per_sample import ghost as _ghost
-from jaxloss.per_sample._common import Array, PyTree, _tmap, _scan_chunks, _example_fn, _vmapped, _sq_norms, _sum_leaves, _sqrt, _group_norms
+from jaxloss.per_sample._common import (
+    Array,
+    PyTree,
+    _example_fn,
+    _group_norms,
+    _scan_chunks,
+    _sq_norms,
+    _sqrt,
+    _sum_leaves,
+    _tmap,
+    _vmapped,
+)
 
 __all__ = ["per_sample_losses", "per_sample_grads", "per_sample_grad_norms"]
 

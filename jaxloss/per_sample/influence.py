@@ -8,7 +8,17 @@ import jax
 import jax.numpy as jnp
 
 from jaxloss import _models
-from jaxloss.per_sample._common import Array, PyTree, _leaves, _num_examples, _scan_chunks, _example_fn, _vmapped, _sq_norms, _sum_leaves, _sqrt, _safe_div
+from jaxloss.per_sample._common import (
+    Array,
+    PyTree,
+    _example_fn,
+    _global_norms,
+    _leaves,
+    _num_examples,
+    _safe_div,
+    _scan_chunks,
+    _vmapped,
+)
 
 __all__ = ["grad_cosine_similarity", "tracin_influence"]
 
@@ -44,8 +54,7 @@ def grad_cosine_similarity(grads: PyTree, other: Optional[PyTree] = None) -> Arr
     other = grads if other is None else other
     if jax.tree_util.tree_structure(grads) != jax.tree_util.tree_structure(other):
         raise ValueError("grads and other must have the same tree structure")
-    na = _sqrt(_sum_leaves(_sq_norms(grads)))
-    nb = _sqrt(_sum_leaves(_sq_norms(other)))
+    na, nb = _global_norms(grads), _global_norms(other)
     return jnp.clip(_safe_div(_pairwise_dots(grads, other), na[:, None] * nb[None, :]), -1.0, 1.0)
 
 
@@ -106,7 +115,10 @@ def tracin_influence(
         f, w = _models.bind(fn, w)  # Flax / Equinox models: differentiate their trainable arrays
         g = _vmapped(jax.grad(_example_fn(f)))
         test_grads = g(w, test_batch)
-        _, scores = _scan_chunks(lambda c, chunk: (c, _pairwise_dots(g(w, chunk), test_grads)), train_batch, chunk_size)
+        def chunk_fn(carry, chunk, w=w, test_grads=test_grads):
+            return carry, _pairwise_dots(g(w, chunk), test_grads)
+
+        _, scores = _scan_chunks(chunk_fn, train_batch, chunk_size)
         scores = scores * eta
         total = scores if total is None else total + scores
     return total

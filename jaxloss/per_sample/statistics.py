@@ -7,10 +7,23 @@ from typing import Callable, NamedTuple, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from jaxloss import _core
 from jaxloss import _models
-from jaxloss.per_sample._common import Array, PyTree, _tmap, _num_examples, _check_chunk, _scan_chunks, _example_fn, _vmapped, _sum_leaves, _tree_dtype, _safe_div
+from jaxloss.per_sample._common import (
+    Array,
+    PyTree,
+    _check_chunk,
+    _example_fn,
+    _num_examples,
+    _safe_div,
+    _scan_chunks,
+    _tmap,
+    _tree_dtype,
+    _vmapped,
+    _zero_grads,
+)
 
 __all__ = ["grad_statistics", "grad_statistics_from_grads", "GradStatistics", "noise_scale_from_batch_sizes", "two_batch_noise_scale", "NoiseScale"]
 
@@ -38,10 +51,10 @@ class GradStatistics(NamedTuple):
 
 
 def _stats_from_moments(count, mean, m2) -> GradStatistics:
-    variance = _tmap(lambda s: s / (count - 1), m2)
+    variance = optax.tree.scale(1.0 / (count - 1), m2)
     snr = _tmap(lambda m, v: _safe_div(jnp.abs(m), jnp.sqrt(v), jnp.where(m != 0, jnp.inf, 0.0).astype(m.dtype)), mean, variance)
-    trace = _sum_leaves(_tmap(jnp.sum, variance))
-    mean_sq = _sum_leaves(_tmap(lambda m: jnp.sum(m * m), mean))
+    trace = optax.tree.sum(variance)
+    mean_sq = optax.tree.norm(mean, squared=True)
     g_sq = mean_sq - trace / count
     return GradStatistics(mean, variance, snr, trace, g_sq, trace / g_sq)
 
@@ -116,12 +129,12 @@ def grad_statistics(fn: Callable, params: PyTree, batch: PyTree, *, chunk_size: 
         mb, m2b = _chunk_moments(g(params, chunk))
         total = count + nb
         w = nb / total
-        delta = _tmap(jnp.subtract, mb, mean)
+        delta = optax.tree.sub(mb, mean)
         mean = _tmap(lambda m, d: m + d * w.astype(d.dtype), mean, delta)
         m2 = _tmap(lambda s, sb, d: s + sb + jnp.square(d) * (count * w).astype(d.dtype), m2, m2b, delta)
         return (total, mean, m2), ()
 
-    zeros = _tmap(jnp.zeros_like, jax.eval_shape(jax.grad(fn), params, _tmap(lambda x: x[:1], batch)))
+    zeros = _zero_grads(fn, params, batch)
     count = jnp.zeros((), _tree_dtype(zeros))
     (_, mean, m2), _ = _scan_chunks(chunk_fn, batch, chunk_size, (count, zeros, zeros))
     return _stats_from_moments(n, mean, m2)
@@ -215,7 +228,7 @@ def two_batch_noise_scale(fn: Callable, params: PyTree, batch: PyTree, small_bat
     grad = jax.grad(fn)
 
     def sq_norm(g):
-        return _sum_leaves(_tmap(lambda x: jnp.sum(jnp.square(x)), g))
+        return optax.tree.norm(g, squared=True)
 
     smalls = _tmap(lambda x: jnp.reshape(x, (k, b) + jnp.shape(x)[1:]), batch)
     init = jnp.zeros((), _tree_dtype(params))
