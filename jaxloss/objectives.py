@@ -34,8 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _core
-from jaxloss import _models
+from jaxloss import _core, _models
 from jaxloss import classification as _cls
 from jaxloss import regression as _reg
 from jaxloss import regularizers as _regs

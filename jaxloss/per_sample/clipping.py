@@ -9,8 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxloss import _core
-from jaxloss import _models
+from jaxloss import _core, _models
 from jaxloss.per_sample._common import (
     Array,
     PyTree,
