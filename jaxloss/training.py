@@ -34,6 +34,7 @@ import numpy as np
 import optax
 
 from jaxloss import prox as _prox
+from jaxloss._typing import PyTree
 from jaxloss.objectives import _unpack
 from jaxloss.optimize import _combine, _partition, _split, _tree_norm
 
@@ -59,7 +60,10 @@ class TrainStep:
     ``step.evaluate(params, batch)`` is the jitted ``{"loss": value, **metrics_fn(...)}`` without a step.
     """
 
-    def __init__(self, objective, optimizer, *, prox_step=None, metrics_fn=None):
+    def __init__(
+        self, objective: Callable[..., Any], optimizer: optax.GradientTransformation, *,
+        prox_step: float | Callable[[Any], Any] | None = None, metrics_fn: Callable[..., dict] | None = None,
+    ) -> None:
         if not callable(objective):
             raise TypeError(f"objective must be a function objective(params, batch) -> scalar; got {objective!r}")
         if not isinstance(optimizer, optax.GradientTransformation):
@@ -147,7 +151,10 @@ class TrainStep:
         return fn(diff, batch)
 
 
-def train_step(objective, optimizer, *, prox_step=None, metrics_fn=None) -> TrainStep:
+def train_step(
+    objective: Callable[..., Any], optimizer: optax.GradientTransformation, *,
+    prox_step: float | Callable[[Any], Any] | None = None, metrics_fn: Callable[..., dict] | None = None,
+) -> TrainStep:
     """A jitted optax step: ``step(params, opt_state, batch) -> (params, opt_state, metrics)``.
 
     Args:
@@ -195,7 +202,7 @@ class FitState:
       stop_training: set to ``True`` to stop after this epoch.
     """
 
-    def __init__(self, params, opt_state):
+    def __init__(self, params: PyTree, opt_state: optax.OptState) -> None:
         self.params, self.opt_state = params, opt_state
         self.epoch = -1
         self.history: Dict[str, list] = {}
@@ -542,14 +549,14 @@ def _weighted_means(records):
 
 
 def fit(
-    objective,
-    params,
-    batches,
-    optimizer,
+    objective: Callable[..., Any],
+    params: PyTree,
+    batches: Any,
+    optimizer: optax.GradientTransformation,
     epochs: int = 1,
     *,
     batch_size: Optional[int] = None,
-    validation_data=None,
+    validation_data: Any = None,
     validation_batch_size: Optional[int] = None,
     metrics: Union[None, Sequence, Mapping] = None,
     callbacks: Sequence = (),
@@ -557,7 +564,7 @@ def fit(
     shuffle: bool = True,
     seed: int = 0,
     drop_last: bool = True,
-    prox_step=None,
+    prox_step: float | Callable[[Any], Any] | None = None,
 ) -> FitResult:
     """Mini-batch training for ``epochs`` epochs, with validation, metrics history and callbacks.
 
