@@ -33,10 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxloss import _models
 from jaxloss import prox as _prox
 from jaxloss._typing import Array, ArrayLike, PyTree
 from jaxloss.objectives import _unpack
-from jaxloss.optimize import _combine, _partition, _split, _tree_norm
+from jaxloss.optimize import _split, _tree_norm
 
 __all__ = ["fit", "train_step", "TrainStep", "FitResult", "FitState", "Callback", "EarlyStopping"]
 
@@ -88,7 +89,7 @@ class TrainStep:
 
     def init(self, params: PyTree) -> optax.OptState:
         """The optimizer state for ``params``."""
-        state = self.optimizer.init(_partition(params)[0])
+        state = self.optimizer.init(_models.partition(params, self.objective)[0])
         if self._g is not None and _has_line_search(state):
             raise ValueError(
                 "a line-search optimizer (optax.lbfgs) cannot be combined with proximal steps (prox_step=); "
@@ -96,41 +97,44 @@ class TrainStep:
             )
         return state
 
-    def _value_fn(self, static, batch):
-        f, with_aux = self._f, self._metrics_fn is not None
+    def _value_fn(self, held, batch):
+        f = self._f
+        with_aux = hasattr(f, "with_aux")  # aux["params"]: updated model state (batch statistics)
 
         def value(q):
-            full = _combine(q, static)
+            full = held.merge(q)
             if with_aux:
                 return f.with_aux(full, batch)
             return f(full, batch), None
 
         return value
 
-    def _build(self, static):
+    def _build(self):
         g, opt, metrics_fn = self._g, self.optimizer, self._metrics_fn
 
-        def step(p, state, batch):
-            value = self._value_fn(static, batch)
+        def step(p, held, state, batch):
+            value = self._value_fn(held, batch)
             (v, aux), grad = jax.value_and_grad(value, has_aux=True)(p)
             updates, state = opt.update(grad, state, p, value=v, grad=grad, value_fn=lambda q: value(q)[0])
             if g is not None:
-                v = v + g(_combine(p, static))
+                v = v + g(held.merge(p))
             new = optax.apply_updates(p, updates)
             metrics = {"loss": v, "grad_norm": _tree_norm(grad)}
             if metrics_fn is not None:
                 metrics.update(metrics_fn(aux["predictions"], batch))
-            return new, state, metrics
+            # stateful models (linen batch_stats, NNX BatchStat): the held state after the forward pass
+            held = _models.updated_held(None if aux is None else aux["params"], held, self.objective)
+            return new, held, state, metrics
 
         return jax.jit(step)
 
-    def _build_eval(self, static):
+    def _build_eval(self):
         g, metrics_fn = self._g, self._metrics_fn
 
-        def evaluate(p, batch):
-            v, aux = self._value_fn(static, batch)(p)
+        def evaluate(p, held, batch):
+            v, aux = self._value_fn(held, batch)(p)
             if g is not None:
-                v = v + g(_combine(p, static))
+                v = v + g(held.merge(p))
             metrics = {"loss": v}
             if metrics_fn is not None:
                 metrics.update(metrics_fn(aux["predictions"], batch))
@@ -139,20 +143,20 @@ class TrainStep:
         return jax.jit(evaluate)
 
     def __call__(self, params: PyTree, opt_state: optax.OptState, batch: PyTree) -> Tuple[PyTree, optax.OptState, Dict[str, Array]]:
-        diff, static = _partition(params)
-        fn = self._jitted.get(static)
+        diff, held = _models.partition(params, self.objective)  # Flax / Equinox models (jaxloss._models)
+        fn = self._jitted.get("step")  # held is a pytree argument: jit caches by its static part
         if fn is None:
-            fn = self._jitted[static] = self._build(static)
-        new, opt_state, metrics = fn(diff, opt_state, batch)
-        return _combine(new, static), opt_state, metrics
+            fn = self._jitted["step"] = self._build()
+        new, held, opt_state, metrics = fn(diff, held, opt_state, batch)
+        return _models.restore(params, new, held), opt_state, metrics
 
     def evaluate(self, params: PyTree, batch: PyTree) -> Dict[str, Array]:
         """``{"loss": objective value, **metrics_fn(predictions, batch)}`` on ``batch``, no step taken."""
-        diff, static = _partition(params)
-        fn = self._eval_jitted.get(static)
+        diff, held = _models.partition(params, self.objective)
+        fn = self._eval_jitted.get("eval")
         if fn is None:
-            fn = self._eval_jitted[static] = self._build_eval(static)
-        return fn(diff, batch)
+            fn = self._eval_jitted["eval"] = self._build_eval()
+        return fn(diff, held, batch)
 
 
 def train_step(
@@ -372,7 +376,7 @@ class FitResult(NamedTuple):
     def __repr__(self):
         parts = [f"epochs={self.epochs}", f"num_steps={self.num_steps}"]
         parts += [f"{k}={v[-1]:.6g}" for k, v in self.history.items() if len(v)]
-        n = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(_partition(self.params)[0]))
+        n = sum(int(np.size(x)) for x in jax.tree_util.tree_leaves(_models.partition(self.params)[0]))
         return f"FitResult({', '.join(parts)}, params=<{n} numbers>)"
 
 
