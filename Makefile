@@ -8,7 +8,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install -q
 
-.PHONY: demo test bench check-wheel typecheck docs docs-serve catalog clean
+.PHONY: demo test lint format-check bench check-wheel typecheck docs docs-serve catalog clean
 
 # The site is built from this checkout; the material theme's banner about MkDocs 2 is not a build warning.
 DOCS_ENV := PYTHONPATH=$(CURDIR) NO_MKDOCS_2_WARNING=1
@@ -39,6 +39,13 @@ $(VENV)/.lint: pyproject.toml $(VENV)/.created
 	$(PIP) -e '.[lint]'
 	touch $@
 
+# ruff: lint findings fail CI; `make format-check` checks the formatting.
+lint: $(VENV)/.lint
+	$(VENV)/bin/ruff check .
+
+format-check: $(VENV)/.lint
+	$(VENV)/bin/ruff format --check .
+
 demo: $(VENV)/.demo
 	$(PY) -m jaxloss demo
 
@@ -48,6 +55,7 @@ test: $(VENV)/.test
 bench: $(VENV)/.bench
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.per_sample
+	$(PY) -m benchmarks.sharded
 	$(PY) -m benchmarks.solvers
 
 # Build the sdist and wheel, install the wheel in a fresh venv on the lowest claimed Python (no editable

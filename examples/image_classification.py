@@ -5,7 +5,7 @@ digits (1,797 images, 10 classes; 25 % held out) with three objectives built by 
 
 * ``cross_entropy``;
 * ``cross_entropy`` with ``label_smoothing=0.1``;
-* ``categorical_focal`` with ``gamma=2``.
+* ``multiclass_focal`` with ``gamma=2``.
 
 Each is trained by ``jaxloss.fit`` (Adam, batches of 64) with ``validation_data`` and
 ``metrics=["accuracy"]``, so the returned ``history`` holds ``loss``, ``accuracy``, ``val_loss`` and
@@ -98,7 +98,7 @@ def run(quick: bool, out: str):
     variants = {
         "cross_entropy": jaxloss.objective(cnn, jaxloss.cross_entropy),
         "cross_entropy, smoothing 0.1": jaxloss.objective(cnn, jaxloss.cross_entropy, label_smoothing=0.1),
-        "categorical_focal, gamma 2": jaxloss.objective(cnn, jaxloss.categorical_focal, gamma=2.0),
+        "multiclass_focal, gamma 2": jaxloss.objective(cnn, jaxloss.multiclass_focal, gamma=2.0),
     }
     rows, histories = [], {}
     for name, obj in variants.items():

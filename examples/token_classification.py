@@ -15,15 +15,18 @@ convolutions of width 3 and a dense layer giving ``[batch, time, 3]`` logits. Ba
 * no mask: ``cross_entropy`` over all 24 positions, padding tagged 0 — the common mistake.
 
 The table reports the per-token accuracy over real tokens only, split by sequence length, next to the
-accuracy counted over every position including padding. What to look at: the unmasked model's accuracy
-"with padding" looks better than its real-token accuracy, because padding is trivially predictable
-(it is always tag 0) — an unmasked metric flatters; per-token accuracy must be computed on real tokens.
+accuracy counted over every position including padding. What to look at: counted over all positions,
+the accuracy misjudges both ways. The unmasked model looks better than it is, because padding is
+trivially predictable (it is always tag 0); the masked models never receive a loss at padding, predict
+anything there, and can look worse than they are. Per-token accuracy must be computed on real tokens,
+where the three end equal here.
+
 In ``token_classification.png``: left, the training objective per epoch — the unmasked one looks lower
-only because half of its positions are padding, which is easy; right, the held-out accuracy per epoch on
-real tokens (solid) and over all positions (dotted). The unmasked model learns the real task more slowly
-(the padding dilutes its gradient) and its dotted curve sits above its solid one; the masked losses
-reach the ceiling of about 0.93 sooner. "tokens" and "sequences" normalisation differ little here
-because every position is equally hard.
+only because about half of its positions are easy padding; right, the held-out accuracy per epoch on
+real tokens (solid) and over all positions (dotted). In the first epochs the unmasked model learns the
+real task more slowly (the padding dilutes its gradient); the masked losses reach the ceiling of about
+0.93 sooner. "tokens" and "sequences" normalisation differ little here because every position is
+equally hard.
 
 Run: ``python examples/token_classification.py [--quick] [--out DIR]``.
 """

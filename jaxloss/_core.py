@@ -964,3 +964,39 @@ def context(
     if extra_mask is not None:
         mask = _and_mask(mask, jnp.broadcast_to(extra_mask, tuple(loss_shape)))
     return LossContext(tuple(loss_shape), mask, compute_dtype(dtype), jnp.dtype(dtype), reduction, invalid)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Regularised max operators over the last axis (multiclass_sparsemax, fenchel_young)
+# ---------------------------------------------------------------------------------------------------------
+
+
+def sparsemax(z: Array) -> Array:
+    """The sparsemax projection of ``z`` onto the simplex along the last axis (Martins & Astudillo, 2016).
+
+    ``p = max(z - tau, 0)`` with ``tau`` chosen so that ``sum p = 1``: sort ``z`` in decreasing order, the
+    support is the ``k`` largest entries with ``1 + k z_(k) > sum_{i<=k} z_(i)``, and
+    ``tau = (sum_{i<=k} z_(i) - 1) / k``. Differentiable (the support is locally constant).
+    """
+    z = z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))  # sparsemax is shift-invariant
+    z_sorted = -jnp.sort(-z, axis=-1)
+    cumsum = jnp.cumsum(z_sorted, axis=-1)
+    k = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype)
+    support = jnp.sum(1.0 + k * z_sorted > cumsum, axis=-1, keepdims=True)  # >= 1: the top entry is always in
+    tau = (jnp.take_along_axis(cumsum, support - 1, axis=-1) - 1.0) / support.astype(z.dtype)
+    return jax.nn.relu(z - tau)
+
+
+@jax.custom_jvp
+def gini_max(z: Array) -> Array:
+    """The Gini-entropy conjugate ``max_{p in simplex} <p, z> + (1 - |p|^2) / 2``; its gradient is sparsemax(z)."""
+    p = sparsemax(z)
+    return jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
+
+
+@gini_max.defjvp
+def _gini_max_jvp(primals, tangents):
+    (z,), (dz,) = primals, tangents
+    p = sparsemax(z)
+    value = jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
+    return value, jnp.sum(p * dz, axis=-1)

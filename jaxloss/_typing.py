@@ -18,5 +18,12 @@ from jax.typing import ArrayLike
 __all__ = ["Array", "ArrayLike", "PyTree", "Reduction"]
 
 Array: TypeAlias = jax.Array
+"""What a loss returns: a ``jax.Array`` (a scalar for ``"mean"``/``"sum"``)."""
+
 Reduction: TypeAlias = Literal["mean", "sum", "none"]
+"""The ``reduction=`` argument of every loss (``jaxloss.Reduction``): ``"mean"`` (default; the weighted
+mean over unmasked entries), ``"sum"`` or ``"none"`` (unreduced). A type checker rejects any other
+string; at run time an unknown string raises ``ValueError``."""
+
 PyTree: TypeAlias = Any
+"""A pytree of arrays (parameters, batches); JAX has no precise static type for it."""

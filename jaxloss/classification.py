@@ -803,37 +803,6 @@ def sparsemax(
     return ctx.reduce(jax.nn.sparse_plus(-y * s), weights=weights)
 
 
-def _sparsemax_probs(z):
-    """The sparsemax projection of ``z`` onto the simplex along the last axis (Martins & Astudillo, 2016).
-
-    ``p = max(z - tau, 0)`` with ``tau`` chosen so that ``sum p = 1``: sort ``z`` in decreasing order, the
-    support is the ``k`` largest entries with ``1 + k z_(k) > sum_{i<=k} z_(i)``, and
-    ``tau = (sum_{i<=k} z_(i) - 1) / k``. Differentiable (the support is locally constant).
-    """
-    z = z - jax.lax.stop_gradient(jnp.max(z, axis=-1, keepdims=True))  # sparsemax is shift-invariant
-    z_sorted = -jnp.sort(-z, axis=-1)
-    cumsum = jnp.cumsum(z_sorted, axis=-1)
-    k = jnp.arange(1, z.shape[-1] + 1, dtype=z.dtype)
-    support = jnp.sum(1.0 + k * z_sorted > cumsum, axis=-1, keepdims=True)  # >= 1: the top entry is always in
-    tau = (jnp.take_along_axis(cumsum, support - 1, axis=-1) - 1.0) / support.astype(z.dtype)
-    return jax.nn.relu(z - tau)
-
-
-@jax.custom_jvp
-def _sparsemax_conjugate(z):
-    """The Gini-entropy conjugate ``max_{p in simplex} <p, z> + (1 - |p|^2) / 2``; its gradient is sparsemax(z)."""
-    p = _sparsemax_probs(z)
-    return jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
-
-
-@_sparsemax_conjugate.defjvp
-def _sparsemax_conjugate_jvp(primals, tangents):
-    (z,), (dz,) = primals, tangents
-    p = _sparsemax_probs(z)
-    value = jnp.sum(p * z, axis=-1) + 0.5 * (1.0 - jnp.sum(p * p, axis=-1))
-    return value, jnp.sum(p * dz, axis=-1)
-
-
 @_core.domain(labels=_core.CLASS_LABELS)
 def multiclass_sparsemax(
     scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
@@ -873,4 +842,4 @@ def multiclass_sparsemax(
         scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
         names=("scores", "labels"), allow_probabilities=False,
     )
-    return ctx.reduce(_sparsemax_conjugate(s - _core.take_class(s, y)[..., None]), weights=weights)
+    return ctx.reduce(_core.gini_max(s - _core.take_class(s, y)[..., None]), weights=weights)

@@ -33,10 +33,9 @@ References:
 
 from __future__ import annotations
 
-from typing import Callable, Optional
-
 import dataclasses
 import functools
+from typing import TYPE_CHECKING, Callable, Optional
 
 import jax
 import jax.flatten_util
@@ -44,6 +43,10 @@ import jax.numpy as jnp
 
 from jaxloss import implicit as _implicit
 from jaxloss import optimize as _opt
+from jaxloss._typing import Array, PyTree
+
+if TYPE_CHECKING:
+    from jaxloss.objectives import Objective
 
 __all__ = ["influence"]
 
@@ -56,16 +59,16 @@ def _leading(tree) -> int:
 
 
 def influence(
-    objective,
-    params,
-    train_data,
-    test_data,
+    objective: Objective,
+    params: PyTree,
+    train_data: PyTree,
+    test_data: PyTree,
     *,
     damping: float = 0.0,
     test_loss: Optional[Callable] = None,
     chunk_size: Optional[int] = None,
     implicit_diff: Optional[_implicit.ImplicitDiff] = None,
-):
+) -> Array:
     """The first-order change of the test loss when each training example is removed (Koh & Liang 2017).
 
     ``influence[i] = w_i (v . grad l_i - v . grad L) / sum_j w_j`` with ``v = (H + damping I)^{-1} grad T``

@@ -354,8 +354,9 @@ def check_domain(case: LossCase):
     under ``jaxloss.checked``, and nothing at all when that example is masked. For every declared
     hyperparameter range: a concrete value outside raises ``ValueError``, a traced one gives NaN and a
     checked error naming it."""
-    import jaxloss
     import pytest
+
+    import jaxloss
 
     dom = case.fn.domain
     arrays = _inputs(case)

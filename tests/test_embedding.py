@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
-from harness import check_reference as check, jax_value_and_grads as jit_value_and_grads, jitted, DTYPES, all_finite, assert_close, jax_value_and_grads, torch_value_and_grads
+from harness import DTYPES, all_finite, assert_close, jax_value_and_grads, jitted, torch_value_and_grads
+from harness import check_reference as check
+from harness import jax_value_and_grads as jit_value_and_grads
 
 B, D = 6, 4
 

@@ -4,14 +4,15 @@ Each test names its reference. Values and gradients are checked in float32 and f
 random lists (graded labels with ties); item masks are checked to equal slicing the items out.
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
 
 import jaxloss
-from harness import check_reference as check, jax_value_and_grads as jit_value_and_grads, jitted, DTYPES, all_finite, assert_close
+from harness import DTYPES, all_finite, assert_close, jitted
+from harness import check_reference as check
+from harness import jax_value_and_grads as jit_value_and_grads
 
 B, L = 4, 6
 

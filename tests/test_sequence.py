@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 
 import jaxloss
-from harness import DTYPES, all_finite, assert_close, check_reference, jax_value_and_grads, numeric_grads, torch_value_and_grads
+from harness import (
+    DTYPES,
+    all_finite,
+    assert_close,
+    check_reference,
+    jax_value_and_grads,
+    numeric_grads,
+    torch_value_and_grads,
+)
 
 B, T, K, N = 4, 7, 5, 3
 

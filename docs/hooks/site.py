@@ -20,7 +20,6 @@ import sys
 import types
 import zlib
 
-
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 

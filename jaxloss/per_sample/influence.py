@@ -7,6 +7,7 @@ from typing import Callable, Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 
+from jaxloss import _models
 from jaxloss.per_sample._common import (
     Array,
     PyTree,
@@ -109,11 +110,15 @@ def tracin_influence(
             raise ValueError(f"got {len(checkpoints)} checkpoints but {len(rates)} learning_rates")
     _num_examples(train_batch, "train_batch")
     _num_examples(test_batch, "test_batch")
-    g = _vmapped(jax.grad(_example_fn(fn)))
     total = None
     for w, eta in zip(checkpoints, rates):
+        f, w = _models.bind(fn, w)  # Flax / Equinox models: differentiate their trainable arrays
+        g = _vmapped(jax.grad(_example_fn(f)))
         test_grads = g(w, test_batch)
-        _, scores = _scan_chunks(lambda c, chunk: (c, _pairwise_dots(g(w, chunk), test_grads)), train_batch, chunk_size)
+        def chunk_fn(carry, chunk, w=w, test_grads=test_grads):
+            return carry, _pairwise_dots(g(w, chunk), test_grads)
+
+        _, scores = _scan_chunks(chunk_fn, train_batch, chunk_size)
         scores = scores * eta
         total = scores if total is None else total + scores
     return total
