@@ -71,6 +71,13 @@ def influence(
 ) -> Array:
     """The first-order change of the test loss when each training example is removed (Koh & Liang 2017).
 
+    ``influence[i] = w_i (v . grad l_i - v . grad L) / sum_j w_j`` with ``v = (H + damping I)^{-1} grad T``
+    (the module docstring derives it). Positive: removing example ``i`` raises the test loss.
+
+    Use it at a converged solution of a (nearly) convex objective ("what if this example had not been in
+    the training set"); use :func:`jaxloss.tracin_influence` for a network along its training trajectory
+    (no Hessian, no convergence assumption; "how much did this example's steps lower that test loss").
+
     Args:
       objective: a :class:`jaxloss.Objective` (smooth: no ``l1``/``group_lasso`` terms) that ``params``
         minimises on ``train_data``.

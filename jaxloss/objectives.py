@@ -34,7 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _core
+from jaxloss import _core, _models
 from jaxloss import classification as _cls
 from jaxloss import regression as _reg
 from jaxloss import regularizers as _regs
@@ -53,29 +53,6 @@ __all__ = [
     "quantile_regression",
     "poisson_regression",
 ]
-
-
-def _is_instance(obj, module: str, attr: str) -> bool:
-    """``isinstance(obj, module.attr)`` without importing ``module`` (it is only needed if already loaded)."""
-    mod = sys.modules.get(module)
-    cls = getattr(mod, attr, None) if mod is not None else None
-    return cls is not None and isinstance(obj, cls)
-
-
-def _call_module(module, x):
-    return module(x)
-
-
-def _resolve_model(model, vmap_model):
-    """``(fn(params, inputs), vmap_model)`` for a function, a Flax linen module or an Equinox module."""
-    if _is_instance(model, "equinox", "Module") and not callable(getattr(model, "apply", None)):
-        # Equinox: the parameters are the module; its __call__ takes one example.
-        return _call_module, (True if vmap_model is None else vmap_model)
-    if _is_instance(model, "flax.linen", "Module"):
-        return model.apply, bool(vmap_model)
-    if not callable(model):
-        raise TypeError(f"model must be a function fn(params, inputs), a Flax linen module or an Equinox module; got {model!r}")
-    return model, bool(vmap_model)
 
 
 _BATCH_KEYS = ("inputs", "targets", "weights")
@@ -110,7 +87,8 @@ class Objective:
     ``jax.jit(obj)``. Build one with :func:`objective`.
 
     Attributes:
-      model: the resolved model function ``fn(params, inputs)``.
+      model: the adapted model (``model(params, inputs) -> predictions``; ``model.kind`` names the
+        framework), see ``jaxloss._models``.
       loss: the loss (with ``loss_kwargs`` bound).
       regularizer: the :class:`jaxloss.Regularizer` (or a plain ``params -> scalar`` function), or ``None``.
       vmap_model: whether the model is applied to one example at a time (Equinox modules).
@@ -120,7 +98,8 @@ class Objective:
         self, model: Any, loss: Callable[..., Array], regularizer: _regs.Regularizer | None = None, *,
         vmap_model: bool | None = None, init_params: Callable[..., PyTree] | None = None, **loss_kwargs: Any,
     ) -> None:
-        self.model, self.vmap_model = _resolve_model(model, vmap_model)
+        self.model = _models.adapt(model, vmap_model)  # the one place that knows frameworks
+        self.vmap_model = self.model.vmap
         if not callable(loss):
             raise TypeError(f"loss must be a function loss(predictions, targets, ...); got {loss!r}")
         self.loss_fn = loss
@@ -139,8 +118,6 @@ class Objective:
 
     def predict(self, params, inputs):
         """The model's predictions for a batch of inputs."""
-        if self.vmap_model:
-            return jax.vmap(lambda x: self.model(params, x))(inputs)
         return self.model(params, inputs)
 
     def data_term(self, params, batch, predictions=None):
@@ -164,17 +141,18 @@ class Objective:
     def with_aux(self, params, batch):
         """``(value, aux)`` for ``jax.value_and_grad(obj.with_aux, has_aux=True)``.
 
-        ``aux`` is ``{"predictions": ..., "loss": data term, "penalty": regularizer}``, so metrics need no
-        second forward pass.
+        ``aux`` is ``{"predictions": ..., "loss": data term, "penalty": regularizer, "params": params after
+        the forward pass}``, so metrics need no second forward pass; ``params`` carries the updated
+        non-trainable state of stateful models (linen ``batch_stats``, NNX ``BatchStat``), in the form given.
         """
         inputs, _, _ = _unpack(batch)
-        predictions = self.predict(params, inputs)
+        predictions, after = self.model.apply(params, inputs)
         data = self.data_term(params, batch, predictions)
         if self.regularizer is None:
-            return data, {"predictions": predictions, "loss": data, "penalty": jnp.zeros_like(data)}
+            return data, {"predictions": predictions, "loss": data, "penalty": jnp.zeros_like(data), "params": after}
         penalty = self.penalty(params, predictions)
         value = data + penalty
-        return value, {"predictions": predictions, "loss": data, "penalty": penalty}
+        return value, {"predictions": predictions, "loss": data, "penalty": penalty, "params": after}
 
     def __call__(self, params, batch):
         return self.with_aux(params, batch)[0]
@@ -229,8 +207,14 @@ class Objective:
         """``Objective(model=mlp, loss=cross_entropy(label_smoothing=0.1), regularizer=l2(strength=0.0001))``."""
         kwargs = ", ".join(f"{k}={_regs._fmt(v) if _is_hyper(v) else repr(v)}" for k, v in self.loss_kwargs.items())
         loss = _name(self.loss_fn) + (f"({kwargs})" if kwargs else "")
-        model = "module.__call__" if self.model is _call_module else _name(self.model)
-        vmap = ", vmap_model=True" if self.vmap_model and self.model is not _call_module else ""
+        m = self.model
+        if m.kind == "equinox":
+            model = "module.__call__"
+        elif m.kind == "nnx":
+            model = f"{type(m.source).__name__}.__call__"
+        else:
+            model = _name(m.module.apply if m.kind == "linen" else m.source)
+        vmap = ", vmap_model=True" if self.vmap_model and m.kind != "equinox" else ""
         return f"Objective(model={model}, loss={loss}, regularizer={self.regularizer!r}{vmap})"
 
 
@@ -290,9 +274,15 @@ def objective(
 
         * a function ``fn(params, inputs) -> predictions`` (``params`` any pytree);
         * a Flax linen module or its bound ``module.apply``: ``params`` are its variables
-          (``{"params": ...}``), exactly what ``module.init`` returns;
+          (``{"params": ..., "batch_stats": ...}``), exactly what ``module.init`` returns; only
+          ``params`` is differentiated by jaxloss's drivers, the other collections are ``mutable`` in the
+          forward pass and their updates come back from :func:`jaxloss.train_step`;
+        * a Flax NNX module: ``params`` is the module itself (or its ``nnx.State``); only ``nnx.Param``
+          state is differentiated, other state (``BatchStat``) is carried and updated by
+          :func:`jaxloss.train_step` (the module in place, or a new State when a State was given);
         * an Equinox module: ``params`` is the module itself (pass the current module to the objective);
-          its ``__call__`` takes one example and is vmapped over the batch.
+          its ``__call__`` takes one example and is vmapped over the batch; its inexact arrays are
+          differentiated, other fields held (``eqx.partition``).
       loss: a jaxloss loss ``loss(predictions, targets, *, weights=None, ...)`` returning the batch mean
         (any function of that signature works).
       regularizer: a :class:`jaxloss.Regularizer` (penalties on outputs such as

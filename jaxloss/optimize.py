@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxloss import _models
 from jaxloss import implicit as _implicit
 from jaxloss import prox as _prox
 from jaxloss import regularizers as _regs
@@ -162,6 +163,8 @@ def _partition(tree, weak=False):
 
 
 def _combine(diff, static: _Static):
+    if isinstance(static, _models.Held):  # model parameters (see jaxloss._models)
+        return static.merge(diff)
     it = iter(jax.tree_util.tree_leaves(diff))
     leaves = [next(it) if p else x for x, p in zip(static.leaves, static.is_param)]
     return jax.tree_util.tree_unflatten(static.treedef, leaves)
@@ -654,7 +657,7 @@ def minimize(
     _check_data(data)
     f, g = _split(objective, regularizer)
     g = _nonsmooth(g, constraint)
-    diff, static = _partition(params)
+    diff, static = _models.partition(params, objective)  # Flax / Equinox models: their trainable arrays
     if g is not None and optimizer is not None and prox_step is None:
         if constraint is not None and g.reg is None:
             prox_step = 1.0  # a projection ignores the step

@@ -7,6 +7,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 import jax
 import jax.numpy as jnp
 
+from jaxloss import _models
 from jaxloss.per_sample._common import (
     Array,
     PyTree,
@@ -109,9 +110,10 @@ def tracin_influence(
             raise ValueError(f"got {len(checkpoints)} checkpoints but {len(rates)} learning_rates")
     _num_examples(train_batch, "train_batch")
     _num_examples(test_batch, "test_batch")
-    g = _vmapped(jax.grad(_example_fn(fn)))
     total: Any = None
     for w, eta in zip(checkpoints, rates):
+        f, w = _models.bind(fn, w)  # Flax / Equinox models: differentiate their trainable arrays
+        g = _vmapped(jax.grad(_example_fn(f)))
         test_grads = g(w, test_batch)
         def chunk_fn(carry, chunk, w=w, test_grads=test_grads):
             return carry, _pairwise_dots(g(w, chunk), test_grads)
