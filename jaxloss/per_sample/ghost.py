@@ -529,7 +529,7 @@ def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping")
         _, vjp_site = jax.vjp(_site_fn(u, record[s]), leaves[i])
         grads[i] = vjp_site(cg)[0]
     if tr.fallback:
-        for i, gi in zip(tr.fallback, fb_grads):
+        for i, gi in zip(tr.fallback, fb_grads):  # type: ignore[arg-type]
             grads[i] = jnp.tensordot(c.astype(gi.dtype), gi, axes=1)
     return losses, sq, grads
 
