@@ -41,7 +41,7 @@ def _gini(p):
 
 # name -> (max operator over the last axis, its regulariser Omega over the last axis); both are
 # shift-equivariant (max(s + c) = max(s) + c), so they are evaluated on s - max(s).
-_BUILTIN = {"softmax": (_softmax_max, _neg_entropy), "sparsemax": (_core.gini_max, _gini)}
+_BUILTIN: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {"softmax": (_softmax_max, _neg_entropy), "sparsemax": (_core.gini_max, _gini)}
 
 
 def fenchel_young(
@@ -113,7 +113,7 @@ def fenchel_young(
         name = f"fenchel_young_{max_fn}"
     elif callable(max_fn):
         vec_max = jnp.vectorize(max_fn, signature="(n)->()")
-        vec_reg = None if regularizer is None else jnp.vectorize(regularizer, signature="(n)->()")
+        vec_reg = None if regularizer is None else jnp.vectorize(regularizer, signature="(n)->()")  # type: ignore[assignment]
         shift = False
         name = f"fenchel_young_{getattr(max_fn, '__name__', 'max')}"
     else:

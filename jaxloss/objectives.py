@@ -28,16 +28,17 @@ import dataclasses
 import functools
 import sys
 from collections.abc import Mapping
-from typing import Optional, Tuple
+from typing import Any, Callable, Literal, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _core
+from jaxloss import _core, _models
 from jaxloss import classification as _cls
 from jaxloss import regression as _reg
 from jaxloss import regularizers as _regs
+from jaxloss._typing import Array, ArrayLike, PyTree
 from jaxloss.per_sample import grads as _per_sample
 
 __all__ = [
@@ -52,29 +53,6 @@ __all__ = [
     "quantile_regression",
     "poisson_regression",
 ]
-
-
-def _is_instance(obj, module: str, attr: str) -> bool:
-    """``isinstance(obj, module.attr)`` without importing ``module`` (it is only needed if already loaded)."""
-    mod = sys.modules.get(module)
-    cls = getattr(mod, attr, None) if mod is not None else None
-    return cls is not None and isinstance(obj, cls)
-
-
-def _call_module(module, x):
-    return module(x)
-
-
-def _resolve_model(model, vmap_model):
-    """``(fn(params, inputs), vmap_model)`` for a function, a Flax linen module or an Equinox module."""
-    if _is_instance(model, "equinox", "Module") and not callable(getattr(model, "apply", None)):
-        # Equinox: the parameters are the module; its __call__ takes one example.
-        return _call_module, (True if vmap_model is None else vmap_model)
-    if _is_instance(model, "flax.linen", "Module"):
-        return model.apply, bool(vmap_model)
-    if not callable(model):
-        raise TypeError(f"model must be a function fn(params, inputs), a Flax linen module or an Equinox module; got {model!r}")
-    return model, bool(vmap_model)
 
 
 _BATCH_KEYS = ("inputs", "targets", "weights")
@@ -109,14 +87,19 @@ class Objective:
     ``jax.jit(obj)``. Build one with :func:`objective`.
 
     Attributes:
-      model: the resolved model function ``fn(params, inputs)``.
+      model: the adapted model (``model(params, inputs) -> predictions``; ``model.kind`` names the
+        framework), see ``jaxloss._models``.
       loss: the loss (with ``loss_kwargs`` bound).
       regularizer: the :class:`jaxloss.Regularizer` (or a plain ``params -> scalar`` function), or ``None``.
       vmap_model: whether the model is applied to one example at a time (Equinox modules).
     """
 
-    def __init__(self, model, loss, regularizer=None, *, vmap_model=None, init_params=None, **loss_kwargs):
-        self.model, self.vmap_model = _resolve_model(model, vmap_model)
+    def __init__(
+        self, model: Any, loss: Callable[..., Array], regularizer: _regs.Regularizer | None = None, *,
+        vmap_model: bool | None = None, init_params: Callable[..., PyTree] | None = None, **loss_kwargs: Any,
+    ) -> None:
+        self.model = _models.adapt(model, vmap_model)  # the one place that knows frameworks
+        self.vmap_model = self.model.vmap
         if not callable(loss):
             raise TypeError(f"loss must be a function loss(predictions, targets, ...); got {loss!r}")
         self.loss_fn = loss
@@ -135,8 +118,6 @@ class Objective:
 
     def predict(self, params, inputs):
         """The model's predictions for a batch of inputs."""
-        if self.vmap_model:
-            return jax.vmap(lambda x: self.model(params, x))(inputs)
         return self.model(params, inputs)
 
     def data_term(self, params, batch, predictions=None):
@@ -160,17 +141,18 @@ class Objective:
     def with_aux(self, params, batch):
         """``(value, aux)`` for ``jax.value_and_grad(obj.with_aux, has_aux=True)``.
 
-        ``aux`` is ``{"predictions": ..., "loss": data term, "penalty": regularizer}``, so metrics need no
-        second forward pass.
+        ``aux`` is ``{"predictions": ..., "loss": data term, "penalty": regularizer, "params": params after
+        the forward pass}``, so metrics need no second forward pass; ``params`` carries the updated
+        non-trainable state of stateful models (linen ``batch_stats``, NNX ``BatchStat``), in the form given.
         """
         inputs, _, _ = _unpack(batch)
-        predictions = self.predict(params, inputs)
+        predictions, after = self.model.apply(params, inputs)
         data = self.data_term(params, batch, predictions)
         if self.regularizer is None:
-            return data, {"predictions": predictions, "loss": data, "penalty": jnp.zeros_like(data)}
+            return data, {"predictions": predictions, "loss": data, "penalty": jnp.zeros_like(data), "params": after}
         penalty = self.penalty(params, predictions)
         value = data + penalty
-        return value, {"predictions": predictions, "loss": data, "penalty": penalty}
+        return value, {"predictions": predictions, "loss": data, "penalty": penalty, "params": after}
 
     def __call__(self, params, batch):
         return self.with_aux(params, batch)[0]
@@ -225,8 +207,14 @@ class Objective:
         """``Objective(model=mlp, loss=cross_entropy(label_smoothing=0.1), regularizer=l2(strength=0.0001))``."""
         kwargs = ", ".join(f"{k}={_regs._fmt(v) if _is_hyper(v) else repr(v)}" for k, v in self.loss_kwargs.items())
         loss = _name(self.loss_fn) + (f"({kwargs})" if kwargs else "")
-        model = "module.__call__" if self.model is _call_module else _name(self.model)
-        vmap = ", vmap_model=True" if self.vmap_model and self.model is not _call_module else ""
+        m = self.model
+        if m.kind == "equinox":
+            model = "module.__call__"
+        elif m.kind == "nnx":
+            model = f"{type(m.source).__name__}.__call__"
+        else:
+            model = _name(m.module.apply if m.kind == "linen" else m.source)
+        vmap = ", vmap_model=True" if self.vmap_model and m.kind != "equinox" else ""
         return f"Objective(model={model}, loss={loss}, regularizer={self.regularizer!r}{vmap})"
 
 
@@ -271,7 +259,10 @@ def _unflatten_objective(aux, children):
 jax.tree_util.register_pytree_node(Objective, _flatten_objective, _unflatten_objective)
 
 
-def objective(model, loss, regularizer=None, *, vmap_model=None, **loss_kwargs) -> Objective:
+def objective(
+    model: Any, loss: Callable[..., Array], regularizer: _regs.Regularizer | None = None, *,
+    vmap_model: bool | None = None, **loss_kwargs: Any,
+) -> Objective:
     """Composes a model, a loss and a regularizer into a pure ``objective(params, batch) -> scalar``.
 
     ``objective(params, batch) = loss(model(params, inputs), targets[, weights=weights]) + regularizer(params)``
@@ -283,9 +274,15 @@ def objective(model, loss, regularizer=None, *, vmap_model=None, **loss_kwargs) 
 
         * a function ``fn(params, inputs) -> predictions`` (``params`` any pytree);
         * a Flax linen module or its bound ``module.apply``: ``params`` are its variables
-          (``{"params": ...}``), exactly what ``module.init`` returns;
+          (``{"params": ..., "batch_stats": ...}``), exactly what ``module.init`` returns; only
+          ``params`` is differentiated by jaxloss's drivers, the other collections are ``mutable`` in the
+          forward pass and their updates come back from :func:`jaxloss.train_step`;
+        * a Flax NNX module: ``params`` is the module itself (or its ``nnx.State``); only ``nnx.Param``
+          state is differentiated, other state (``BatchStat``) is carried and updated by
+          :func:`jaxloss.train_step` (the module in place, or a new State when a State was given);
         * an Equinox module: ``params`` is the module itself (pass the current module to the objective);
-          its ``__call__`` takes one example and is vmapped over the batch.
+          its ``__call__`` takes one example and is vmapped over the batch; its inexact arrays are
+          differentiated, other fields held (``eqx.partition``).
       loss: a jaxloss loss ``loss(predictions, targets, *, weights=None, ...)`` returning the batch mean
         (any function of that signature works).
       regularizer: a :class:`jaxloss.Regularizer` (penalties on outputs such as
@@ -358,7 +355,7 @@ def _half_mse(predictions, targets, *, weights=None, where=None, reduction="mean
     return 0.5 * _reg.mse(predictions, targets, weights=weights, where=where, reduction=reduction)
 
 
-def least_squares(*, fit_intercept=True) -> Objective:
+def least_squares(*, fit_intercept: bool = True) -> Objective:
     """Ordinary least squares: ``0.5 * mean((x w + b - y)^2)``.
 
     The ``1/2`` is scikit-learn's ``Lasso``/``ElasticNet`` convention (``1 / (2 n) ||y - X w||^2``); the
@@ -374,7 +371,7 @@ def least_squares(*, fit_intercept=True) -> Objective:
     return _ready(_half_mse, None, fit_intercept=fit_intercept)
 
 
-def ridge_regression(alpha, *, fit_intercept=True) -> Objective:
+def ridge_regression(alpha: ArrayLike, *, fit_intercept: bool = True) -> Objective:
     """Ridge regression: ``0.5 * mean((x w + b - y)^2) + 0.5 * alpha * ||w||^2`` (intercept not penalised).
 
     Multiplying by ``2 n`` gives scikit-learn's ``Ridge`` objective ``||y - X w||^2 + alpha_sk ||w||^2`` with
@@ -392,7 +389,7 @@ def ridge_regression(alpha, *, fit_intercept=True) -> Objective:
     return _ready(_half_mse, _regs.l2(alpha, mask=_weights_only), fit_intercept=fit_intercept)
 
 
-def lasso_regression(alpha, *, fit_intercept=True) -> Objective:
+def lasso_regression(alpha: ArrayLike, *, fit_intercept: bool = True) -> Objective:
     """The lasso: ``0.5 * mean((x w + b - y)^2) + alpha * ||w||_1``, exactly scikit-learn's ``Lasso(alpha)``.
 
     Non-smooth: :func:`jaxloss.minimize` solves it by accelerated proximal gradient, giving exact zeros.
@@ -406,7 +403,7 @@ def lasso_regression(alpha, *, fit_intercept=True) -> Objective:
     return _ready(_half_mse, _regs.l1(alpha, mask=_weights_only), fit_intercept=fit_intercept)
 
 
-def logistic_regression(l2=0.0, *, num_classes=None, fit_intercept=True) -> Objective:
+def logistic_regression(l2: ArrayLike = 0.0, *, num_classes: int | None = None, fit_intercept: bool = True) -> Objective:
     """L2-regularised logistic regression: ``mean(cross-entropy) + 0.5 * l2 * ||w||^2``.
 
     Binary (``num_classes`` ``None`` or 2): ``w`` is ``[features]``, labels in {0, 1}, the data term is
@@ -430,7 +427,10 @@ def logistic_regression(l2=0.0, *, num_classes=None, fit_intercept=True) -> Obje
     return _ready(_cls.cross_entropy, reg, fit_intercept=fit_intercept, num_outputs=num_classes)
 
 
-def linear_svm(l2=1.0, *, loss="hinge", fit_intercept=True, penalize_intercept=False) -> Objective:
+def linear_svm(
+    l2: ArrayLike = 1.0, *, loss: Literal["hinge", "squared_hinge"] = "hinge", fit_intercept: bool = True,
+    penalize_intercept: bool = False,
+) -> Objective:
     """Linear support vector machine: ``mean(hinge(y, x w + b)) + 0.5 * l2 * ||w||^2``.
 
     Args:
@@ -470,7 +470,9 @@ def _linear_with_scale(params, x):
     return mean, jnp.broadcast_to(params["log_scale"], mean.shape)
 
 
-def huber_regression(delta=1.35, l2=0.0, *, fit_scale=False, fit_intercept=True) -> Objective:
+def huber_regression(
+    delta: ArrayLike = 1.35, l2: ArrayLike = 0.0, *, fit_scale: bool = False, fit_intercept: bool = True,
+) -> Objective:
     """Robust regression with the Huber loss.
 
     ``fit_scale=False``: ``mean(huber(x w + b, y, delta)) + 0.5 * l2 * ||w||^2`` (residuals in the
@@ -498,7 +500,9 @@ def huber_regression(delta=1.35, l2=0.0, *, fit_scale=False, fit_intercept=True)
     return _ready(_reg.huber, reg, fit_intercept=fit_intercept, delta=delta)
 
 
-def quantile_regression(tau=0.5, l1=0.0, *, smoothing=0.0, fit_intercept=True) -> Objective:
+def quantile_regression(
+    tau: ArrayLike = 0.5, l1: float | Array = 0.0, *, smoothing: float | Array = 0.0, fit_intercept: bool = True,
+) -> Objective:
     """Linear quantile regression: ``mean(pinball_tau(y - x w - b)) + l1 * ||w||_1``.
 
     scikit-learn's ``QuantileRegressor(quantile=tau, alpha=l1)`` minimises exactly this (as a linear
@@ -527,7 +531,7 @@ def quantile_regression(tau=0.5, l1=0.0, *, smoothing=0.0, fit_intercept=True) -
     return _ready(_reg.smoothed_quantile, reg, fit_intercept=fit_intercept, tau=tau, smoothing=smoothing)
 
 
-def poisson_regression(l2=0.0, *, fit_intercept=True) -> Objective:
+def poisson_regression(l2: ArrayLike = 0.0, *, fit_intercept: bool = True) -> Objective:
     """Poisson regression (log link): ``mean(exp(x w + b) - y (x w + b)) + 0.5 * l2 * ||w||^2``.
 
     Counts ``y >= 0``; the model's output is the log-rate and the data term is

@@ -34,13 +34,27 @@ one device for the same key. ``B`` in the normalisation is the global batch size
 Everything is pure and jit-compilable with ``fn`` and ``chunk_size`` static, e.g.
 ``jax.jit(functools.partial(per_sample_grads, fn, chunk_size=64))(params, batch)``.
 
-**Ghost norms.** For a stack of dense layers (:func:`dense_stack_apply`), :func:`ghost_grad_norms` gets
-the per-example gradient norms from one backward pass without ever forming a per-example gradient, and
-:func:`ghost_clipped_mean_grad` uses them for DP-SGD clipping with a second, ordinary backward pass.
+**Models.** ``params`` may be a pytree, Flax linen variables, a Flax NNX module (or State) or an Equinox
+module (see ``jaxloss._models``): only the trainable arrays are differentiated, and gradients come back in
+their form (an ``nnx.State`` of ``nnx.Param``, an ``eqx.partition``-ed module, linen ``{"params": ...}``).
+
+**Ghost norms.** ``per_sample_grad_norms(..., method="ghost")`` and ``clipped_mean_grad(...,
+method="ghost")`` get the per-example norms of any model from one forward/backward pass by analysing its
+jaxpr, never forming per-example weight gradients, and clip by book-keeping (see
+:mod:`jaxloss.per_sample.ghost`; :func:`ghost_plan` says which parameters take the exact path).
 """
 
 from jaxloss.per_sample.clipping import ClippedGrad, clipped_mean_grad
-from jaxloss.per_sample.ghost import dense_stack_apply, dense_stack_objective, ghost_clipped_mean_grad, ghost_grad_norms
+from jaxloss.per_sample.ghost import (
+    GhostPlan,
+    dense_stack_apply,
+    dense_stack_objective,
+    ghost_clipped_grad,
+    ghost_clipped_mean_grad,
+    ghost_grad_norms,
+    ghost_norms,
+    ghost_plan,
+)
 from jaxloss.per_sample.grads import per_sample_grad_norms, per_sample_grads, per_sample_losses
 from jaxloss.per_sample.influence import grad_cosine_similarity, tracin_influence
 from jaxloss.per_sample.statistics import (
@@ -70,4 +84,8 @@ __all__ = [
     "dense_stack_objective",
     "ghost_grad_norms",
     "ghost_clipped_mean_grad",
+    "ghost_plan",
+    "GhostPlan",
+    "ghost_norms",
+    "ghost_clipped_grad",
 ]

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxloss import _core
+from jaxloss import _core, _models
 from jaxloss.per_sample._common import (
     Array,
     PyTree,
@@ -73,6 +73,7 @@ def clipped_mean_grad(
     key: Optional[Array] = None,
     *,
     chunk_size: Optional[int] = None,
+    method: str = "vmap",
 ) -> ClippedGrad:
     """DP-SGD's gradient: clip every per-example gradient to norm ``max_norm``, average, add noise.
 
@@ -97,12 +98,16 @@ def clipped_mean_grad(
 
     Args:
       fn: ``fn(params, batch) -> scalar``, a batch objective.
-      params: any pytree of float arrays.
+      params: any pytree of float arrays, or a model (Flax NNX / linen variables / Equinox).
       batch: a pytree whose leaves share a leading example axis of size ``B``.
       max_norm: the clipping norm ``C > 0``; may be traced.
       noise_multiplier: ``sigma >= 0``; may be traced.
       key: a ``jax.random`` key for the noise.
       chunk_size: process ``chunk_size`` examples at a time (static).
+      method: ``"vmap"`` (the default: exact per-example gradients) or ``"ghost"``: ghost norms and
+        book-keeping clipping for any model (:mod:`jaxloss.per_sample.ghost`): the same result up to float
+        rounding without per-example weight gradients, at a fraction of the time and memory for large
+        models (``benchmarks/ghost.py``).
 
     Returns:
       a :class:`ClippedGrad` ``(grads, norms, losses)``: the noisy clipped mean gradient (like ``params``),
@@ -119,7 +124,12 @@ def clipped_mean_grad(
     References:
       Abadi et al., "Deep Learning with Differential Privacy", CCS 2016.
     """
+    from jaxloss.per_sample import ghost as _ghost  # (it imports this module)
+
+    if _ghost.is_ghost(method):
+        return _ghost.ghost_clipped_grad(fn, params, batch, max_norm, noise_multiplier, key, chunk_size=chunk_size)
     noisy = _check_dp_args(max_norm, noise_multiplier, key)
+    fn, params = _models.bind(fn, params)  # Flax / Equinox models: differentiate their trainable arrays
     n = _num_examples(batch)
     vg = _vmapped(jax.value_and_grad(_example_fn(fn)))
 

@@ -1,18 +1,642 @@
-"""Dense stacks and ghost norms: per-example gradient norms and DP-SGD clipping without per-example
-gradients."""
+"""Ghost norms and ghost clipping for any model, found by analysing its jaxpr; dense stacks.
+
+DP-SGD needs every example's gradient norm ``|g_i|``; the exact vmap path forms all ``B`` per-example
+gradients (``B x |params|`` floats). Here the per-example loss ``l_i = fn(params, example_i as a batch of
+one)`` is traced once to a jaxpr and every parameter leaf is followed to the operation that consumes it:
+
+* ``dot_general`` (Dense, Einsum, attention projections, per-token layers): example ``i``'s gradient is
+  ``G_i = sum_t a_it g_it^T`` over the free ("token") axes ``t`` of the activation ``a`` and the output
+  cotangent ``g``, so ``|G_i|^2 = sum_{t,s} (a_it . a_is)(g_it . g_is)`` (the Gram identity of Li et al.
+  2022); when ``T (d_in + d_out) > d_in d_out`` the direct per-example ``a_i^T g_i`` is cheaper and is
+  used instead (Bu et al.'s mixed ghost norm);
+* ``conv_general_dilated`` (Conv kernels): the same with ``a`` the unfolded input patches
+  (``lax.conv_general_dilated_patches``), ``t`` the output positions;
+* ``gather`` from a ``[V, E]`` table (Embedding): ``|G_i|^2 = sum_{t,s} [idx_t = idx_s] (g_t . g_s)``;
+* an elementwise ``add``/``sub``/``mul`` with a broadcast parameter (bias, LayerNorm/RMSNorm scale and
+  shift): the per-example gradient ``sum over broadcast axes of g`` (or ``a * g``), of the parameter's size.
+
+The activations and the output cotangents ``g`` come from ONE forward and backward pass: a zero "probe" is
+added to the output of each of those operations and the summed loss is differentiated with respect to the
+probes only (no weight gradient is computed in that pass). The parameter may reach its operation through
+``reshape``/``transpose``/``convert_element_type``/``broadcast_in_dim`` (the latter for elementwise uses
+only). Any leaf used otherwise (two uses, weight tying, a product of two parameters, a regularizer inside
+``fn``, a parameter inside ``scan``/``cond``/a custom derivative rule) takes the exact per-example (vmap)
+path *for that leaf alone*; :func:`ghost_plan` reports which leaves do and why.
+
+**Clipping: book-keeping** (Bu et al. 2023). The clipped sum ``sum_i c_i G_i`` with ``c_i = min(1, C /
+|g_i|)`` is, for each operation, its ordinary weight gradient with the cotangents scaled by ``c_i``: one
+weight-gradient contraction per parameter from the stored ``a`` and ``g``, no second backward pass. Ghost
+clipping (a second backward of ``sum_i c_i l_i``) recomputes the forward and backward and was slower on
+every model of ``benchmarks/ghost.py``; book-keeping keeps the output cotangents of the parameter
+operations alive until the clip factors are known (memory of the order of the activations).
+
+Everything is pure and jit-compilable (``fn`` static). Models of any framework are accepted as
+``params`` (see ``jaxloss._models``): Flax NNX / linen, Equinox, or a pytree with a function.
+
+References:
+  Goodfellow, "Efficient Per-Example Gradient Computations", arXiv:1510.01799, 2015.
+  Li, Tramer, Liang, Hashimoto, "Large Language Models Can Be Strong Differentially Private Learners",
+  ICLR 2022 (ghost clipping).
+  Bu, Wang, Zha, Karypis, "Differentially Private Optimization on Large Model at Small Cost", ICML 2023
+  (book-keeping, mixed ghost norm).
+"""
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+import math
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
-import optax
+import numpy as np
+from jax.extend import core as jcore
 
-from jaxloss.per_sample._common import Array, _sqrt, _sum_leaves
+from jaxloss import _models
+from jaxloss.per_sample import _common as _ps
 from jaxloss.per_sample.clipping import ClippedGrad, _check_dp_args, _clip_factor, _dp_noise
 
-__all__ = ["dense_stack_apply", "dense_stack_objective", "ghost_grad_norms", "ghost_clipped_mean_grad"]
+__all__ = [
+    "ghost_plan",
+    "GhostPlan",
+    "ghost_norms",
+    "ghost_clipped_grad",
+    "dense_stack_apply",
+    "dense_stack_objective",
+    "ghost_grad_norms",
+    "ghost_clipped_mean_grad",
+]
+
+PyTree = Any
+Array = jax.Array
+_tmap = jax.tree_util.tree_map
+
+# Unary operations through which a parameter may reach its use ("chain"); ``broadcast_in_dim`` spreads a
+# parameter over axes (a bias), allowed only before an elementwise use.
+_CHAIN = {"reshape", "transpose", "convert_element_type", "copy", "copy_p", "squeeze", "expand_dims",
+          "reduce_precision", "broadcast_in_dim"}
+_INLINE = {"pjit", "jit", "closed_call", "core_call", "remat", "checkpoint"}
+_ELEMENTWISE = {"add", "sub", "mul"}
+
+
+def _inner(eqn):
+    """``(jaxpr, consts)`` of an inlinable call equation."""
+    for name in ("jaxpr", "call_jaxpr"):
+        j = eqn.params.get(name)
+        if j is None:
+            continue
+        if isinstance(j, jcore.ClosedJaxpr):
+            return j.jaxpr, j.consts
+        return j, ()
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Analysis: which leaf is used where
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _P(NamedTuple):
+    """A value derived from parameter leaf ``leaf`` alone through the unary ``chain`` of equations."""
+
+    leaf: int
+    chain: tuple
+    pure: bool  # no broadcast: norm-preserving (reshape / transpose / convert)
+
+
+_X = "X"  # depends on the example
+_C = "C"  # a constant
+
+
+class _Use(NamedTuple):
+    kind: str  # "dense" | "conv" | "embedding" | "elementwise"
+    eqn: Any
+    pos: int  # operand position of the parameter value
+    chain: tuple
+
+
+class _Analysis:
+    def __init__(self, num_leaves):
+        self.uses: Dict[int, list] = {i: [] for i in range(num_leaves)}
+        self.bad: Dict[int, str] = {}
+        self.sites: Dict[tuple, _Use] = {}
+
+    def fail(self, leaf, why):
+        self.bad.setdefault(leaf, why)
+
+    def walk(self, jaxpr, taints, path=()):
+        env = dict(zip(jaxpr.invars, taints))
+        for v in jaxpr.constvars:
+            env[v] = _C
+
+        def read(v):
+            return _C if isinstance(v, jcore.Literal) else env.get(v, _C)
+
+        for k, eqn in enumerate(jaxpr.eqns):
+            site = path + (k,)
+            ins = [read(v) for v in eqn.invars]
+            ps = [(j, t) for j, t in enumerate(ins) if isinstance(t, _P)]
+            bad = [t for t in ins if isinstance(t, tuple) and not isinstance(t, _P)]  # ("Q", leaves)
+            name = eqn.primitive.name
+            inner = _inner(eqn) if name in _INLINE else None
+            if inner is not None and (ps or bad):
+                outs = self.walk(inner[0], ins, site)
+                for v, t in zip(eqn.outvars, outs):
+                    env[v] = t
+                continue
+            leaves = {t.leaf for _, t in ps} | {leaf for t in bad for leaf in t[1]}
+            has_x = any(t == _X for t in ins)
+            if not ps and not bad:
+                out = _X if has_x else _C
+            elif bad:
+                for leaf in leaves:
+                    self.fail(leaf, f"combined with another parameter-derived value in {name}")
+                out = _X if has_x else ("Q", frozenset(leaves))
+            elif len(ps) == 1 and not has_x and name in _CHAIN and len(eqn.invars) == 1:
+                (j, t), = ps
+                pure = t.pure and not (name == "broadcast_in_dim" and _broadcasts(eqn))
+                out = _P(t.leaf, t.chain + (eqn,), pure)
+            elif len(ps) == 1 and has_x:
+                (j, t), = ps
+                kind = _use_kind(eqn, j, t)
+                if kind is None:
+                    self.fail(t.leaf, f"used by {name} in a way the analysis does not recognise")
+                else:
+                    self.uses[t.leaf].append(site)
+                    self.sites[site] = _Use(kind, eqn, j, t.chain)
+                out = _X
+            else:
+                for leaf in leaves:
+                    self.fail(leaf, f"used by {name} without an example-dependent operand" if not has_x else f"used twice by {name}")
+                out = _X if has_x else ("Q", frozenset(leaves))
+            for v in eqn.outvars:
+                env[v] = out
+        outs = [read(v) for v in jaxpr.outvars]
+        for t in outs:
+            if isinstance(t, _P):
+                self.fail(t.leaf, "returned from the function directly")
+            elif isinstance(t, tuple):
+                for leaf in t[1]:
+                    self.fail(leaf, "a parameter-only value is returned")
+        return outs
+
+
+def _broadcasts(eqn) -> bool:
+    """Whether a ``broadcast_in_dim`` really copies values (a new axis of size > 1 or a size-1 axis grown)."""
+    (x,) = eqn.invars
+    return math.prod(eqn.params["shape"]) != math.prod(x.aval.shape)
+
+
+def _use_kind(eqn, pos, t: _P) -> Optional[str]:
+    name = eqn.primitive.name
+    if name == "dot_general" and t.pure:
+        (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+        return "dense" if not lb and not rb else None
+    if name == "conv_general_dilated" and t.pure and pos == 1:
+        if eqn.params["feature_group_count"] == 1 and eqn.params["batch_group_count"] == 1:
+            return "conv"
+        return None
+    if name == "gather" and t.pure and pos == 0:
+        # a row lookup: slices of one full row of a [V, E] table (any index layout)
+        dn = eqn.params["dimension_numbers"]
+        table, idx = eqn.invars
+        if (
+            len(table.aval.shape) == 2
+            and tuple(eqn.params["slice_sizes"]) == (1, table.aval.shape[1])
+            and 0 in tuple(dn.start_index_map)
+            and set(dn.collapsed_slice_dims) <= {0}
+            and not tuple(getattr(dn, "operand_batching_dims", ()))
+            and idx.aval.shape[-1] == len(dn.start_index_map)
+        ):
+            return "embedding"
+        return None
+    if name in _ELEMENTWISE and len(eqn.invars) == 2:
+        d_shape, o_shape = tuple(eqn.invars[pos].aval.shape), tuple(eqn.outvars[0].aval.shape)
+        if len(d_shape) == len(o_shape) and all(d in (1, o) for d, o in zip(d_shape, o_shape)):
+            return "elementwise"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Tracing the per-example loss
+# ---------------------------------------------------------------------------------------------------------
+
+
+class _Traced(NamedTuple):
+    closed: Any
+    ptree: Any
+    xtree: Any
+    leaves: list
+    xleaves: list
+    analysis: _Analysis
+    fallback: tuple  # leaf indices on the exact path
+    ghost: tuple  # leaf indices on the ghost path
+
+
+def _trace(fn, trainable, batch) -> _Traced:
+    leaves, ptree = jax.tree_util.tree_flatten(trainable)
+    xleaves, xtree = jax.tree_util.tree_flatten(batch)
+    _ps._num_examples(batch)
+
+    def flat_one(pl, xl):
+        p = jax.tree_util.tree_unflatten(ptree, pl)
+        ex = jax.tree_util.tree_unflatten(xtree, [jnp.expand_dims(x, 0) for x in xl])
+        out = fn(p, ex)
+        if jnp.ndim(out) != 0:
+            raise TypeError(f"fn must return a scalar (a batch objective such as a mean loss); got shape {jnp.shape(out)}")
+        return out
+
+    closed = jax.make_jaxpr(flat_one)(leaves, [x[0] for x in xleaves])
+    n = len(leaves)
+    an = _Analysis(n)
+    an.walk(closed.jaxpr, [_P(i, (), True) for i in range(n)] + [_X] * len(xleaves))
+    for i, sites in an.uses.items():
+        if len(sites) > 1:
+            an.fail(i, f"used by {len(sites)} operations (per-example cross terms)")
+        dt = jnp.result_type(leaves[i])
+        if not jnp.issubdtype(dt, jnp.floating):
+            an.fail(i, f"not a real floating leaf ({dt})")
+    fallback = tuple(i for i in range(n) if i in an.bad)
+    ghost = tuple(i for i in range(n) if i not in an.bad and an.uses[i])
+    return _Traced(closed, ptree, xtree, leaves, xleaves, an, fallback, ghost)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The plan
+# ---------------------------------------------------------------------------------------------------------
+
+
+class GhostPlan(NamedTuple):
+    """How :func:`ghost_norms` treats every trainable leaf.
+
+    Attributes:
+      kinds: ``{keystr(path): kind}`` with kind ``"dense"``, ``"conv"``, ``"embedding"``,
+        ``"elementwise"`` (ghost), ``"exact"`` (the per-example vmap path) or ``"unused"``.
+      reasons: ``{keystr(path): why}`` for the leaves on the exact path.
+    """
+
+    kinds: Dict[str, str]
+    reasons: Dict[str, str]
+
+    @property
+    def fallback(self):
+        """The paths of the leaves that take the exact per-example path."""
+        return sorted(self.reasons)
+
+
+def ghost_plan(fn: Callable, params: PyTree, batch: PyTree) -> GhostPlan:
+    """Which parameter leaves get ghost norms, of which kind, and which take the exact path and why.
+
+    Args:
+      fn: ``fn(params, batch) -> scalar``, a batch objective (e.g. a :class:`jaxloss.Objective`).
+      params: the parameters (any pytree, a Flax NNX or Equinox module, linen variables).
+      batch: a pytree whose leaves share a leading example axis.
+
+    Returns:
+      a :class:`GhostPlan`; ``plan.fallback`` lists the leaves on the exact path.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> def fn(p, b):
+      ...     h = jnp.tanh(b[0] @ p["w"] + p["b"])
+      ...     return jnp.mean((h @ p["w"].T).sum(-1) - b[1]) ** 2  # w used twice: exact path
+      >>> p = {"w": jnp.ones((3, 2)), "b": jnp.zeros(2)}
+      >>> plan = jaxloss.ghost_plan(fn, p, (jnp.ones((4, 3)), jnp.zeros(4)))
+      >>> plan.kinds
+      {"['b']": 'elementwise', "['w']": 'exact'}
+    """
+    f, trainable = _models.bind(fn, params)
+    tr = _trace(f, trainable, batch)
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(trainable)[0]]
+    kinds, reasons = {}, {}
+    for i, path in enumerate(paths):
+        if i in tr.analysis.bad:
+            kinds[path], reasons[path] = "exact", tr.analysis.bad[i]
+        elif not tr.analysis.uses[i]:
+            kinds[path] = "unused"
+        else:
+            kinds[path] = tr.analysis.sites[tr.analysis.uses[i][0]].kind
+    return GhostPlan(kinds, reasons)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Running: one probed forward/backward pass
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _bind(eqn, invals):
+    params = eqn.primitive.get_bind_params(eqn.params)
+    with eqn.ctx.manager:
+        out = eqn.primitive.bind(*invals, **params)
+    return out if eqn.primitive.multiple_results else [out]
+
+
+def _run(jaxpr, consts, args, sites, probes, record, path=()):
+    """Evaluates ``jaxpr``; at every probed site adds ``probes[site]`` to the output and records the
+    operands in ``record[site]``."""
+    env = {}
+
+    def read(v):
+        return v.val if isinstance(v, jcore.Literal) else env[v]
+
+    for v, x in zip(jaxpr.constvars, consts):
+        env[v] = x
+    for v, x in zip(jaxpr.invars, args):
+        env[v] = x
+    for k, eqn in enumerate(jaxpr.eqns):
+        site = path + (k,)
+        invals = [read(v) for v in eqn.invars]
+        inner = _inner(eqn) if eqn.primitive.name in _INLINE else None
+        if inner is not None and any(s[: len(site)] == site for s in sites):
+            outs = _run(inner[0], inner[1], invals, sites, probes, record, site)
+        else:
+            outs = _bind(eqn, invals)
+            if site in sites:
+                use = sites[site]
+                record[site] = [x for j, x in enumerate(invals) if j != use.pos]
+                outs = [outs[0] + probes[site]]
+        for v, x in zip(eqn.outvars, outs):
+            if not isinstance(v, jcore.DropVar):
+                env[v] = x
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _replay(chain, x):
+    for eqn in chain:
+        (x,) = _bind(eqn, [x])
+    return x
+
+
+def _site_fn(use: _Use, others):
+    """``leaf -> batched output of the site`` given the batched other operands (for its VJP)."""
+
+    def out(leaf):
+        d = _replay(use.chain, leaf)
+
+        def one(*xs):
+            vals = list(xs)
+            vals.insert(use.pos, d)
+            return _bind(use.eqn, vals)[0]
+
+        return jax.vmap(one)(*others)
+
+    return out
+
+
+def _dense_sq(a, g):
+    """Per-example ``|sum_t a_t g_t^T|^2`` of ``a [B, T, K]`` and ``g [B, T, N]``: the Gram identity or
+    the direct product, whichever costs fewer flops."""
+    _, t, k = a.shape
+    n = g.shape[-1]
+    a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
+    g = g.astype(jnp.promote_types(g.dtype, jnp.float32))
+    if t == 1:
+        return jnp.sum(jnp.square(a[:, 0]), -1) * jnp.sum(jnp.square(g[:, 0]), -1)
+    if t * (k + n) <= k * n:
+        return jnp.einsum("bts,bts->b", jnp.einsum("btk,bsk->bts", a, a), jnp.einsum("btn,bsn->bts", g, g))
+    return jnp.sum(jnp.square(jnp.einsum("btk,btn->bkn", a, g)), axis=(1, 2))
+
+
+def _to_rows(x, front, back):
+    """``x [B, ...]`` with the per-example axes ``front`` first (flattened to T) and ``back`` last (to K)."""
+    b = x.shape[0]
+    x = jnp.transpose(x, (0,) + tuple(1 + d for d in front) + tuple(1 + d for d in back))
+    t = math.prod(x.shape[1 : 1 + len(front)])
+    return jnp.reshape(x, (b, t, -1))
+
+
+def _site_sq(use: _Use, others, g, leaf):
+    """Per-example squared gradient norm ``[B]`` of the leaf at one site."""
+    eqn = use.eqn
+    if use.kind == "dense":
+        (lc, rc), _ = eqn.params["dimension_numbers"]
+        (a,) = others
+        xpos = 1 - use.pos
+        xc = lc if xpos == 0 else rc
+        xnd = a.ndim - 1
+        xfree = [d for d in range(xnd) if d not in xc]
+        dnd = len(eqn.invars[use.pos].aval.shape)
+        nfree_d = dnd - len(xc)
+        a2 = _to_rows(a, xfree, list(xc))
+        ond = g.ndim - 1
+        if xpos == 0:  # out = (x free..., D free...)
+            g2 = _to_rows(g, list(range(len(xfree))), list(range(len(xfree), ond)))
+        else:  # out = (D free..., x free...)
+            g2 = _to_rows(g, list(range(nfree_d, ond)), list(range(nfree_d)))
+        return _dense_sq(a2, g2)
+    if use.kind == "conv":
+        a = others[0]
+        p = eqn.params
+        dn = p["dimension_numbers"]
+        rhs_shape = eqn.invars[1].aval.shape
+        filt = [rhs_shape[d] for d in dn.rhs_spec[2:]]
+        patches = jax.vmap(
+            lambda x: jax.lax.conv_general_dilated_patches(
+                x, filt, p["window_strides"], p["padding"], p["lhs_dilation"], p["rhs_dilation"], dn,
+                precision=jax.lax.Precision.HIGHEST,
+            )
+        )(a)
+        feat = dn.out_spec[1]
+        rest = [d for d in range(g.ndim - 1) if d != feat]
+        return _dense_sq(_to_rows(patches, rest, [feat]), _to_rows(g, rest, [feat]))
+    if use.kind == "embedding":
+        (idx,) = others
+        dn = eqn.params["dimension_numbers"]
+        table_rows = eqn.invars[0].aval.shape[0]
+        b = idx.shape[0]
+        idx = jnp.reshape(idx[..., list(dn.start_index_map).index(0)], (b, -1))
+        offset = list(dn.offset_dims)
+        lookup = [d for d in range(g.ndim - 1) if d not in offset]
+        gg = _to_rows(g, lookup, offset).astype(jnp.promote_types(g.dtype, jnp.float32))  # [B, T, E]
+        if "FILL" in str(eqn.params.get("mode", "")).upper():
+            valid = (idx >= 0) & (idx < table_rows)
+            gg = gg * valid[..., None].astype(gg.dtype)
+        idx = jnp.clip(idx, 0, table_rows - 1)
+        same = (idx[:, :, None] == idx[:, None, :]).astype(gg.dtype)
+        return jnp.einsum("bts,bts->b", same, jnp.einsum("bte,bse->bts", gg, gg))
+    # elementwise: the per-example gradient of the (broadcast) operand, mapped back to the leaf
+    name = eqn.primitive.name
+    if name == "mul":
+        gd = g * others[0]
+    elif name == "sub" and use.pos == 1:
+        gd = -g
+    else:
+        gd = g
+    d_shape = tuple(eqn.invars[use.pos].aval.shape)
+    spread = tuple(1 + k for k, (d, o) in enumerate(zip(d_shape, gd.shape[1:])) if d == 1 and o != 1)
+    if spread:  # lax's implicit broadcasting of size-1 axes
+        gd = jnp.sum(gd, axis=spread, keepdims=True)
+    _, vjp = jax.vjp(lambda w: _replay(use.chain, w), leaf)
+    per = jax.vmap(lambda c: vjp(c)[0])(gd)
+    per = per.astype(jnp.promote_types(per.dtype, jnp.float32))
+    return jnp.sum(jnp.reshape(jnp.square(per), (per.shape[0], -1)), axis=1)
+
+
+def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping"):
+    """One probed forward/backward pass over a batch: ``(losses [B], sq [leaf -> [B]], grads or None)``.
+
+    With ``weights_fn(sq_total) -> c [B]`` the book-keeping clipped sum ``sum_i c_i g_i`` is returned too.
+    """
+    an = tr.analysis
+    sites = {an.uses[i][0]: an.sites[an.uses[i][0]] for i in tr.ghost}
+    leaf_of = {an.uses[i][0]: i for i in tr.ghost}
+    jaxpr, consts = tr.closed.jaxpr, tr.closed.consts
+    shapes = {s: (u.eqn.outvars[0].aval.shape, u.eqn.outvars[0].aval.dtype) for s, u in sites.items()}
+    b = xleaves[0].shape[0]
+    probes = {s: jnp.zeros((b,) + sh, dt) for s, (sh, dt) in shapes.items()}
+
+    def one(pr, xl):
+        record = {}
+        (loss,) = _run(jaxpr, consts, list(leaves) + list(xl), sites, pr, record)
+        return loss, record
+
+    def batched(pr):
+        return jax.vmap(one, in_axes=(0, 0))(pr, xleaves)
+
+    losses, vjp, record = jax.vjp(batched, probes, has_aux=True)
+    (gs,) = vjp(jnp.ones_like(losses))
+    sq = {leaf_of[s]: _site_sq(u, record[s], gs[s], leaves[leaf_of[s]]) for s, u in sites.items()}
+    fb_grads = None
+    if tr.fallback:
+        fb_idx = tr.fallback
+
+        def loss_fb(fb_vals, xl):
+            vals = list(leaves)
+            for i, v in zip(fb_idx, fb_vals):
+                vals[i] = v
+            return _run(jaxpr, consts, vals + list(xl), {}, {}, {})[0]
+
+        fb_vals = [leaves[i] for i in fb_idx]
+        fb_grads = jax.vmap(jax.grad(loss_fb), in_axes=(None, 0))(fb_vals, xleaves)
+        for i, gi in zip(fb_idx, fb_grads):
+            gi32 = gi.astype(jnp.promote_types(gi.dtype, jnp.float32))
+            sq[i] = jnp.sum(jnp.reshape(jnp.square(gi32), (b, -1)), axis=1)
+    if weights_fn is None:
+        return losses, sq, None
+    c = weights_fn(_ps._sum_leaves(list(sq.values()), jnp.zeros((b,), jnp.float32)))
+    if clipping == "two_pass":  # ghost clipping: a second backward pass of sum_i c_i l_i
+        c = jax.lax.stop_gradient(c)
+
+        def weighted(vals):
+            per = jax.vmap(lambda xl: _run(jaxpr, consts, list(vals) + list(xl), {}, {}, {})[0])(xleaves)
+            return jnp.sum(c.astype(per.dtype) * per)
+
+        return losses, sq, dict(enumerate(jax.grad(weighted)(list(leaves))))
+    grads = {}
+    for s, u in sites.items():
+        i = leaf_of[s]
+        g = gs[s]
+        cg = g * jnp.reshape(c, (b,) + (1,) * (g.ndim - 1)).astype(g.dtype)
+        _, vjp_site = jax.vjp(_site_fn(u, record[s]), leaves[i])
+        grads[i] = vjp_site(cg)[0]
+    if tr.fallback:
+        for i, gi in zip(tr.fallback, fb_grads):  # type: ignore[arg-type]
+            grads[i] = jnp.tensordot(c.astype(gi.dtype), gi, axes=1)
+    return losses, sq, grads
+
+
+def is_ghost(method) -> bool:
+    """Validates the ``method=`` of :func:`jaxloss.per_sample_grad_norms` / :func:`jaxloss.clipped_mean_grad`."""
+    if method not in ("vmap", "ghost"):
+        raise ValueError(f"method must be 'vmap' (exact per-example gradients) or 'ghost'; got {method!r}")
+    return method == "ghost"
+
+
+def ghost_norms(
+    fn: Callable,
+    params: PyTree,
+    batch: PyTree,
+    *,
+    chunk_size: Optional[int] = None,
+    per_layer: Union[bool, int] = False,
+):
+    """Per-example gradient norms by the ghost norm analysis (see the module docstring).
+
+    Equal (up to float rounding) to :func:`jaxloss.per_sample_grad_norms`, which calls this with
+    ``method="ghost"``; arguments and returns are those of that function.
+
+    Examples:
+      >>> import jax, jax.numpy as jnp, jaxloss
+      >>> fn = lambda w, b: jnp.mean((b[0] @ w - b[1]) ** 2)
+      >>> x, y = jnp.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]), jnp.array([1.0, 0.0, 0.0])
+      >>> print([round(float(n), 4) for n in jaxloss.ghost_norms(fn, jnp.array([1.0, 1.0]), (x, y))])
+      [0.0, 8.0, 5.6569]
+    """
+    if not isinstance(per_layer, (bool, int, np.integer)) or (not isinstance(per_layer, bool) and per_layer < 1):
+        raise ValueError(f"per_layer must be False, True or a positive int depth; got {per_layer!r}")
+    f, trainable = _models.bind(fn, params)
+    tr = _trace(f, trainable, batch)
+    n_leaves = len(tr.leaves)
+
+    def chunk_fn(carry, chunk):
+        _, sq, _ = _pass(tr, tr.leaves, jax.tree_util.tree_leaves(chunk))
+        b = _ps._num_examples(chunk)
+        return carry, [sq.get(i, jnp.zeros((b,), jnp.float32)) for i in range(n_leaves)]
+
+    _, sq = _ps._scan_chunks(chunk_fn, batch, chunk_size)
+    norms = _ps._sqrt(_ps._sum_leaves(sq))
+    if per_layer is False:
+        return norms
+    sq_tree = jax.tree_util.tree_unflatten(tr.ptree, sq)
+    if per_layer is True:
+        return norms, _tmap(_ps._sqrt, sq_tree)
+    return norms, _ps._group_norms(sq_tree, int(per_layer))
+
+
+def ghost_clipped_grad(
+    fn: Callable,
+    params: PyTree,
+    batch: PyTree,
+    max_norm,
+    noise_multiplier=0.0,
+    key=None,
+    *,
+    chunk_size: Optional[int] = None,
+    clipping: str = "bookkeeping",
+):
+    """DP-SGD's clipped (noisy) mean gradient by ghost norms and book-keeping (see the module docstring).
+
+    ``clipping="two_pass"`` clips by Li et al.'s ghost clipping instead (a second forward and backward pass
+    of ``sum_i c_i l_i``): less memory (the cotangents are not kept), more time; measured in
+    ``benchmarks/ghost.py``.
+
+    Equal (up to float rounding) to :func:`jaxloss.clipped_mean_grad`, which calls this with
+    ``method="ghost"``; arguments and returns are those of that function.
+
+    Examples:
+      >>> import jax.numpy as jnp, jaxloss
+      >>> fn = lambda w, b: jnp.mean((b[0] @ w - b[1]) ** 2)
+      >>> x, y = jnp.array([[1.0, 0.0], [0.0, 2.0], [1.0, 1.0]]), jnp.array([1.0, 0.0, 0.0])
+      >>> out = jaxloss.ghost_clipped_grad(fn, jnp.array([1.0, 1.0]), (x, y), max_norm=1.0)
+      >>> print([round(float(v), 4) for v in out.grads])
+      [0.2357, 0.569]
+    """
+    noisy = _check_dp_args(max_norm, noise_multiplier, key)
+    if clipping not in ("bookkeeping", "two_pass"):
+        raise ValueError(f"clipping must be 'bookkeeping' or 'two_pass'; got {clipping!r}")
+    f, trainable = _models.bind(fn, params)
+    tr = _trace(f, trainable, batch)
+    n = _ps._num_examples(batch)
+    n_leaves = len(tr.leaves)
+
+    def weights(sq_total):
+        return _clip_factor(_ps._sqrt(sq_total), max_norm)
+
+    def chunk_fn(acc, chunk):
+        losses, sq, grads = _pass(tr, tr.leaves, jax.tree_util.tree_leaves(chunk), weights, clipping)
+        acc = [a + grads[i].astype(a.dtype) if i in grads else a for i, a in enumerate(acc)]
+        return acc, (_ps._sqrt(_ps._sum_leaves(list(sq.values()), jnp.zeros(losses.shape, jnp.float32))), losses)
+
+    init = [jnp.zeros(jnp.shape(x), jnp.result_type(x)) for x in tr.leaves]
+    total, (norms, losses) = _ps._scan_chunks(chunk_fn, batch, chunk_size, init)
+    total = jax.tree_util.tree_unflatten(tr.ptree, total)
+    if noisy:
+        total = _tmap(jnp.add, total, _dp_noise(total, noise_multiplier, max_norm, key))
+    return ClippedGrad(_tmap(lambda t: t / jnp.asarray(n, t.dtype), total), norms, losses)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Dense stacks (the model format of the first ghost functions; now a case of the general analysis)
+# ---------------------------------------------------------------------------------------------------------
 
 
 def _check_dense(params) -> None:
@@ -32,19 +656,16 @@ def _check_dense(params) -> None:
         prev = jnp.shape(w)[1]
 
 
-def _dense_forward(params, inputs, activation, probes=None):
-    """The dense stack, returning the outputs and the input of every layer."""
-    h, acts = inputs, []
+def _dense_forward(params, inputs, activation):
+    """The dense stack's outputs."""
+    h = inputs
     last = len(params) - 1
     for i, (w, b) in enumerate(params):
-        acts.append(h)
         z = h @ w
         if b is not None:
             z = z + b
-        if probes is not None:
-            z = z + probes[i]
         h = z if i == last else activation(z)
-    return h, acts
+    return h
 
 
 def dense_stack_apply(params: Sequence, inputs: Array, activation: Callable = jax.nn.relu) -> Array:
@@ -68,7 +689,7 @@ def dense_stack_apply(params: Sequence, inputs: Array, activation: Callable = ja
       [[1.0]]
     """
     _check_dense(params)
-    return _dense_forward(params, inputs, activation)[0]
+    return _dense_forward(params, inputs, activation)
 
 
 def dense_stack_objective(loss: Callable, activation: Callable = jax.nn.relu) -> Callable:
@@ -104,80 +725,18 @@ def _per_example_loss(loss, outputs, targets):
     return losses
 
 
-def _ghost_layer_sq(a, d):
-    """Squared per-example norms of the W and b gradients of one dense layer from its inputs ``a`` and
-    pre-activation gradients ``d`` (``[B, T, d_in]`` and ``[B, T, d_out]``), without forming them when cheaper.
-
-    ``grad W_i = sum_t a_it d_it^T``, so ``|grad W_i|^2 = <a_i a_i^T, d_i d_i^T>`` (``T x T`` Gram matrices,
-    Li et al. 2022); with ``T = 1`` that is ``|a_i|^2 |d_i|^2``. When ``T^2 > d_in d_out`` the per-example
-    gradient ``[B, d_in, d_out]`` is smaller than the Gram matrices and is formed instead (Bu et al.'s mixed
-    ghost clipping).
-    """
-    _, t, d_in = a.shape
-    d_out = d.shape[-1]
-    if t == 1:
-        w_sq = jnp.sum(jnp.square(a[:, 0]), axis=-1) * jnp.sum(jnp.square(d[:, 0]), axis=-1)
-    elif t * t <= d_in * d_out:
-        w_sq = jnp.sum(jnp.einsum("bti,bsi->bts", a, a) * jnp.einsum("bto,bso->bts", d, d), axis=(1, 2))
-    else:
-        w_sq = jnp.sum(jnp.square(jnp.einsum("bti,bto->bio", a, d)), axis=(1, 2))
-    b_sq = jnp.sum(jnp.square(jnp.sum(d, axis=1)), axis=-1)
-    return w_sq, b_sq
 
 
-def _ghost(params, batch, loss, activation):
-    _check_dense(params)
-    inputs, targets = batch
-    inputs = jnp.asarray(inputs)
-    if inputs.ndim < 2:
-        raise ValueError(f"inputs must be [B, d_in] or [B, ..., d_in]; got shape {inputs.shape}")
-    probes = [jnp.zeros(inputs.shape[:-1] + (jnp.shape(w)[1],), jnp.result_type(inputs, w)) for w, _ in params]
-
-    def summed(probes):
-        out, acts = _dense_forward(params, inputs, activation, probes)
-        losses = _per_example_loss(loss, out, targets)
-        return jnp.sum(losses), (acts, losses)
-
-    deltas, (acts, losses) = jax.grad(summed, has_aux=True)(probes)
-    bsz = inputs.shape[0]
-    sq = []
-    for (_, b), a, d in zip(params, acts, deltas):
-        w_sq, b_sq = _ghost_layer_sq(a.reshape(bsz, -1, a.shape[-1]), d.reshape(bsz, -1, d.shape[-1]))
-        sq.append((w_sq, b_sq if b is not None else None))
-    return sq, losses
-
-
-def ghost_grad_norms(
-    params: Sequence,
-    batch,
-    loss: Callable,
-    *,
-    activation: Callable = jax.nn.relu,
-    per_layer: bool = False,
-):
-    """Per-example gradient norms of a dense stack from one backward pass, without per-example gradients.
-
-    For a dense layer ``z = a @ W + b``, example ``i``'s gradient is ``grad W_i = a_i delta_i^T`` and
-    ``grad b_i = delta_i``, with ``delta_i`` the gradient of its loss w.r.t. the pre-activation ``z_i``; so
-    ``|grad W_i|^2 = |a_i|^2 |delta_i|^2`` and ``|grad b_i|^2 = |delta_i|^2`` (Goodfellow 2015). All
-    ``delta`` come from ONE backward pass: the summed loss ``sum_i l_i`` is differentiated w.r.t. zero
-    "probe" offsets added to every pre-activation, which gives ``delta_i = dl_i/dz_i`` exactly since
-    example ``i``'s output depends only on its own input. Memory is that of the activations, never
-    ``B x |params|``. Inputs with extra axes ``[B, T, d]`` (dense layers applied per token) use the Gram
-    identity ``|sum_t a_t delta_t^T|^2 = <A A^T, D D^T>`` of Li et al. (2022).
-
-    The norms equal ``per_sample_grad_norms(dense_stack_objective(loss, activation), params, batch)``.
+def ghost_grad_norms(params: Sequence, batch, loss: Callable, *, activation: Callable = jax.nn.relu, per_layer: bool = False):
+    """Deprecated: ``per_sample_grad_norms(dense_stack_objective(loss, activation), params, batch,
+    method="ghost")``, which this calls (any model works there).
 
     Args:
       params: a list of ``(W, b)`` pairs (see :func:`dense_stack_apply`); ``b`` may be ``None``.
-      batch: ``(inputs, targets)``: ``inputs`` ``[B, d_in]`` or ``[B, ..., d_in]``, targets whatever
-        ``loss`` takes.
-      loss: ``loss(outputs, targets) -> [B]``, one loss per example (e.g.
-        ``functools.partial(jaxloss.cross_entropy, reduction="none")``); it must treat examples
-        independently.
+      batch: ``(inputs, targets)``.
+      loss: ``loss(outputs, targets) -> [B]``, one loss per example.
       activation: the elementwise hidden activation.
-      per_layer: also return the per-leaf norms, a list of ``(norm_W [B], norm_b [B] or None)`` pairs —
-        the structure of ``params``, as ``per_sample_grad_norms(..., per_layer=True)`` gives.
+      per_layer: also return the per-leaf norms, a list of ``(norm_W, norm_b or None)`` pairs.
 
     Returns:
       ``[B]`` global norms, or ``(global_norms, per_layer_norms)`` with ``per_layer``.
@@ -192,38 +751,16 @@ def ghost_grad_norms(
       >>> vmap = jaxloss.per_sample_grad_norms(jaxloss.dense_stack_objective(loss), params, batch)
       >>> print(bool(jnp.allclose(ghost, vmap, rtol=1e-5)))
       True
-
-    References:
-      Goodfellow, "Efficient Per-Example Gradient Computations", arXiv:1510.01799, 2015.
-      Li, Tramer, Liang, Hashimoto, "Large Language Models Can Be Strong Differentially Private
-      Learners", ICLR 2022 (ghost clipping).
     """
-    sq, _ = _ghost(params, batch, loss, activation)
-    total = _sum_leaves([s for pair in sq for s in pair if s is not None])
-    norms = _sqrt(total)
-    if not per_layer:
-        return norms
-    per = [tuple(None if s is None else _sqrt(s) for s in pair) for pair in sq]
-    return norms, per
+    _check_dense(params)
+    return ghost_norms(dense_stack_objective(loss, activation), params, batch, per_layer=bool(per_layer))
 
 
 def ghost_clipped_mean_grad(
-    params: Sequence,
-    batch,
-    loss: Callable,
-    max_norm,
-    noise_multiplier=0.0,
-    key: Optional[Array] = None,
-    *,
-    activation: Callable = jax.nn.relu,
+    params: Sequence, batch, loss: Callable, max_norm, noise_multiplier=0.0, key=None, *, activation: Callable = jax.nn.relu
 ) -> ClippedGrad:
-    """DP-SGD's clipped (noisy) mean gradient of a dense stack without per-example gradients.
-
-    Ghost clipping (Li et al. 2022): the norms come from :func:`ghost_grad_norms`; then, since the
-    gradient is linear in the per-example losses, one ordinary backward pass of
-    ``sum_i stop_gradient(min(1, C / n_i)) l_i`` gives ``sum_i min(1, C / n_i) g_i``. The noise and the
-    normalisation are those of :func:`clipped_mean_grad`, whose result this equals for
-    ``fn = dense_stack_objective(loss, activation)``.
+    """Deprecated: ``clipped_mean_grad(dense_stack_objective(loss, activation), params, batch, max_norm,
+    noise_multiplier, key, method="ghost")``, which this calls (any model works there).
 
     Args:
       params: a list of ``(W, b)`` pairs (see :func:`dense_stack_apply`).
@@ -236,23 +773,6 @@ def ghost_clipped_mean_grad(
 
     Returns:
       a :class:`ClippedGrad` ``(grads, norms, losses)``; ``grads`` has the structure of ``params``.
-
-    References:
-      Li, Tramer, Liang, Hashimoto, "Large Language Models Can Be Strong Differentially Private
-      Learners", ICLR 2022.
     """
-    noisy = _check_dp_args(max_norm, noise_multiplier, key)
-    sq, losses = _ghost(params, batch, loss, activation)
-    norms = _sqrt(_sum_leaves([s for pair in sq for s in pair if s is not None]))
-    factor = jax.lax.stop_gradient(_clip_factor(norms, max_norm))
-    inputs, targets = batch
-
-    def weighted(p):
-        out = _dense_forward(p, inputs, activation)[0]
-        return jnp.sum(factor * _per_example_loss(loss, out, targets))
-
-    total = jax.grad(weighted)(params)
-    if noisy:
-        total = optax.tree.add(total, _dp_noise(total, noise_multiplier, max_norm, key))
-    n = jnp.shape(inputs)[0]
-    return ClippedGrad(optax.tree.scale(1.0 / n, total), norms, losses)
+    _check_dense(params)
+    return ghost_clipped_grad(dense_stack_objective(loss, activation), params, batch, max_norm, noise_multiplier, key)

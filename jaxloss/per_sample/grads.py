@@ -7,6 +7,8 @@ from typing import Callable, Optional, Union
 import jax
 import numpy as np
 
+from jaxloss import _models
+from jaxloss.per_sample import ghost as _ghost
 from jaxloss.per_sample._common import (
     Array,
     PyTree,
@@ -42,6 +44,7 @@ def per_sample_losses(fn: Callable, params: PyTree, batch: PyTree, *, chunk_size
       >>> print(jaxloss.per_sample_losses(fn, jnp.array([1.0, 1.0]), (x, y), chunk_size=2).tolist())
       [0.0, 4.0, 4.0]
     """
+    fn, params = _models.bind(fn, params)  # Flax / Equinox models: differentiate their trainable arrays
     one = _example_fn(fn)
     _, losses = _scan_chunks(lambda c, chunk: (c, _vmapped(one)(params, chunk)), batch, chunk_size)
     return losses
@@ -70,6 +73,7 @@ def per_sample_grads(fn: Callable, params: PyTree, batch: PyTree, *, chunk_size:
       >>> print(jaxloss.per_sample_grads(fn, jnp.array([1.0, 1.0]), (x, y)).tolist())
       [[0.0, 0.0], [0.0, 8.0], [4.0, 4.0]]
     """
+    fn, params = _models.bind(fn, params)  # Flax / Equinox models: differentiate their trainable arrays
     g = jax.grad(_example_fn(fn))
     _, grads = _scan_chunks(lambda c, chunk: (c, _vmapped(g)(params, chunk)), batch, chunk_size)
     return grads
@@ -82,6 +86,7 @@ def per_sample_grad_norms(
     *,
     chunk_size: Optional[int] = None,
     per_layer: Union[bool, int] = False,
+    method: str = "vmap",
 ):
     """Per-example gradient L2 norms, global and optionally per leaf or per layer.
 
@@ -90,7 +95,7 @@ def per_sample_grad_norms(
 
     Args:
       fn: ``fn(params, batch) -> scalar``, a batch objective.
-      params: any pytree of float arrays.
+      params: any pytree of float arrays, or a model (Flax NNX / linen variables / Equinox).
       batch: a pytree whose leaves share a leading example axis of size ``B``.
       chunk_size: process ``chunk_size`` examples at a time (static); ``None`` vectorises the whole batch.
       per_layer: ``False``: only the global norms. ``True``: also the norm of every leaf, as a pytree of
@@ -98,6 +103,11 @@ def per_sample_grad_norms(
         under each node at that depth of the params tree, as a dict keyed by
         ``jax.tree_util.keystr`` of the node's path (for a list of ``(W, b)`` layers ``depth=1`` gives
         ``{"[0]": ..., "[1]": ...}``; for Flax's ``{"params": {"Dense_0": ...}}`` use ``depth=2``).
+      method: ``"vmap"`` (the default: exact per-example gradients, ``jax.vmap`` of ``jax.grad``) or
+        ``"ghost"``: the ghost norm analysis of :mod:`jaxloss.per_sample.ghost` (the same norms up to float
+        rounding from one forward/backward pass, without per-example weight gradients; much less time and
+        memory for large models, see ``benchmarks/ghost.py``). The default stays the exact path because
+        it works for every function (the ghost path falls back to it per leaf, see :func:`ghost_plan`).
 
     Returns:
       ``[B]`` global norms ``sqrt(sum over all leaves of |g_i|^2)``; with ``per_layer`` the tuple
@@ -113,6 +123,9 @@ def per_sample_grad_norms(
     """
     if not isinstance(per_layer, (bool, int, np.integer)) or (not isinstance(per_layer, bool) and per_layer < 1):
         raise ValueError(f"per_layer must be False, True or a positive int depth; got {per_layer!r}")
+    if _ghost.is_ghost(method):  # the ghost norm analysis (jaxloss.per_sample.ghost)
+        return _ghost.ghost_norms(fn, params, batch, chunk_size=chunk_size, per_layer=per_layer)
+    fn, params = _models.bind(fn, params)  # Flax / Equinox models: differentiate their trainable arrays
     g = jax.grad(_example_fn(fn))
 
     def chunk_fn(carry, chunk):

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxloss import _core
+from jaxloss import _core, _models
 from jaxloss.per_sample._common import (
     Array,
     PyTree,
@@ -119,6 +119,7 @@ def grad_statistics(fn: Callable, params: PyTree, batch: PyTree, *, chunk_size: 
     n = _num_examples(batch)
     if n < 2:
         raise ValueError(f"gradient statistics need at least 2 examples; got {n}")
+    fn, params = _models.bind(fn, params)  # Flax / Equinox models: differentiate their trainable arrays
     g = _vmapped(jax.grad(_example_fn(fn)))
 
     def chunk_fn(carry, chunk):
@@ -222,6 +223,7 @@ def two_batch_noise_scale(fn: Callable, params: PyTree, batch: PyTree, small_bat
     if b is None or b >= n or n % b:
         raise ValueError(f"small_batch_size must divide the batch size {n} and be smaller; got {small_batch_size!r}")
     k = n // b
+    fn, params = _models.bind(fn, params)  # Flax / Equinox models: differentiate their trainable arrays
     grad = jax.grad(fn)
 
     def sq_norm(g):

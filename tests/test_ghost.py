@@ -1,0 +1,131 @@
+"""Tests of the general ghost norms and book-keeping clipping (jaxloss.per_sample.ghost).
+
+Reference: the exact per-example path (``method="vmap"``: ``jax.vmap`` of ``jax.grad`` over single-example
+batches, itself tested against a Python loop of ``jax.grad`` in test_per_sample.py and test_models.py), and a
+float64 NumPy clip-then-average of those per-example gradients (Abadi et al. 2016). Models: the MLP, CNN and
+transformer (with padding masks) of benchmarks/ghost_models.py in Flax NNX and Equinox, and plain functions.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxloss
+from benchmarks import ghost_models as gm
+
+CASES = [("nnx", "mlp"), ("nnx", "cnn"), ("nnx", "transformer"), ("equinox", "mlp"), ("equinox", "cnn"),
+         ("equinox", "transformer"), ("plain", "mlp")]
+KINDS = {"mlp": {"dense", "elementwise"}, "cnn": {"conv", "dense", "elementwise"},
+         "transformer": {"embedding", "dense", "elementwise"}}
+
+
+def _run(f, *args):
+    """``jax.jit(f)(*args)`` compiled at XLA's lowest backend optimisation level (compiles twice as fast)."""
+    return jax.jit(f).lower(*args).compile(compiler_options={"xla_backend_optimization_level": 0})(*args)
+
+
+def _leaves(tree):
+    return [np.asarray(x, np.float64) for x in jax.tree_util.tree_leaves(tree)]
+
+
+@pytest.mark.parametrize("framework,arch", CASES)
+def test_ghost_norms_and_clipped_grads_equal_the_exact_path(framework, arch):
+    obj, params, batch = gm.build(framework, arch, 4)
+    plan = jaxloss.ghost_plan(obj, params, batch)
+    assert plan.fallback == [], plan.reasons  # every parameter kind of these models is recognised
+    assert set(plan.kinds.values()) == KINDS[arch]
+    max_norm = 0.5
+
+    def both(p, b):
+        ghost = jaxloss.clipped_mean_grad(obj, p, b, max_norm, method="ghost")
+        grads = jaxloss.per_sample_grads(obj, p, b)
+        return ghost, grads
+
+    ghost, per = _run(both, params, batch)
+    per = _leaves(per)
+    sq = sum(np.sum(g.reshape(g.shape[0], -1) ** 2, axis=1) for g in per)
+    norms = np.sqrt(sq)
+    np.testing.assert_allclose(np.asarray(ghost.norms, np.float64), norms, rtol=1e-5)
+    clip = np.minimum(1.0, max_norm / norms)
+    expect = [np.tensordot(clip, g, axes=1) / len(clip) for g in per]
+    scale = max(np.max(np.abs(e)) for e in expect)
+    got = _leaves(ghost.grads)
+    assert len(got) == len(expect)
+    for a, e in zip(got, expect):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6 * scale)
+    if arch == "transformer":  # padding: each example's loss sees only its own valid tokens
+        assert not np.all(np.asarray(batch[0][1]))
+
+
+def test_per_layer_norms_chunks_and_noise_match_the_exact_path():
+    obj, params, batch = gm.build("nnx", "mlp", 5)
+    key = jax.random.PRNGKey(3)
+
+    def run(p, b):
+        g = jaxloss.per_sample_grad_norms(obj, p, b, per_layer=True, method="ghost", chunk_size=2)
+        v = jaxloss.per_sample_grad_norms(obj, p, b, per_layer=True)
+        gc = jaxloss.clipped_mean_grad(obj, p, b, 0.3, 1.1, key, method="ghost", chunk_size=2)
+        vc = jaxloss.clipped_mean_grad(obj, p, b, 0.3, 1.1, key)
+        return g, v, gc, vc
+
+    g, v, gc, vc = _run(run, params, batch)
+    np.testing.assert_allclose(np.asarray(g[0]), np.asarray(v[0]), rtol=1e-5)
+    for a, b in zip(_leaves(g[1]), _leaves(v[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    for a, b in zip(_leaves(gc.grads), _leaves(vc.grads)):  # the same noise draw
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(gc.losses), np.asarray(vc.losses), rtol=1e-6)
+
+
+def test_unrecognised_uses_take_the_exact_path_for_that_leaf_alone():
+    rng = np.random.default_rng(0)
+    params = {
+        "emb": jnp.asarray(rng.normal(size=(7, 4)), jnp.float32),  # tied: embedding and output projection
+        "w": jnp.asarray(rng.normal(size=(4, 4)), jnp.float32),
+        "scale": jnp.asarray(0.3, jnp.float32),  # exp(scale): not a linear use
+        "conv": jnp.asarray(rng.normal(size=(3, 1, 4)), jnp.float32),  # 1-D conv kernel (W, I, O)
+    }
+    tokens = jnp.asarray(rng.integers(0, 7, size=(5, 6)))
+    y = jnp.asarray(rng.integers(0, 7, size=(5,)))
+
+    def fn(p, batch):
+        t, target = batch
+        h = p["emb"][t]  # [B, T, 4]
+        c = jax.lax.conv_general_dilated(h[..., :1], p["conv"], (1,), "SAME", dimension_numbers=("NWC", "WIO", "NWC"))
+        h = jnp.tanh(h @ p["w"] + c) * jnp.exp(p["scale"])
+        logits = h.mean(1) @ p["emb"].T
+        return jaxloss.cross_entropy(logits, target)
+
+    plan = jaxloss.ghost_plan(fn, params, (tokens, y))
+    assert plan.kinds == {"['conv']": "conv", "['emb']": "exact", "['scale']": "exact", "['w']": "dense"}
+    assert "2 operations" in plan.reasons["['emb']"]
+    g, v = _run(
+        lambda p, b: (
+            jaxloss.per_sample_grad_norms(fn, p, b, method="ghost", per_layer=True),
+            jaxloss.per_sample_grad_norms(fn, p, b, per_layer=True),
+        ),
+        params,
+        (tokens, y),
+    )
+    np.testing.assert_allclose(np.asarray(g[0]), np.asarray(v[0]), rtol=1e-5)
+    for a, b in zip(_leaves(g[1]), _leaves(v[1])):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    gc, vc = _run(
+        lambda p, b: (jaxloss.clipped_mean_grad(fn, p, b, 1.0, method="ghost"), jaxloss.clipped_mean_grad(fn, p, b, 1.0)),
+        params,
+        (tokens, y),
+    )
+    for a, b in zip(_leaves(gc.grads), _leaves(vc.grads)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_bad_method_raises():
+    fn = lambda w, b: jnp.mean((b[0] @ w - b[1]) ** 2)  # noqa: E731
+    batch = (jnp.ones((2, 2)), jnp.zeros(2))
+    with pytest.raises(ValueError, match="method must be"):
+        jaxloss.per_sample_grad_norms(fn, jnp.ones(2), batch, method="fast")
+    with pytest.raises(ValueError, match="method must be"):
+        jaxloss.clipped_mean_grad(fn, jnp.ones(2), batch, 1.0, method="fast")
