@@ -115,7 +115,8 @@ def tracin_influence(
         f, w = _models.bind(fn, w)  # Flax / Equinox models: differentiate their trainable arrays
         g = _vmapped(jax.grad(_example_fn(f)))
         test_grads = g(w, test_batch)
-        def chunk_fn(carry, chunk, w=w, test_grads=test_grads):
+
+        def chunk_fn(carry, chunk, g=g, w=w, test_grads=test_grads):
             return carry, _pairwise_dots(g(w, chunk), test_grads)
 
         _, scores = _scan_chunks(chunk_fn, train_batch, chunk_size)
