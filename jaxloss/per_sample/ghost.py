@@ -529,7 +529,7 @@ def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping")
         _, vjp_site = jax.vjp(_site_fn(u, record[s]), leaves[i])
         grads[i] = vjp_site(cg)[0]
     if tr.fallback:
-        for i, gi in zip(tr.fallback, fb_grads):
+        for i, gi in zip(tr.fallback, fb_grads):  # type: ignore[arg-type]
             grads[i] = jnp.tensordot(c.astype(gi.dtype), gi, axes=1)
     return losses, sq, grads
 
@@ -616,7 +616,6 @@ def ghost_clipped_grad(
     f, trainable = _models.bind(fn, params)
     tr = _trace(f, trainable, batch)
     n = _ps._num_examples(batch)
-    n_leaves = len(tr.leaves)
 
     def weights(sq_total):
         return _clip_factor(_ps._sqrt(sq_total), max_norm)
