@@ -96,7 +96,8 @@ class Model:
 
     Calling the model, ``model(params, inputs)``, returns the predictions alone. ``kind`` is ``"function"``,
     ``"linen"``, ``"nnx"`` or ``"equinox"``; ``vmap`` says whether the model sees one example at a time.
-    Hashable by identity (it is static data of a :class:`jaxloss.Objective`).
+    Hashable (static data of a :class:`jaxloss.Objective`): adapters of the same model object in the same
+    mode are equal (NNX adapters only to themselves).
     """
 
     def __init__(self, model, vmap_model: Optional[bool] = None):
@@ -124,6 +125,20 @@ class Model:
                 f"got {model!r}"
             )
         self.__name__ = getattr(self.source, "__name__", type(self.source).__name__)
+
+    def _key(self):
+        # Two adapters of the same function, linen or Equinox model in the same mode are equal, so that a
+        # new Objective (e.g. another regularization strength) reuses minimize's compiled loop. NNX
+        # adapters hold a split state: equal only to themselves.
+        if self.kind == "nnx":
+            return (self.kind, id(self))
+        return (self.kind, id(self.source), self.vmap)
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __eq__(self, other):
+        return isinstance(other, Model) and self._key() == other._key()
 
     def _call(self, params, inputs):
         kind = self.kind
