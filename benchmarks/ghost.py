@@ -24,19 +24,17 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import functools
 import os
 import platform
 import statistics
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import jaxloss
-from jaxloss import _models
 from benchmarks import ghost_models as gm
+from jaxloss import _models
 
 ARCHS = ("mlp", "cnn", "transformer")
 CHUNK = 32

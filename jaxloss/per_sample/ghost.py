@@ -616,7 +616,6 @@ def ghost_clipped_grad(
     f, trainable = _models.bind(fn, params)
     tr = _trace(f, trainable, batch)
     n = _ps._num_examples(batch)
-    n_leaves = len(tr.leaves)
 
     def weights(sq_total):
         return _clip_factor(_ps._sqrt(sq_total), max_norm)
