@@ -181,6 +181,21 @@ class Model:
     def __call__(self, params, inputs):
         return self.apply(params, inputs)[0]
 
+    def _key(self):
+        """Equality: the same function / linen module / framework (so that an objective's pytree structure,
+        and with it a jit cache entry, is shared by objectives of the same model)."""
+        if self.kind == "equinox":
+            return ("equinox", self.vmap)  # the parameters are the module
+        if self.kind == "nnx":
+            return ("nnx", self.vmap, id(self))  # holds the module's default state
+        return (self.kind, self.vmap, _Key(self.module))
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __eq__(self, other):
+        return isinstance(other, Model) and self._key() == other._key()
+
     def __repr__(self):
         return f"Model({self.kind}: {self.__name__})"
 
