@@ -126,20 +126,6 @@ class Model:
             )
         self.__name__ = getattr(self.source, "__name__", type(self.source).__name__)
 
-    def _key(self):
-        # Two adapters of the same function, linen or Equinox model in the same mode are equal, so that a
-        # new Objective (e.g. another regularization strength) reuses minimize's compiled loop. NNX
-        # adapters hold a split state: equal only to themselves.
-        if self.kind == "nnx":
-            return (self.kind, id(self))
-        return (self.kind, id(self.source), self.vmap)
-
-    def __hash__(self):
-        return hash(self._key())
-
-    def __eq__(self, other):
-        return isinstance(other, Model) and self._key() == other._key()
-
     def _call(self, params, inputs):
         kind = self.kind
         if kind == "function":
