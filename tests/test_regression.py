@@ -160,80 +160,6 @@ def test_float16_returns_float16():
 
 # ---------------------------------------------------------------------------------------------------------
 # issue 14: smoothed_quantile and concomitant_huber (the losses of quantile_regression / huber_regression)
-
-
-# -----------------------------------------------------------------------------------------------------
-# Folded in from test_regression_more.py
-# -----------------------------------------------------------------------------------------------------
-
-
-# float64 finite differences are accurate to ~1e-9 relative, so a float64 comparison with them is looser.
-FD_TOL = {np.float32: dict(), np.float64: dict(rtol=1e-6, atol=1e-9)}
-F64_EPS = np.finfo(np.float64).eps
-KERAS_TOL = dict(rtol=2e-5, atol=2e-6)
-
-
-def rng_for(seed=0):
-    return np.random.default_rng(seed)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# mape
-# ---------------------------------------------------------------------------------------------------------
-
-
-def mape_data(dtype, seed=0):
-    rng = rng_for(seed)
-    t = rng.uniform(0.3, 3.0, size=(6, 3)) * rng.choice([-1.0, 1.0], size=(6, 3))
-    return rng.normal(size=(6, 3)).astype(dtype) * 2, t.astype(dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_mape_against_sklearn(dtype):
-    """scikit-learn mean_absolute_percentage_error (eps = float64 machine epsilon): value, and weighted
-    value with per-row sample weights; gradients against float64 finite differences of the same formula."""
-    from sklearn.metrics import mean_absolute_percentage_error as sk_mape
-
-    p, t = mape_data(dtype)
-    w = rng_for(3).uniform(0.5, 2.0, size=6)
-    assert_close(jaxloss.mape(p, t), sk_mape(t.astype(np.float64), p.astype(np.float64)), dtype)
-    assert_close(
-        jaxloss.mape(p, t, weights=w[:, None].astype(dtype)),
-        sk_mape(t.astype(np.float64), p.astype(np.float64), sample_weight=w),
-        dtype,
-    )
-    f64 = lambda a, b: sk_mape(b, a)
-    ref_g = numeric_grads(f64, (p, t), (0, 1))
-    _, grads = jax_value_and_grads(jaxloss.mape, (p, t), (0, 1))
-    for g, r in zip(grads, ref_g):
-        assert_close(g, r, dtype, **FD_TOL[dtype])
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_mape_against_keras(dtype):
-    """Keras 3 mean_absolute_percentage_error (percent, epsilon 1e-7) / 100 == mape(eps=1e-7): value and
-    gradients (jax.grad through Keras's JAX-backend ops), including zero targets."""
-    import keras
-
-    p, t = mape_data(dtype)
-    t[0, 0] = 0.0
-    ref = lambda a, b: jnp.mean(keras.losses.mean_absolute_percentage_error(b, a)) / 100.0
-    ref_v, ref_g = jax_value_and_grads(ref, (p, t), (0, 1))
-    # Keras's ops.mean accumulates in float32 even for float64 inputs: float32 tolerance for both dtypes.
-    check_reference(jaxloss.mape, ref_v, ref_g, (p, t), dtype, (0, 1), eps=1e-7, **KERAS_TOL)
-
-
-def test_mape_zero_targets_finite():
-    """float64 NumPy: a zero target gives |p| / eps (huge, finite), with a finite gradient."""
-    p = np.array([2.0, -1e4, 0.0], np.float32)
-    t = np.zeros(3, np.float32)
-    v, grads = jax_value_and_grads(jaxloss.mape, (p, t), (0, 1), reduction="sum")
-    assert all_finite(v) and all_finite(grads)
-    assert_close(v, np.sum(np.abs(p.astype(np.float64))) / F64_EPS, np.float32)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# msle
 # ---------------------------------------------------------------------------------------------------------
 
 
@@ -315,6 +241,82 @@ def test_objective_losses_follow_the_contract_edge_cases():
         assert float(obj(params, (x, y, np.zeros(6)))) == 0.0
 
 
+# -----------------------------------------------------------------------------------------------------
+# Folded in from test_regression_more.py
+# -----------------------------------------------------------------------------------------------------
+
+
+# float64 finite differences are accurate to ~1e-9 relative, so a float64 comparison with them is looser.
+FD_TOL = {np.float32: dict(), np.float64: dict(rtol=1e-6, atol=1e-9)}
+F64_EPS = np.finfo(np.float64).eps
+KERAS_TOL = dict(rtol=2e-5, atol=2e-6)
+
+
+def rng_for(seed=0):
+    return np.random.default_rng(seed)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# mape
+# ---------------------------------------------------------------------------------------------------------
+
+
+def mape_data(dtype, seed=0):
+    rng = rng_for(seed)
+    t = rng.uniform(0.3, 3.0, size=(6, 3)) * rng.choice([-1.0, 1.0], size=(6, 3))
+    return rng.normal(size=(6, 3)).astype(dtype) * 2, t.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mape_against_sklearn(dtype):
+    """scikit-learn mean_absolute_percentage_error (eps = float64 machine epsilon): value, and weighted
+    value with per-row sample weights; gradients against float64 finite differences of the same formula."""
+    from sklearn.metrics import mean_absolute_percentage_error as sk_mape
+
+    p, t = mape_data(dtype)
+    w = rng_for(3).uniform(0.5, 2.0, size=6)
+    assert_close(jaxloss.mape(p, t), sk_mape(t.astype(np.float64), p.astype(np.float64)), dtype)
+    assert_close(
+        jaxloss.mape(p, t, weights=w[:, None].astype(dtype)),
+        sk_mape(t.astype(np.float64), p.astype(np.float64), sample_weight=w),
+        dtype,
+    )
+    f64 = lambda a, b: sk_mape(b, a)
+    ref_g = numeric_grads(f64, (p, t), (0, 1))
+    _, grads = jax_value_and_grads(jaxloss.mape, (p, t), (0, 1))
+    for g, r in zip(grads, ref_g):
+        assert_close(g, r, dtype, **FD_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mape_against_keras(dtype):
+    """Keras 3 mean_absolute_percentage_error (percent, epsilon 1e-7) / 100 == mape(eps=1e-7): value and
+    gradients (jax.grad through Keras's JAX-backend ops), including zero targets."""
+    import keras
+
+    p, t = mape_data(dtype)
+    t[0, 0] = 0.0
+    ref = lambda a, b: jnp.mean(keras.losses.mean_absolute_percentage_error(b, a)) / 100.0
+    ref_v, ref_g = jax_value_and_grads(ref, (p, t), (0, 1))
+    # Keras's ops.mean accumulates in float32 even for float64 inputs: float32 tolerance for both dtypes.
+    check_reference(jaxloss.mape, ref_v, ref_g, (p, t), dtype, (0, 1), eps=1e-7, **KERAS_TOL)
+
+
+def test_mape_zero_targets_finite():
+    """float64 NumPy: a zero target gives |p| / eps (huge, finite), with a finite gradient."""
+    p = np.array([2.0, -1e4, 0.0], np.float32)
+    t = np.zeros(3, np.float32)
+    v, grads = jax_value_and_grads(jaxloss.mape, (p, t), (0, 1), reduction="sum")
+    assert all_finite(v) and all_finite(grads)
+    assert_close(v, np.sum(np.abs(p.astype(np.float64))) / F64_EPS, np.float32)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# msle
+# ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_msle_against_sklearn(dtype):
     """scikit-learn mean_squared_log_error on inputs in (-1, 4), negative ones included: value; gradients
     against float64 finite differences of scikit-learn itself."""
