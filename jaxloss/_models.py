@@ -96,7 +96,8 @@ class Model:
 
     Calling the model, ``model(params, inputs)``, returns the predictions alone. ``kind`` is ``"function"``,
     ``"linen"``, ``"nnx"`` or ``"equinox"``; ``vmap`` says whether the model sees one example at a time.
-    Hashable by identity (it is static data of a :class:`jaxloss.Objective`).
+    Hashable (static data of a :class:`jaxloss.Objective`): adapters of the same model object in the same
+    mode are equal (NNX adapters only to themselves).
     """
 
     def __init__(self, model, vmap_model: Optional[bool] = None):
@@ -165,6 +166,21 @@ class Model:
 
     def __call__(self, params, inputs):
         return self.apply(params, inputs)[0]
+
+    def _key(self):
+        """Equality: the same function / linen module / framework (so that an objective's pytree structure,
+        and with it a jit cache entry, is shared by objectives of the same model)."""
+        if self.kind == "equinox":
+            return ("equinox", self.vmap)  # the parameters are the module
+        if self.kind == "nnx":
+            return ("nnx", self.vmap, id(self))  # holds the module's default state
+        return (self.kind, self.vmap, _Key(self.module))
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __eq__(self, other):
+        return isinstance(other, Model) and self._key() == other._key()
 
     def __repr__(self):
         return f"Model({self.kind}: {self.__name__})"
@@ -291,7 +307,7 @@ def partition(params: PyTree, hint=None) -> Tuple[PyTree, Held]:
     if is_nnx_module(params):
         from flax import nnx
 
-        graphdef, trainable, rest = nnx.split(params, nnx.Param, ...)
+        graphdef, trainable, rest = nnx.split(params, nnx.Param, ...)  # type: ignore[misc]
         return trainable, Held("nnx_module", rest, _Key(graphdef))
     if is_nnx_state(params):
         from flax import nnx
@@ -345,6 +361,6 @@ def bind(fn: Callable, params: PyTree) -> Tuple[Callable, PyTree]:
     def f(t, batch):
         return fn(held.merge(t), batch)
 
-    f.model = getattr(fn, "model", None)
-    f.unbound = fn
+    f.model = getattr(fn, "model", None)  # type: ignore[attr-defined]
+    f.unbound = fn  # type: ignore[attr-defined]
     return f, trainable

@@ -41,7 +41,7 @@ def _gini(p):
 
 # name -> (max operator over the last axis, its regulariser Omega over the last axis); both are
 # shift-equivariant (max(s + c) = max(s) + c), so they are evaluated on s - max(s).
-_BUILTIN = {"softmax": (_softmax_max, _neg_entropy), "sparsemax": (_core.gini_max, _gini)}
+_BUILTIN: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {"softmax": (_softmax_max, _neg_entropy), "sparsemax": (_core.gini_max, _gini)}
 
 
 def fenchel_young(

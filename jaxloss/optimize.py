@@ -162,7 +162,7 @@ def _partition(tree, weak=False):
     return jax.tree_util.tree_unflatten(treedef, diff), static
 
 
-def _combine(diff, static: _Static):
+def _combine(diff, static: _Static | _models.Held):
     if isinstance(static, _models.Held):  # model parameters (see jaxloss._models)
         return static.merge(diff)
     it = iter(jax.tree_util.tree_leaves(diff))
