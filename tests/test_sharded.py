@@ -79,3 +79,17 @@ def test_sharded_equals_one_device(results, check):
 
 def test_every_check_is_listed(results):
     assert sorted(results) == sorted(CHECKS)
+
+
+def test_sharded_benchmark_quick(tmp_path):
+    """``python -m benchmarks.sharded --quick`` (8 simulated devices, compile only) runs, meets its memory
+    target and finds no large all-gather in the fused path."""
+    out = tmp_path / "sharded.md"
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
+    subprocess.run([sys.executable, "-m", "benchmarks.sharded", "--quick", "--out", str(out)], cwd=HERE.parent,
+                   env=env, check=True, capture_output=True, timeout=600)
+    text = out.read_text()
+    assert "(met)" in text, text
+    rows = [line.split("|") for line in text.splitlines() if line.startswith("| ") and "parallel" in line]
+    assert len(rows) == 2 and all(r[5].strip().startswith("0 /") for r in rows), text
