@@ -42,8 +42,8 @@ PEERS: dict[str, tuple[str, str, str, str, str]] = {
     "poisson_nll": ("`poisson_nll_loss`", "—", "`Poisson` (`log_input=False`)", "PyTorch", ""),
     "gaussian_nll": ("`gaussian_nll_loss`", "—", "—", "PyTorch", ""),
     "tweedie": ("—", "—", "—", "scikit-learn `mean_tweedie_deviance`", ""),
-    "smoothed_quantile": ("—", "—", "—", "float64 NumPy, scikit-learn `mean_pinball_loss` (limit)", ""),
-    "concomitant_huber": ("—", "—", "—", "scikit-learn `HuberRegressor`'s objective", ""),
+    "smoothed_quantile": ("—", "—", "—", "float64 NumPy (Moreau envelope of the pinball loss)", ""),
+    "concomitant_huber": ("—", "—", "—", "scikit-learn `HuberRegressor` objective", "Huber with a fitted scale"),
     "general_robust": ("—", "—", "—", "float64 NumPy + mpmath (Barron, CVPR 2019)", ""),
     "cauchy": ("—", "—", "—", "float64 NumPy + mpmath (Barron, CVPR 2019)", ""),
     "geman_mcclure": ("—", "—", "—", "float64 NumPy + mpmath (Barron, CVPR 2019)", ""),
@@ -109,7 +109,9 @@ PEERS: dict[str, tuple[str, str, str, str, str]] = {
     "ranking_softmax": ("—", "`ranking_softmax_loss`", "—", "optax", ""),
     "listmle": ("—", "—", "—", "float64 NumPy (Xia et al. 2008)", ""),
     # sequence / NLP
-    "ctc": ("`ctc_loss`", "`ctc_loss`", "`CTC`", "PyTorch, optax", ""),
+    "ctc": (
+        "`ctc_loss`", "`ctc_loss`, `ctc_loss_with_forward_probs` (`return_forward_probs=True`)", "`CTC`", "PyTorch, optax", ""
+    ),
     "sequence_cross_entropy": ("`cross_entropy` over tokens", "—", "—", "PyTorch, float64 NumPy", ""),
     "z_loss": ("—", "—", "—", "float64 NumPy", ""),
     "linear_cross_entropy": (
@@ -157,7 +159,7 @@ def families() -> list[tuple[str, str, list[str]]]:
     The families and their members are the package's registry (``jaxloss._registry.LOSS_FAMILIES``, each
     module's ``__all__``): a loss added there appears here, and a loss without a ``PEERS`` row fails.
     """
-    jaxloss = _import_jaxloss()
+    _import_jaxloss()
     try:
         modules = importlib.import_module("jaxloss._registry").LOSS_FAMILIES
     except (ImportError, AttributeError):

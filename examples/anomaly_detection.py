@@ -1,27 +1,28 @@
 """Anomaly detection with robust losses: fit a line through contaminated data, rank points by residual.
 
-Generated data: ``y = 1.5 x + 0.5 + noise`` (noise sd 0.4) for 440 points with ``x`` uniform in
-[-3, 3], then 25 % of them replaced by outliers: two thirds a cluster of bad measurements at large ``x``
-(high leverage, ``y`` near 0.5 where the line gives about 4.6), one third scattered 1.5 to 5 above or
+Generated data: `y = 1.5 x + 0.5 + noise` (noise sd 0.4) for 440 points with `x` uniform in
+[-3, 3], then 25 % of them replaced by outliers: two thirds a cluster of bad measurements at large `x`
+(high leverage, `y` near 0.5 where the line gives about 4.6), one third scattered 1.5 to 5 above or
 below the line. A linear model is fitted by
-``jaxloss.minimize`` (L-BFGS) under five losses built with ``jaxloss.objective``: ``mse``, ``huber``
-(``delta=1``), ``cauchy``, ``geman_mcclure`` and ``general_robust`` (``alpha=-5``), the last three with
-``scale=1``. Every point is then scored by its absolute residual, and the table ranks the outliers with
-ROC AUC (``sklearn.metrics.roc_auc_score``) and precision at k (k = the number of outliers), next to the
+`jaxloss.minimize` (L-BFGS) under five losses built with `jaxloss.objective`: `mse`, `huber`
+(`delta=1`), `cauchy`, and Barron's `general_robust` with `alpha=-2` (Geman-McClure) and `alpha=-5`, the
+last three with `scale=1`. A float hyperparameter of an objective is data to `minimize`, so the two
+`general_robust` fits share one compiled solver. Every point is then scored by its absolute residual, and the table ranks the outliers with
+ROC AUC (`sklearn.metrics.roc_auc_score`) and precision at k (k = the number of outliers), next to the
 fitted slope and intercept.
 
-The redescending losses (``cauchy``, ``geman_mcclure``, ``general_robust`` with ``alpha < 0``) are not
+The redescending losses (`cauchy`, `general_robust` with `alpha <= 0`) are not
 convex; they are started from the Huber fit, the usual practice (the convex fit gives a basin, the
 redescending one then ignores gross errors).
 
-What to look at in ``anomaly_detection.png``: left, the data and the fitted lines — the least-squares
+What to look at in `anomaly_detection.png`: left, the data and the fitted lines — the least-squares
 line is dragged towards the leverage cluster (its slope drops from 1.5 to about 1.1), so inliers at both
 ends get large residuals and outrank some outliers; the Huber line is dragged less and the
 redescending losses hardly at all. Right, the ROC curves of the residual scores: the robust fits rank
 almost every outlier first (AUC about 0.99 and above, ordered by how fast the loss stops growing),
 least squares clearly lower.
 
-Run: ``python examples/anomaly_detection.py [--quick] [--out DIR]``.
+Run: `python examples/anomaly_detection.py [--quick] [--out DIR]`.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def run(quick: bool, out: str):
         "mse": (jaxloss.mse, {}),
         "huber (delta 1)": (jaxloss.huber, dict(delta=1.0)),
         "cauchy": (jaxloss.cauchy, dict(scale=1.0)),
-        "geman_mcclure": (jaxloss.geman_mcclure, dict(scale=1.0)),
+        "general_robust (alpha -2)": (jaxloss.general_robust, dict(alpha=-2.0, scale=1.0)),
         "general_robust (alpha -5)": (jaxloss.general_robust, dict(alpha=-5.0, scale=1.0)),
     }
     zeros = {"w": jnp.zeros(1), "b": jnp.zeros(())}

@@ -51,7 +51,7 @@ def r2(params, data):
     return float(1 - jnp.sum((pred - data[1]) ** 2) / jnp.sum((data[1] - data[1].mean()) ** 2))
 
 
-def tune(make, train, val, log_alpha0, steps, lr=0.2):
+def tune(make, train, val, log_alpha0, steps, lr=0.1):
     """Adam on log(alpha) of the validation MSE through the solve; returns the trajectory."""
     p0 = make(1.0).init_params(train[0])
     mse = jaxloss.least_squares()

@@ -1,30 +1,30 @@
 """Image classification: a small CNN on scikit-learn's digits, and loss vs accuracy over training.
 
-A two-layer convolutional network (plain JAX, ``jax.lax.conv_general_dilated``) classifies the 8x8
-digits (1,797 images, 10 classes; 25 % held out) with three objectives built by ``jaxloss.objective``:
+A two-layer convolutional network (plain JAX, `jax.lax.conv_general_dilated`) classifies the 8x8
+digits (1,797 images, 10 classes; 25 % held out) with three objectives built by `jaxloss.objective`:
 
-* ``cross_entropy``;
-* ``cross_entropy`` with ``label_smoothing=0.1``;
-* ``multiclass_focal`` with ``gamma=2``.
+- `cross_entropy`;
+- `cross_entropy` with `label_smoothing=0.1`;
+- `multiclass_focal` with `gamma=2`.
 
-Each is trained by ``jaxloss.fit`` (Adam, batches of 64) with ``validation_data`` and
-``metrics=["accuracy"]``, so the returned ``history`` holds ``loss``, ``accuracy``, ``val_loss`` and
-``val_accuracy`` per epoch. The table gives the held-out accuracy, the held-out cross-entropy (the same
+Each is trained by `jaxloss.fit` (Adam, batches of 64) with `validation_data` and
+`metrics=["accuracy"]`, so the returned `history` holds `loss`, `accuracy`, `val_loss` and
+`val_accuracy` per epoch. The table gives the held-out accuracy, the held-out cross-entropy (the same
 measure for the three; the training objectives differ) and the expected calibration error (ECE, 10 bins).
 
-What to look at in ``image_classification.png``:
+What to look at in `image_classification.png`:
 
-* left: the training (dashed) and held-out (solid) **loss** per epoch, log scale; right: the
+- left: the training (dashed) and held-out (solid) **loss** per epoch, log scale; right: the
   **accuracy**. Loss and accuracy do not move together: after about ten epochs the held-out accuracy is
   flat while the training loss of plain cross-entropy keeps falling by two more orders of magnitude —
   the model only grows more confident on examples it already classifies — and the held-out loss
   plateaus well above it.
-* label smoothing floors the loss near the entropy of the smoothed targets (about 0.5) and caps the
+- label smoothing floors the loss near the entropy of the smoothed targets (about 0.5) and caps the
   predicted probabilities, so the model is *under*-confident: its expected calibration error is the
   largest of the three although its accuracy is as high or higher. Plain cross-entropy is the best
   calibrated here; the focal loss sits between them.
 
-Run: ``python examples/image_classification.py [--quick] [--out DIR]``.
+Run: `python examples/image_classification.py [--quick] [--out DIR]`.
 """
 
 from __future__ import annotations

@@ -150,7 +150,7 @@ def main(argv=None):
     ax1.legend()
     names = list(curves)
     x = np.arange(len(names))
-    for k, (path, off) in enumerate((("fused", -0.2), ("naive", 0.2))):
+    for path, off in (("fused", -0.2), ("naive", 0.2)):
         ax2.bar(x + off, [m for n in names for (nm, p, m, *_) in rows if nm == n and p == path], 0.4, label=path)
     ax2.set_xticks(x, [n.replace(" (", "\n(").replace(" parallel", "\nparallel") for n in names], fontsize=8)
     ax2.set(ylabel="compiled temp MiB per device", title="memory of one training step")

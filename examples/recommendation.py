@@ -1,20 +1,20 @@
-"""Recommendation from implicit feedback: matrix factorisation trained with ``bpr`` vs a pointwise loss.
+"""Recommendation from implicit feedback: matrix factorisation trained with `bpr` vs a pointwise loss.
 
 Generated data: users and items have hidden 8-dimensional tastes and items a popularity; each user
-interacts with 30 items drawn with probability growing with ``exp(2 * affinity)`` (implicit feedback:
+interacts with 30 items drawn with probability growing with `exp(2 * affinity)` (implicit feedback:
 we only see what was consumed, never a dislike). Five interactions per user are held out for testing.
 
-Model: ``score(u, i) = p_u . q_i + b_i`` with 16 factors. Each epoch draws one unobserved item ``j`` per
-observed pair ``(u, i)``, and the same triples train two objectives with ``jaxloss.fit`` (Adam, batches of
-1024, a function ``epoch -> batches`` so that negatives are redrawn every epoch):
+Model: `score(u, i) = p_u . q_i + b_i` with 16 factors. Each epoch draws one unobserved item `j` per
+observed pair `(u, i)`, and the same triples train two objectives with `jaxloss.fit` (Adam, batches of
+1024, a function `epoch -> batches` so that negatives are redrawn every epoch):
 
-* pairwise ``jaxloss.bpr(score(u, i), score(u, j))`` — rank the observed item above the sampled one;
-* pointwise ``jaxloss.binary_cross_entropy`` on ``score(u, i)`` with label 1 and ``score(u, j)`` with 0;
+- pairwise `jaxloss.bpr(score(u, i), score(u, j))` — rank the observed item above the sampled one;
+- pointwise `jaxloss.binary_cross_entropy` on `score(u, i)` with label 1 and `score(u, j)` with 0;
 
-both with ``jaxloss.l2(1e-5)`` on the factors. The table compares recall@10 and NDCG@10 on the held-out
+both with `jaxloss.l2(1e-5)` on the factors. The table compares recall@10 and NDCG@10 on the held-out
 items (training items excluded from the ranking) with two baselines: random scores and item popularity.
 
-What to look at in ``recommendation.png``: left, NDCG@10 on the held-out items after each epoch;
+What to look at in `recommendation.png`: left, NDCG@10 on the held-out items after each epoch;
 right, recall@k for k from 1 to 50 after training. Both factorisations pass the popularity baseline
 after a few epochs and end far above it (random is far below). With the same single uniformly drawn
 negative per positive, the pairwise and the pointwise objective end close together: on this data the
@@ -22,7 +22,7 @@ pointwise loss is even slightly ahead in NDCG@10 and the two tie in recall@50 �
 (it only has to order each user's items, not calibrate scores) does not show here; the sampling of
 negatives matters more than the choice between the two losses.
 
-Run: ``python examples/recommendation.py [--quick] [--out DIR]``.
+Run: `python examples/recommendation.py [--quick] [--out DIR]`.
 """
 
 from __future__ import annotations

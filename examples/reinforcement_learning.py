@@ -1,33 +1,35 @@
-"""Reinforcement learning: a policy-gradient agent in a corridor written in JAX, with an entropy bonus
-trading exploration against exploitation.
+"""Reinforcement learning: a policy-gradient agent with an entropy bonus, exploration vs exploitation
 
-The environment (pure ``jax.numpy``, rolled out with ``jax.lax.scan`` and ``jax.vmap``): a corridor of 14
+A policy-gradient agent learns in a corridor written in JAX; an entropy bonus trades exploration
+against exploitation.
+
+The environment (pure `jax.numpy`, rolled out with `jax.lax.scan` and `jax.vmap`): a corridor of 14
 cells; the agent starts in cell 1 and steps left or right for 30 steps. Every step spent in cell 0 pays
 0.3 (a small reward right next to the start); every step in cell 13 pays 1.0 (a large reward twelve
 steps away). Stepping left at once earns 9; walking right at once earns 19, but a random walk almost never
 gets there, so the agent must *explore* to find it.
 
-The agent: a softmax policy table ``[cells, 2]`` and a value table ``[time, cells]`` as baseline, trained
+The agent: a softmax policy table `[cells, 2]` and a value table `[time, cells]` as baseline, trained
 with Adam on batches of 64 episodes by
 
-``jaxloss.policy_gradient(logits, actions, returns - values)``
-``+ 0.5 * jaxloss.value_loss(values, returns)``
-``+ jaxloss.confidence_penalty(beta)(logits)`` — the entropy bonus ``-beta * H(policy)``.
+`jaxloss.policy_gradient(logits, actions, returns - values)`
+`+ 0.5 * jaxloss.value_loss(values, returns)`
+`+ jaxloss.confidence_penalty(beta)(logits)` — the entropy bonus `-beta * H(policy)`.
 
-The sweep over ``beta`` runs every (beta, seed) pair in one ``jax.vmap`` of the whole training loop.
-The table gives, per ``beta``, the mean return of the last iterations, the policy's entropy, and how
+The sweep over `beta` runs every (beta, seed) pair in one `jax.vmap` of the whole training loop.
+The table gives, per `beta`, the mean return of the last iterations, the policy's entropy, and how
 many seeds' greedy policies walk to the far reward.
 
-What to look at in ``reinforcement_learning.png`` (left: return per iteration, mean over seeds with the
+What to look at in `reinforcement_learning.png` (left: return per iteration, mean over seeds with the
 min-max band; right: the policy's entropy in the cells it visits): without a bonus the entropy falls
 fast and every seed settles for the near reward (pure exploitation, return 9). A moderate bonus keeps
-the policy random long enough to find the far reward: with ``beta = 1`` every seed's greedy policy
+the policy random long enough to find the far reward: with `beta = 1` every seed's greedy policy
 walks to it (greedy return 19), although the sampled policy, still kept random by the bonus, earns less
-per episode; ``beta = 0.3`` finds it in some seeds only, later. A large bonus (``beta = 3``) keeps the
+per episode; `beta = 0.3` finds it in some seeds only, later. A large bonus (`beta = 3`) keeps the
 policy near uniform and it exploits nothing (too much exploration). The table's last column is the
 return of each seed's arg-max policy after training.
 
-Run: ``python examples/reinforcement_learning.py [--quick] [--out DIR]``.
+Run: `python examples/reinforcement_learning.py [--quick] [--out DIR]`.
 """
 
 from __future__ import annotations

@@ -1,31 +1,34 @@
-"""Token classification on padded sequences with ``sequence_cross_entropy``.
+"""Token classification on padded sequences with `sequence_cross_entropy`.
 
 Generated data: sequences of 4 to 24 tokens (ids 1..11, padded with id 0 to length 24; most sequences are
-short). Each token's tag depends on its two left neighbours, ``tag[t] = (token[t] + token[t-1] +
-token[t-2]) mod 3`` (tokens before the start are 0), replaced by a random tag with probability 0.1 (in
+short). Each token's tag depends on its two left neighbours, `tag[t] = (token[t] + token[t-1] +
+token[t-2]) mod 3` (tokens before the start are 0), replaced by a random tag with probability 0.1 (in
 training and test data alike), so a model must read context and the best possible accuracy is
-``0.9 + 0.1 / 3 = 0.933``. The model is plain JAX: an embedding, two 1-D
-convolutions of width 3 and a dense layer giving ``[batch, time, 3]`` logits. Batches are
-``(tokens, (tags, lengths))``; the loss reads the lengths:
+`0.9 + 0.1 / 3 = 0.933`. The model is plain JAX: an embedding, two 1-D
+convolutions of width 3 and a dense layer giving `[batch, time, 3]` logits. Batches are
+`(tokens, (tags, lengths))`; the loss reads the lengths:
 
-* ``sequence_cross_entropy(logits, tags, lengths=lengths)`` — every real token counts once
-  (``normalize="tokens"``, PyTorch's flattened ``ignore_index`` convention);
-* the same with ``normalize="sequences"`` — every sequence counts once, so tokens of short sequences
+- `sequence_cross_entropy(logits, tags, lengths=lengths)` — every real token counts once
+  (`normalize="tokens"`, PyTorch's flattened `ignore_index` convention);
+- the same with `normalize="sequences"` — every sequence counts once, so tokens of short sequences
   weigh more;
-* no mask: ``cross_entropy`` over all 24 positions, padding tagged 0 — the common mistake.
+- no mask: `cross_entropy` over all 24 positions, padding tagged 0 — the common mistake.
 
 The table reports the per-token accuracy over real tokens only, split by sequence length, next to the
-accuracy counted over every position including padding. What to look at: the unmasked model's accuracy
-"with padding" looks better than its real-token accuracy, because padding is trivially predictable
-(it is always tag 0) — an unmasked metric flatters; per-token accuracy must be computed on real tokens.
-In ``token_classification.png``: left, the training objective per epoch — the unmasked one looks lower
-only because half of its positions are padding, which is easy; right, the held-out accuracy per epoch on
-real tokens (solid) and over all positions (dotted). The unmasked model learns the real task more slowly
-(the padding dilutes its gradient) and its dotted curve sits above its solid one; the masked losses
-reach the ceiling of about 0.93 sooner. "tokens" and "sequences" normalisation differ little here
-because every position is equally hard.
+accuracy counted over every position including padding. What to look at: counted over all positions,
+the accuracy misjudges both ways. The unmasked model looks better than it is, because padding is
+trivially predictable (it is always tag 0); the masked models never receive a loss at padding, predict
+anything there, and can look worse than they are. Per-token accuracy must be computed on real tokens,
+where the three end equal here.
 
-Run: ``python examples/token_classification.py [--quick] [--out DIR]``.
+In `token_classification.png`: left, the training objective per epoch — the unmasked one looks lower
+only because about half of its positions are easy padding; right, the held-out accuracy per epoch on
+real tokens (solid) and over all positions (dotted). In the first epochs the unmasked model learns the
+real task more slowly (the padding dilutes its gradient); the masked losses reach the ceiling of about
+0.93 sooner. "tokens" and "sequences" normalisation differ little here because every position is
+equally hard.
+
+Run: `python examples/token_classification.py [--quick] [--out DIR]`.
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ def accuracy_with_padding(logits, targets):
 
 def run(quick: bool, out: str):
     rng = np.random.default_rng(0)
-    train = make_data(1500 if quick else 4000, rng)
+    train = make_data(1200 if quick else 4000, rng)
     test = make_data(1000, rng)
     epochs = 10 if quick else 30
     params0 = init(jax.random.PRNGKey(0))

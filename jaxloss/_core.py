@@ -801,10 +801,22 @@ def safe_log(x: Array, floor: float = -100.0) -> Array:
     return jnp.where(ok, jnp.log(jnp.where(ok, x, 1.0)), jnp.asarray(floor, x.dtype))
 
 
+@jax.custom_jvp
 def xlogx(x: Array) -> Array:
-    """``x * log(x)`` with value and gradient 0 at ``x = 0`` (the gradient there is a finite subgradient)."""
+    """``x * log(x)`` with value and gradient 0 at ``x = 0`` (the gradient there is a finite subgradient).
+
+    The derivative ``log(x) + 1`` is written out, so the second derivative is ``1 / x`` (differentiating
+    ``x log x`` twice by the product rule forms ``dx^2 / x^2``, which underflows to ``0 / 0`` for tiny ``x``).
+    """
     pos = x > 0
     return jnp.where(pos, x * jnp.log(jnp.where(pos, x, 1.0)), 0.0)
+
+
+@xlogx.defjvp
+def _xlogx_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    pos = x > 0
+    return xlogx(x), jnp.where(pos, jnp.log(jnp.where(pos, x, 1.0)) + 1.0, 0.0) * dx
 
 
 def _pow(base: Array, exponent: Array, clamp: bool) -> Array:
@@ -859,14 +871,28 @@ def safe_pow(base: Array, exponent: Array) -> Array:
 safe_pow.defjvp(lambda primals, tangents: _pow_jvp(safe_pow, primals, tangents))
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _norm2(x: Array, axis: int) -> Array:
+    """``sqrt(sum x^2 + tiny) - sqrt(tiny)``: exactly 0 at the zero vector, ``|x|`` to rounding elsewhere; no
+    select, which XLA:CPU would not fuse. The derivative ``x . dx / sqrt(sum x^2 + tiny)`` is written out, so
+    that the second derivative at the zero vector is finite (through ``sqrt``'s own second derivative it
+    would be ``tiny^-1.5 * 0 = inf * 0``)."""
+    tiny = jnp.finfo(x.dtype).tiny
+    return jnp.sqrt(jnp.sum(x * x, axis=axis) + tiny) - np.sqrt(tiny).astype(x.dtype)
+
+
+@_norm2.defjvp
+def _norm2_jvp(axis, primals, tangents):
+    (x,), (dx,) = primals, tangents
+    n = jnp.sqrt(jnp.sum(x * x, axis=axis) + jnp.finfo(x.dtype).tiny)
+    return _norm2(x, axis), jnp.sum(x * dx, axis=axis) / n
+
+
 def safe_norm(x: Array, axis: int = -1, ord: float = 2.0) -> Array:
     """The ``ord``-norm over ``axis`` with a finite (zero) gradient at the zero vector."""
     ax = jnp.abs(x)
     if ord == 2:
-        # sqrt(sq + tiny) - sqrt(tiny): exactly 0 at the zero vector with gradient x / sqrt(sq + tiny), finite
-        # everywhere, and sqrt(sq) to rounding elsewhere; no select, which XLA:CPU would not fuse.
-        tiny = jnp.finfo(x.dtype).tiny
-        return jnp.sqrt(jnp.sum(x * x, axis=axis) + tiny) - np.sqrt(tiny).astype(x.dtype)
+        return _norm2(x, axis)
     if ord == 1:
         return jnp.sum(ax, axis=axis)
     if ord == np.inf:

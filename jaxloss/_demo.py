@@ -147,11 +147,11 @@ def fit_ready_objectives(max_steps: int = 1000, mlp_epochs: int = 30, seed: int 
     params = init_mlp(jax.random.PRNGKey(seed), [x_tr.shape[1], 128, 10])
     obj = jaxloss.objective(mlp, jaxloss.cross_entropy, label_smoothing=0.05)
     t0 = time.perf_counter()
-    res = jaxloss.fit(obj, params, (x_tr, y_tr), optax.adam(3e-3), mlp_epochs, batch_size=64, seed=seed,
+    fitted = jaxloss.fit(obj, params, (x_tr, y_tr), optax.adam(3e-3), mlp_epochs, batch_size=64, seed=seed,
                       verbose=int(verbose))
     seconds = time.perf_counter() - t0
-    accuracy = float(jnp.mean(jnp.argmax(mlp(res.params, x_te), -1) == y_te))
-    record("MLP cross-entropy", "digits", res, seconds, accuracy, "accuracy", unit="epoch")
+    accuracy = float(jnp.mean(jnp.argmax(mlp(fitted.params, x_te), -1) == y_te))
+    record("MLP cross-entropy", "digits", fitted, seconds, accuracy, "accuracy", unit="epoch")
     return rows, curves
 
 

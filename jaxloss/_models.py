@@ -96,7 +96,8 @@ class Model:
 
     Calling the model, ``model(params, inputs)``, returns the predictions alone. ``kind`` is ``"function"``,
     ``"linen"``, ``"nnx"`` or ``"equinox"``; ``vmap`` says whether the model sees one example at a time.
-    Hashable by identity (it is static data of a :class:`jaxloss.Objective`).
+    Hashable (static data of a :class:`jaxloss.Objective`): adapters of the same model object in the same
+    mode are equal (NNX adapters only to themselves).
     """
 
     def __init__(self, model, vmap_model: Optional[bool] = None):
@@ -306,7 +307,7 @@ def partition(params: PyTree, hint=None) -> Tuple[PyTree, Held]:
     if is_nnx_module(params):
         from flax import nnx
 
-        graphdef, trainable, rest = nnx.split(params, nnx.Param, ...)
+        graphdef, trainable, rest = nnx.split(params, nnx.Param, ...)  # type: ignore[misc]
         return trainable, Held("nnx_module", rest, _Key(graphdef))
     if is_nnx_state(params):
         from flax import nnx
@@ -360,6 +361,6 @@ def bind(fn: Callable, params: PyTree) -> Tuple[Callable, PyTree]:
     def f(t, batch):
         return fn(held.merge(t), batch)
 
-    f.model = getattr(fn, "model", None)
-    f.unbound = fn
+    f.model = getattr(fn, "model", None)  # type: ignore[attr-defined]
+    f.unbound = fn  # type: ignore[attr-defined]
     return f, trainable

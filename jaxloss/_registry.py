@@ -31,7 +31,9 @@ LOSS_FAMILIES: Tuple[str, ...] = (
     "fused",
 )
 
-# Modules whose public names are not losses: regularizers, objectives, optimization drivers, per-sample tools.
+# Modules whose public names are not losses: loss constructors (fenchel_young, whose instances are checked
+# against the contract in tests/test_fenchel_young.py), regularizers, objectives, optimization drivers,
+# per-sample tools.
 TOOLS: Tuple[str, ...] = (
     "fenchel", "regularizers", "objectives", "optimize", "implicit", "influence_functions", "training", "per_sample",
 )

@@ -130,11 +130,13 @@ def generalized_kl(
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction, axis=axis, fill=(1.0, 1.0))
     ctx = ctx.enforce(generalized_kl, predictions=p, targets=t)
     ok = (p >= 0) & (t >= 0)
-    pos_p = p > 0
-    log_p = jnp.where(pos_p, jnp.log(jnp.where(pos_p, p, 1.0)), -jnp.inf)
+    # log p only where t > 0 (elsewhere t log(t/p) is 0), and t log t through xlogx: tiny values must not
+    # reach log's second derivative (1/x^2 underflows to 0/0).
     t_safe = jnp.where(ok, t, 1.0)
-    t_safe, log_t = _prob_and_log(t_safe, False)
-    term = _plogp_over_q(t_safe, log_t, log_p) - t + p
+    pos = (p > 0) & (t_safe > 0)
+    log_p = jnp.where(pos, jnp.log(jnp.where(pos, p, 1.0)), 0.0)
+    term = _core.xlogx(t_safe) - t_safe * log_p - t + p
+    term = jnp.where((t_safe > 0) & ~(p > 0), jnp.inf, term)  # a positive target under a zero prediction
     return ctx.reduce(jnp.sum(term, axis=-1), weights=weights)
 
 

@@ -45,7 +45,9 @@ def _cosine(a, b, eps):
     dot = jnp.sum(a * b, axis=-1)
     na = jnp.maximum(_core.safe_norm(a), eps)
     nb = jnp.maximum(_core.safe_norm(b), eps)
-    return dot / (na * nb)
+    # two divisions, not one by na * nb: at two zero vectors (na * nb = eps^2) the second derivative of
+    # the division forms (eps^2)^4, which underflows float32 to 0 (0/0); eps^4 does not.
+    return dot / na / nb
 
 
 def _unit(x, eps):

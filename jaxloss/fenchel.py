@@ -16,12 +16,13 @@ the cross-entropy; ``Omega = (|p|^2 - 1) / 2`` (Gini) gives ``y_hat = sparsemax`
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import jax
 import jax.numpy as jnp
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = ["fenchel_young"]
 
@@ -40,10 +41,12 @@ def _gini(p):
 
 # name -> (max operator over the last axis, its regulariser Omega over the last axis); both are
 # shift-equivariant (max(s + c) = max(s) + c), so they are evaluated on s - max(s).
-_BUILTIN = {"softmax": (_softmax_max, _neg_entropy), "sparsemax": (_core.gini_max, _gini)}
+_BUILTIN: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {"softmax": (_softmax_max, _neg_entropy), "sparsemax": (_core.gini_max, _gini)}
 
 
-def fenchel_young(max_fn: Union[str, Callable], *, regularizer: Optional[Callable] = None) -> Callable:
+def fenchel_young(
+    max_fn: Union[str, Callable[..., Any]], *, regularizer: Optional[Callable[..., Any]] = None
+) -> Callable[..., Array]:
     """Builds the Fenchel–Young loss of a regularised max operator (optax's ``make_fenchel_young_loss``).
 
     ``loss(scores, targets) = max_fn(scores) - <scores, targets> + regularizer(targets)`` per example, over
@@ -76,7 +79,8 @@ def fenchel_young(max_fn: Union[str, Callable], *, regularizer: Optional[Callabl
       * ``targets``: integer class labels (the scores' shape without ``axis``; labels in ``[0, C)``, out of
         range labels give NaN and fail under :func:`jaxloss.checked`; ``ignore_index`` masks them) or
         float target distributions of the scores' shape (on the probability simplex: the built-in
-        regularisers assume it);
+        regularisers assume it; entries outside ``[0, 1]`` give NaN and fail under
+        :func:`jaxloss.checked`; the sum is not checked);
       * ``weights``/``where``: per example (broadcastable to the scores' shape without ``axis``);
       * ``reduction``: ``"mean"``, ``"sum"`` or ``"none"`` (per example).
 
@@ -109,17 +113,21 @@ def fenchel_young(max_fn: Union[str, Callable], *, regularizer: Optional[Callabl
         name = f"fenchel_young_{max_fn}"
     elif callable(max_fn):
         vec_max = jnp.vectorize(max_fn, signature="(n)->()")
-        vec_reg = None if regularizer is None else jnp.vectorize(regularizer, signature="(n)->()")
+        vec_reg = None if regularizer is None else jnp.vectorize(regularizer, signature="(n)->()")  # type: ignore[assignment]
         shift = False
         name = f"fenchel_young_{getattr(max_fn, '__name__', 'max')}"
     else:
         raise TypeError(f"max_fn must be 'softmax', 'sparsemax' or a function of a score vector; got {max_fn!r}")
 
-    def loss(scores, targets, *, axis=-1, ignore_index=None, weights=None, where=None, reduction="mean"):
+    def loss(
+        scores: ArrayLike, targets: ArrayLike, *, axis: int = -1, ignore_index: Optional[int] = None,
+        weights: Optional[ArrayLike] = None, where: Optional[ArrayLike] = None, reduction: Reduction = "mean",
+    ) -> Array:
         ctx, s, y, is_int = _core.prepare_classes(
             scores, targets, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
             names=("scores", "targets"),
         )
+        ctx = ctx.enforce(checked_loss, targets=y)
         if shift:
             s = s - jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
         if is_int:
@@ -135,6 +143,7 @@ def fenchel_young(max_fn: Union[str, Callable], *, regularizer: Optional[Callabl
     loss.__name__ = loss.__qualname__ = name
     loss.__doc__ = (
         f"The Fenchel–Young loss of {max_fn!r} built by :func:`jaxloss.fenchel_young` (see its docstring):\n"
-        "``loss(scores, targets, *, axis=-1, ignore_index=None, weights=None, where=None, reduction='mean')``."
+        "``loss(scores, targets, *, axis=-1, ignore_index=None, weights=None, where=None, reduction='mean')``.\n"
     )
-    return loss
+    checked_loss = _core.domain(targets=_core.CLASS_OR_PROBABILITIES)(loss)
+    return checked_loss

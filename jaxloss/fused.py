@@ -9,7 +9,7 @@ fused linear cross-entropy, PyTorch's ``linear_cross_entropy``).
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +21,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxloss import _core
+from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = ["linear_cross_entropy"]
 
@@ -85,7 +86,7 @@ def _psum(x, axes):
 
 def _vocab_offset(layout: _Layout, local_vocab: int):
     """The global index of this device's first class (0 without vocabulary sharding)."""
-    index = 0
+    index: Any = 0
     for axis, size in zip(layout.v_axes, layout.v_sizes):
         index = index * size + lax.axis_index(axis)
     return index * local_vocab
@@ -432,20 +433,11 @@ def _prepare(hidden, weight, labels, bias, where, reduction, ignore_index):
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES, label_smoothing=_core.PROBABILITY, z_loss=_core.NONNEGATIVE)
 def linear_cross_entropy(
-    hidden,
-    weight,
-    labels,
-    *,
-    bias=None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    class_weights=None,
-    ignore_index: Optional[int] = None,
-    label_smoothing=0.0,
-    z_loss=0.0,
-    where=None,
-    weights=None,
-    reduction: str = "mean",
-):
+    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE, class_weights: ArrayLike | None = None, ignore_index: int | None = None,
+    label_smoothing: ArrayLike = 0.0, z_loss: ArrayLike = 0.0, where: ArrayLike | None = None,
+    weights: ArrayLike | None = None, reduction: Reduction = "mean",
+) -> Array:
     """Cross-entropy of the logits ``hidden @ weight + bias``, never materialising the ``[..., vocab]`` logits.
 
     The value and the gradients with respect to ``hidden``, ``weight`` and ``bias`` are those of

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional
 
 import jax
 import jax.flatten_util
@@ -43,6 +43,10 @@ import jax.numpy as jnp
 
 from jaxloss import implicit as _implicit
 from jaxloss import optimize as _opt
+from jaxloss._typing import Array, PyTree
+
+if TYPE_CHECKING:
+    from jaxloss.objectives import Objective
 
 __all__ = ["influence"]
 
@@ -55,17 +59,24 @@ def _leading(tree) -> int:
 
 
 def influence(
-    objective,
-    params,
-    train_data,
-    test_data,
+    objective: Objective,
+    params: PyTree,
+    train_data: PyTree,
+    test_data: PyTree,
     *,
     damping: float = 0.0,
     test_loss: Optional[Callable] = None,
     chunk_size: Optional[int] = None,
     implicit_diff: Optional[_implicit.ImplicitDiff] = None,
-):
+) -> Array:
     """The first-order change of the test loss when each training example is removed (Koh & Liang 2017).
+
+    ``influence[i] = w_i (v . grad l_i - v . grad L) / sum_j w_j`` with ``v = (H + damping I)^{-1} grad T``
+    (the module docstring derives it). Positive: removing example ``i`` raises the test loss.
+
+    Use it at a converged solution of a (nearly) convex objective ("what if this example had not been in
+    the training set"); use :func:`jaxloss.tracin_influence` for a network along its training trajectory
+    (no Hessian, no convergence assumption; "how much did this example's steps lower that test loss").
 
     Args:
       objective: a :class:`jaxloss.Objective` (smooth: no ``l1``/``group_lasso`` terms) that ``params``

@@ -28,17 +28,17 @@ import dataclasses
 import functools
 import sys
 from collections.abc import Mapping
-from typing import Optional, Tuple
+from typing import Any, Callable, Literal, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _core
-from jaxloss import _models
+from jaxloss import _core, _models
 from jaxloss import classification as _cls
 from jaxloss import regression as _reg
 from jaxloss import regularizers as _regs
+from jaxloss._typing import Array, ArrayLike, PyTree
 from jaxloss.per_sample import grads as _per_sample
 
 __all__ = [
@@ -94,7 +94,10 @@ class Objective:
       vmap_model: whether the model is applied to one example at a time (Equinox modules).
     """
 
-    def __init__(self, model, loss, regularizer=None, *, vmap_model=None, init_params=None, **loss_kwargs):
+    def __init__(
+        self, model: Any, loss: Callable[..., Array], regularizer: _regs.Regularizer | None = None, *,
+        vmap_model: bool | None = None, init_params: Callable[..., PyTree] | None = None, **loss_kwargs: Any,
+    ) -> None:
         self.model = _models.adapt(model, vmap_model)  # the one place that knows frameworks
         self.vmap_model = self.model.vmap
         if not callable(loss):
@@ -256,7 +259,10 @@ def _unflatten_objective(aux, children):
 jax.tree_util.register_pytree_node(Objective, _flatten_objective, _unflatten_objective)
 
 
-def objective(model, loss, regularizer=None, *, vmap_model=None, **loss_kwargs) -> Objective:
+def objective(
+    model: Any, loss: Callable[..., Array], regularizer: _regs.Regularizer | None = None, *,
+    vmap_model: bool | None = None, **loss_kwargs: Any,
+) -> Objective:
     """Composes a model, a loss and a regularizer into a pure ``objective(params, batch) -> scalar``.
 
     ``objective(params, batch) = loss(model(params, inputs), targets[, weights=weights]) + regularizer(params)``
@@ -349,7 +355,7 @@ def _half_mse(predictions, targets, *, weights=None, where=None, reduction="mean
     return 0.5 * _reg.mse(predictions, targets, weights=weights, where=where, reduction=reduction)
 
 
-def least_squares(*, fit_intercept=True) -> Objective:
+def least_squares(*, fit_intercept: bool = True) -> Objective:
     """Ordinary least squares: ``0.5 * mean((x w + b - y)^2)``.
 
     The ``1/2`` is scikit-learn's ``Lasso``/``ElasticNet`` convention (``1 / (2 n) ||y - X w||^2``); the
@@ -365,7 +371,7 @@ def least_squares(*, fit_intercept=True) -> Objective:
     return _ready(_half_mse, None, fit_intercept=fit_intercept)
 
 
-def ridge_regression(alpha, *, fit_intercept=True) -> Objective:
+def ridge_regression(alpha: ArrayLike, *, fit_intercept: bool = True) -> Objective:
     """Ridge regression: ``0.5 * mean((x w + b - y)^2) + 0.5 * alpha * ||w||^2`` (intercept not penalised).
 
     Multiplying by ``2 n`` gives scikit-learn's ``Ridge`` objective ``||y - X w||^2 + alpha_sk ||w||^2`` with
@@ -383,7 +389,7 @@ def ridge_regression(alpha, *, fit_intercept=True) -> Objective:
     return _ready(_half_mse, _regs.l2(alpha, mask=_weights_only), fit_intercept=fit_intercept)
 
 
-def lasso_regression(alpha, *, fit_intercept=True) -> Objective:
+def lasso_regression(alpha: ArrayLike, *, fit_intercept: bool = True) -> Objective:
     """The lasso: ``0.5 * mean((x w + b - y)^2) + alpha * ||w||_1``, exactly scikit-learn's ``Lasso(alpha)``.
 
     Non-smooth: :func:`jaxloss.minimize` solves it by accelerated proximal gradient, giving exact zeros.
@@ -397,7 +403,7 @@ def lasso_regression(alpha, *, fit_intercept=True) -> Objective:
     return _ready(_half_mse, _regs.l1(alpha, mask=_weights_only), fit_intercept=fit_intercept)
 
 
-def logistic_regression(l2=0.0, *, num_classes=None, fit_intercept=True) -> Objective:
+def logistic_regression(l2: ArrayLike = 0.0, *, num_classes: int | None = None, fit_intercept: bool = True) -> Objective:
     """L2-regularised logistic regression: ``mean(cross-entropy) + 0.5 * l2 * ||w||^2``.
 
     Binary (``num_classes`` ``None`` or 2): ``w`` is ``[features]``, labels in {0, 1}, the data term is
@@ -421,7 +427,10 @@ def logistic_regression(l2=0.0, *, num_classes=None, fit_intercept=True) -> Obje
     return _ready(_cls.cross_entropy, reg, fit_intercept=fit_intercept, num_outputs=num_classes)
 
 
-def linear_svm(l2=1.0, *, loss="hinge", fit_intercept=True, penalize_intercept=False) -> Objective:
+def linear_svm(
+    l2: ArrayLike = 1.0, *, loss: Literal["hinge", "squared_hinge"] = "hinge", fit_intercept: bool = True,
+    penalize_intercept: bool = False,
+) -> Objective:
     """Linear support vector machine: ``mean(hinge(y, x w + b)) + 0.5 * l2 * ||w||^2``.
 
     Args:
@@ -461,7 +470,9 @@ def _linear_with_scale(params, x):
     return mean, jnp.broadcast_to(params["log_scale"], mean.shape)
 
 
-def huber_regression(delta=1.35, l2=0.0, *, fit_scale=False, fit_intercept=True) -> Objective:
+def huber_regression(
+    delta: ArrayLike = 1.35, l2: ArrayLike = 0.0, *, fit_scale: bool = False, fit_intercept: bool = True,
+) -> Objective:
     """Robust regression with the Huber loss.
 
     ``fit_scale=False``: ``mean(huber(x w + b, y, delta)) + 0.5 * l2 * ||w||^2`` (residuals in the
@@ -489,7 +500,9 @@ def huber_regression(delta=1.35, l2=0.0, *, fit_scale=False, fit_intercept=True)
     return _ready(_reg.huber, reg, fit_intercept=fit_intercept, delta=delta)
 
 
-def quantile_regression(tau=0.5, l1=0.0, *, smoothing=0.0, fit_intercept=True) -> Objective:
+def quantile_regression(
+    tau: ArrayLike = 0.5, l1: float | Array = 0.0, *, smoothing: float | Array = 0.0, fit_intercept: bool = True,
+) -> Objective:
     """Linear quantile regression: ``mean(pinball_tau(y - x w - b)) + l1 * ||w||_1``.
 
     scikit-learn's ``QuantileRegressor(quantile=tau, alpha=l1)`` minimises exactly this (as a linear
@@ -518,7 +531,7 @@ def quantile_regression(tau=0.5, l1=0.0, *, smoothing=0.0, fit_intercept=True) -
     return _ready(_reg.smoothed_quantile, reg, fit_intercept=fit_intercept, tau=tau, smoothing=smoothing)
 
 
-def poisson_regression(l2=0.0, *, fit_intercept=True) -> Objective:
+def poisson_regression(l2: ArrayLike = 0.0, *, fit_intercept: bool = True) -> Objective:
     """Poisson regression (log link): ``mean(exp(x w + b) - y (x w + b)) + 0.5 * l2 * ||w||^2``.
 
     Counts ``y >= 0``; the model's output is the log-rate and the data term is

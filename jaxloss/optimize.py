@@ -32,6 +32,7 @@ from jaxloss import _models
 from jaxloss import implicit as _implicit
 from jaxloss import prox as _prox
 from jaxloss import regularizers as _regs
+from jaxloss._typing import PyTree
 
 __all__ = ["OptimizeResult", "minimize"]
 
@@ -161,7 +162,7 @@ def _partition(tree, weak=False):
     return jax.tree_util.tree_unflatten(treedef, diff), static
 
 
-def _combine(diff, static: _Static):
+def _combine(diff, static: _Static | _models.Held):
     if isinstance(static, _models.Held):  # model parameters (see jaxloss._models)
         return static.merge(diff)
     it = iter(jax.tree_util.tree_leaves(diff))
@@ -556,18 +557,18 @@ class _Implicit:
 
 
 def minimize(
-    objective: Callable,
-    params,
-    data,
+    objective: Callable[..., Any],
+    params: PyTree,
+    data: PyTree,
     optimizer: Optional[optax.GradientTransformation] = None,
     *,
     max_steps: int = 500,
     tol: float = 1e-6,
     atol: float = 0.0,
-    regularizer=None,
-    constraint=None,
-    prox_step=None,
-    progress=None,
+    regularizer: _regs.Regularizer | None = None,
+    constraint: _prox.Constraint | None = None,
+    prox_step: float | Callable[[Any], Any] | None = None,
+    progress: int | Callable[..., Any] | None = None,
     implicit_diff: Optional[_implicit.ImplicitDiff] = None,
 ) -> OptimizeResult:
     """Minimises ``objective(params, data)`` over ``params``, the whole loop under ``jax.jit``; the
@@ -669,7 +670,7 @@ def minimize(
     F, G = _Data(f), _Data(g)
     if g is None:
         optimizer = _default_lbfgs() if optimizer is None else optimizer
-        key = ("optax", F.key, optimizer, None, static, max_steps, None, hook)
+        key: tuple = ("optax", F.key, optimizer, None, static, max_steps, None, hook)
         run = _cached(key, lambda: _optax_loop(F, G, optimizer, static, max_steps, None, hook))
     elif optimizer is None:
         key = ("fista", F.key, G.key, static, max_steps, hook)

@@ -20,7 +20,7 @@ Examples:
 
 from __future__ import annotations
 
-from typing import Any, Callable, NamedTuple, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,6 +28,10 @@ import numpy as np
 import optax
 
 from jaxloss import _core
+from jaxloss._typing import ArrayLike, PyTree
+
+if TYPE_CHECKING:
+    from jaxloss.regularizers import Regularizer
 
 __all__ = [
     "soft_threshold",
@@ -100,7 +104,7 @@ def _group_lasso_leaf(x, threshold, axis):
 # Public pytree operators.
 
 
-def soft_threshold(params, threshold):
+def soft_threshold(params: PyTree, threshold: ArrayLike) -> PyTree:
     """Soft-thresholding, the proximal operator of ``threshold * ||x||_1`` (the lasso).
 
     ``sign(x) * max(|x| - threshold, 0)`` elementwise: entries with ``|x| <= threshold`` become exactly 0.
@@ -121,7 +125,7 @@ def soft_threshold(params, threshold):
     return _map(lambda x: _soft_threshold_leaf(x, threshold), params)
 
 
-def l2(params, scale):
+def l2(params: PyTree, scale: ArrayLike) -> PyTree:
     """The proximal operator of ``(scale / 2) * ||x||^2`` (the penalty :func:`jaxloss.l2`): ``x / (1 + scale)``.
 
     Args:
@@ -137,7 +141,7 @@ def l2(params, scale):
     return _map(lambda x: _l2_leaf(x, scale), params)
 
 
-def elastic_net(params, l1, l2):
+def elastic_net(params: PyTree, l1: ArrayLike, l2: ArrayLike) -> PyTree:
     """The proximal operator of ``l1 * ||x||_1 + (l2 / 2) * ||x||^2``: ``soft_threshold(x, l1) / (1 + l2)``.
 
     Args:
@@ -155,7 +159,7 @@ def elastic_net(params, l1, l2):
     return _map(lambda x: _elastic_net_leaf(x, l1, l2), params)
 
 
-def group_lasso(params, threshold, *, axis=None):
+def group_lasso(params: PyTree, threshold: ArrayLike, *, axis: int | tuple[int, ...] | None = None) -> PyTree:
     """Block soft-thresholding, the proximal operator of ``threshold * sum_g ||x_g||_2``.
 
     ``x_g * max(1 - threshold / ||x_g||, 0)`` for each group ``g``: a group whose norm is at most
@@ -179,7 +183,7 @@ def group_lasso(params, threshold, *, axis=None):
     return _map(lambda x: _group_lasso_leaf(x, threshold, axis), params)
 
 
-def non_negative(params, step=None):
+def non_negative(params: PyTree, step: ArrayLike | None = None) -> PyTree:
     """Projection onto the non-negative orthant, ``max(x, 0)`` (``optax.projections.projection_non_negative``).
 
     A projection is the proximal operator of a constraint's indicator, for every step, so ``step`` is
@@ -194,7 +198,9 @@ def non_negative(params, step=None):
     return _map(optax.projections.projection_non_negative, params)
 
 
-def box(params, step=None, *, lower, upper):
+def box(
+    params: PyTree, step: ArrayLike | None = None, *, lower: ArrayLike | PyTree, upper: ArrayLike | PyTree,
+) -> PyTree:
     """Projection onto the box ``lower <= x <= upper`` (``optax.projections.projection_box``).
 
     Args:
@@ -223,7 +229,7 @@ def box(params, step=None, *, lower, upper):
 class ProxState(NamedTuple):
     """State of :func:`transform`: the step count, for learning-rate schedules."""
 
-    count: jax.Array
+    count: jax.Array  # type: ignore[assignment]  # shadows tuple.count, as optax's states do
 
 
 def _prox_fn(regularizer) -> Callable:
@@ -234,7 +240,9 @@ def _prox_fn(regularizer) -> Callable:
     raise TypeError(f"transform needs a regularizer with .prox(params, step) or a function prox(params, step); got {regularizer!r}")
 
 
-def transform(regularizer, learning_rate: Optional[Union[float, Callable]] = None) -> optax.GradientTransformation:
+def transform(
+    regularizer: Regularizer, learning_rate: float | Callable[[Any], Any] | None = None,
+) -> optax.GradientTransformation:
     """An optax ``GradientTransformation`` that applies a proximal step after the preceding updates.
 
     With ``u`` the incoming updates and ``x`` the current params, it returns ``prox(x + u, step) - x``, so
@@ -380,7 +388,7 @@ class NonNegative(Constraint):
       [0. 2.] -3.0
     """
 
-    def __init__(self, *, mask=None):
+    def __init__(self, *, mask: PyTree | Callable[..., bool] | None = None) -> None:
         self.mask = _mask_key(mask)
 
     def _project_leaves(self, leaves):
@@ -406,7 +414,9 @@ class Box(Constraint):
       [0.  0.5 1. ]
     """
 
-    def __init__(self, lower, upper, *, mask=None):
+    def __init__(
+        self, lower: ArrayLike | PyTree, upper: ArrayLike | PyTree, *, mask: PyTree | Callable[..., bool] | None = None,
+    ) -> None:
         if _core.is_concrete(lower) and _core.is_concrete(upper) and bool(np.any(np.asarray(lower) > np.asarray(upper))):
             raise ValueError(f"Box needs lower <= upper; got lower={lower}, upper={upper}")
         self.lower, self.upper, self.mask = lower, upper, _mask_key(mask)
@@ -431,7 +441,7 @@ class Simplex(Constraint):
       [0. 1. 0.]
     """
 
-    def __init__(self, scale=1.0, *, mask=None):
+    def __init__(self, scale: ArrayLike = 1.0, *, mask: PyTree | Callable[..., bool] | None = None) -> None:
         _core.check_hyper(scale, "scale", low=0.0, low_open=True)
         self.scale, self.mask = scale, _mask_key(mask)
 
@@ -451,7 +461,7 @@ class L2Ball(Constraint):
       [0.6 0.8]
     """
 
-    def __init__(self, radius=1.0, *, mask=None):
+    def __init__(self, radius: ArrayLike = 1.0, *, mask: PyTree | Callable[..., bool] | None = None) -> None:
         _core.check_hyper(radius, "radius", low=0.0)
         self.radius, self.mask = radius, _mask_key(mask)
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +43,7 @@ import numpy as np
 
 from jaxloss import _core
 from jaxloss import prox as _prox
+from jaxloss._typing import ArrayLike, PyTree
 
 __all__ = [
     "Regularizer",
@@ -59,7 +60,7 @@ __all__ = [
 _BIAS_NAMES = frozenset({"b", "bias", "biases", "intercept", "bias_ih", "bias_hh"})
 
 
-def not_bias(path: str, leaf=None) -> bool:
+def not_bias(path: str, leaf: Any = None) -> bool:
     """Mask predicate: ``False`` for biases, ``True`` for every other parameter.
 
     A bias is a leaf whose last path component is ``b``, ``bias``, ``biases`` or ``intercept`` (Flax,
@@ -272,7 +273,7 @@ class Regularizer:
       terms: the tuple of terms (each with its strength and mask).
     """
 
-    def __init__(self, terms):
+    def __init__(self, terms: Any) -> None:
         self.terms = tuple(terms)
 
     # Evaluation ---------------------------------------------------------------------------------------
@@ -431,7 +432,7 @@ def _term(kind, strength, mask, name, ratio=None, **options):
     return Regularizer([_Term(kind, strength, _canonical_mask(mask), tuple(options.items()), ratio=ratio)])
 
 
-def l2(strength, *, mask=None) -> Regularizer:
+def l2(strength: ArrayLike, *, mask: PyTree | Callable[..., bool] | None = None) -> Regularizer:
     """Squared L2 penalty (ridge, weight decay): ``0.5 * strength * sum ||w||^2``.
 
     The ``1/2`` convention makes the gradient ``strength * w`` (scikit-learn's ``l2_reg_strength``,
@@ -452,7 +453,7 @@ def l2(strength, *, mask=None) -> Regularizer:
     return _term("l2", strength, mask, "strength")
 
 
-def l1(strength, *, mask=None) -> Regularizer:
+def l1(strength: ArrayLike, *, mask: PyTree | Callable[..., bool] | None = None) -> Regularizer:
     """L1 penalty (lasso): ``strength * sum |w|``.
 
     Non-smooth at 0: its gradient there is 0 (JAX's ``sign(0)``); use its prox (soft-thresholding) for
@@ -469,7 +470,9 @@ def l1(strength, *, mask=None) -> Regularizer:
     return _term("l1", strength, mask, "strength")
 
 
-def elastic_net(strength, l1_ratio=0.5, *, mask=None) -> Regularizer:
+def elastic_net(
+    strength: ArrayLike, l1_ratio: ArrayLike = 0.5, *, mask: PyTree | Callable[..., bool] | None = None,
+) -> Regularizer:
     """Elastic net: ``strength * (l1_ratio * ||w||_1 + 0.5 * (1 - l1_ratio) * ||w||^2)`` (scikit-learn's).
 
     Args:
@@ -487,7 +490,10 @@ def elastic_net(strength, l1_ratio=0.5, *, mask=None) -> Regularizer:
     return _term("elastic_net", strength, mask, "strength", ratio=l1_ratio)
 
 
-def group_lasso(strength, *, axis=None, mask=None) -> Regularizer:
+def group_lasso(
+    strength: ArrayLike, *, axis: int | tuple[int, ...] | None = None,
+    mask: PyTree | Callable[..., bool] | None = None,
+) -> Regularizer:
     """Group lasso: ``strength * sum_g ||w_g||_2`` (no group-size weights).
 
     Args:
@@ -508,7 +514,7 @@ def group_lasso(strength, *, axis=None, mask=None) -> Regularizer:
     return _term("group_lasso", strength, mask, "strength", axis=axis)
 
 
-def orthogonal(strength, *, mask=None) -> Regularizer:
+def orthogonal(strength: ArrayLike, *, mask: PyTree | Callable[..., bool] | None = None) -> Regularizer:
     """Soft orthogonality: ``strength * ||W^T W - I||_F^2`` for each parameter with ``ndim >= 2``.
 
     Leaves of higher rank are read as ``[prod(leading dims), last dim]`` (a conv kernel ``[h, w, in, out]``
@@ -529,7 +535,7 @@ def orthogonal(strength, *, mask=None) -> Regularizer:
     return _term("orthogonal", strength, mask, "strength")
 
 
-def output_entropy(strength, *, axis=-1) -> Regularizer:
+def output_entropy(strength: ArrayLike, *, axis: int = -1) -> Regularizer:
     """Entropy of the predicted distribution: ``strength * mean_examples H(softmax(logits))``.
 
     Minimising it sharpens predictions (entropy minimisation for semi-supervised learning). A penalty on
@@ -551,7 +557,7 @@ def output_entropy(strength, *, axis=-1) -> Regularizer:
     return Regularizer([_Term("entropy", strength, None, (("axis", axis),), on_outputs=True)])
 
 
-def confidence_penalty(strength, *, axis=-1) -> Regularizer:
+def confidence_penalty(strength: ArrayLike, *, axis: int = -1) -> Regularizer:
     """Confidence penalty: ``-strength * mean_examples H(softmax(logits))``; it rewards high entropy.
 
     Adding it to a cross-entropy objective discourages over-confident (low-entropy) predictions, an

@@ -26,7 +26,7 @@ from __future__ import annotations
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple, Union
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +35,7 @@ import optax
 
 from jaxloss import _models
 from jaxloss import prox as _prox
+from jaxloss._typing import Array, ArrayLike, PyTree
 from jaxloss.objectives import _unpack
 from jaxloss.optimize import _split, _tree_norm
 
@@ -60,7 +61,14 @@ class TrainStep:
     ``step.evaluate(params, batch)`` is the jitted ``{"loss": value, **metrics_fn(...)}`` without a step.
     """
 
-    def __init__(self, objective, optimizer, *, prox_step=None, metrics_fn=None):
+    def __init__(
+        self,
+        objective: Callable[[PyTree, PyTree], ArrayLike],
+        optimizer: optax.GradientTransformation,
+        *,
+        prox_step: Any = None,
+        metrics_fn: Optional[Callable[[Array, PyTree], Dict[str, ArrayLike]]] = None,
+    ) -> None:
         if not callable(objective):
             raise TypeError(f"objective must be a function objective(params, batch) -> scalar; got {objective!r}")
         if not isinstance(optimizer, optax.GradientTransformation):
@@ -79,7 +87,7 @@ class TrainStep:
         self._jitted: Dict[Any, Any] = {}
         self._eval_jitted: Dict[Any, Any] = {}
 
-    def init(self, params):
+    def init(self, params: PyTree) -> optax.OptState:
         """The optimizer state for ``params``."""
         state = self.optimizer.init(_models.partition(params, self.objective)[0])
         if self._g is not None and _has_line_search(state):
@@ -134,7 +142,7 @@ class TrainStep:
 
         return jax.jit(evaluate)
 
-    def __call__(self, params, opt_state, batch):
+    def __call__(self, params: PyTree, opt_state: optax.OptState, batch: PyTree) -> Tuple[PyTree, optax.OptState, Dict[str, Array]]:
         diff, held = _models.partition(params, self.objective)  # Flax / Equinox models (jaxloss._models)
         fn = self._jitted.get("step")  # held is a pytree argument: jit caches by its static part
         if fn is None:
@@ -142,7 +150,7 @@ class TrainStep:
         new, held, opt_state, metrics = fn(diff, held, opt_state, batch)
         return _models.restore(params, new, held), opt_state, metrics
 
-    def evaluate(self, params, batch):
+    def evaluate(self, params: PyTree, batch: PyTree) -> Dict[str, Array]:
         """``{"loss": objective value, **metrics_fn(predictions, batch)}`` on ``batch``, no step taken."""
         diff, held = _models.partition(params, self.objective)
         fn = self._eval_jitted.get("eval")
@@ -151,7 +159,13 @@ class TrainStep:
         return fn(diff, held, batch)
 
 
-def train_step(objective, optimizer, *, prox_step=None, metrics_fn=None) -> TrainStep:
+def train_step(
+    objective: Callable[[PyTree, PyTree], ArrayLike],
+    optimizer: optax.GradientTransformation,
+    *,
+    prox_step: Any = None,
+    metrics_fn: Optional[Callable[[Array, PyTree], Dict[str, ArrayLike]]] = None,
+) -> TrainStep:
     """A jitted optax step: ``step(params, opt_state, batch) -> (params, opt_state, metrics)``.
 
     Args:
@@ -199,7 +213,7 @@ class FitState:
       stop_training: set to ``True`` to stop after this epoch.
     """
 
-    def __init__(self, params, opt_state):
+    def __init__(self, params: PyTree, opt_state: Any) -> None:
         self.params, self.opt_state = params, opt_state
         self.epoch = -1
         self.history: Dict[str, list] = {}
@@ -274,7 +288,7 @@ class EarlyStopping(Callback):
     """
 
     def __init__(self, monitor: str = "val_loss", *, min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
-                 baseline: Optional[float] = None, restore_best: bool = False, start_from_epoch: int = 0):
+                 baseline: Optional[float] = None, restore_best: bool = False, start_from_epoch: int = 0) -> None:
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
         if min_delta < 0 or patience < 0 or start_from_epoch < 0:
@@ -301,10 +315,10 @@ class EarlyStopping(Callback):
             return value < reference - self.min_delta
         return value > reference + self.min_delta
 
-    def on_train_begin(self, state):
+    def on_train_begin(self, state: FitState) -> None:
         self._reset()
 
-    def on_epoch_end(self, epoch, logs, state):
+    def on_epoch_end(self, epoch: int, logs: Dict[str, float], state: FitState) -> Optional[bool]:
         if self.monitor not in logs:
             hint = " (pass validation_data= to fit)" if self.monitor.startswith("val_") else ""
             raise ValueError(f"EarlyStopping monitors {self.monitor!r}, which is not in the logs {sorted(logs)}{hint}")
@@ -323,7 +337,7 @@ class EarlyStopping(Callback):
             state.stop_training = True
         return None
 
-    def on_train_end(self, state):
+    def on_train_end(self, state: FitState) -> None:
         if self.restore_best and self.best_params is not None:
             state.params = self.best_params
 
@@ -424,7 +438,7 @@ def _as_dataset(data, name):
             "as one tuple of arrays (inputs, targets) with batch_size="
         )
     leaves = jax.tree_util.tree_leaves(data)
-    bad = [type(x).__name__ for x in leaves if not _is_array(x) or np.ndim(x) == 0]
+    bad = sorted({type(x).__name__ for x in leaves if not _is_array(x) or np.ndim(x) == 0})
     if not leaves or bad:
         raise TypeError(
             f"{name} as a dataset must be arrays with a leading example axis (an array, a tuple (inputs, targets"
@@ -546,22 +560,22 @@ def _weighted_means(records):
 
 
 def fit(
-    objective,
-    params,
-    batches,
-    optimizer,
+    objective: Callable[[PyTree, PyTree], ArrayLike],
+    params: PyTree,
+    batches: Any,
+    optimizer: optax.GradientTransformation,
     epochs: int = 1,
     *,
     batch_size: Optional[int] = None,
-    validation_data=None,
+    validation_data: Any = None,
     validation_batch_size: Optional[int] = None,
     metrics: Union[None, Sequence, Mapping] = None,
-    callbacks: Sequence = (),
+    callbacks: Sequence[Union[Callback, Callable[..., Any]]] = (),
     verbose: Optional[int] = None,
     shuffle: bool = True,
     seed: int = 0,
     drop_last: bool = True,
-    prox_step=None,
+    prox_step: Any = None,
 ) -> FitResult:
     """Mini-batch training for ``epochs`` epochs, with validation, metrics history and callbacks.
 

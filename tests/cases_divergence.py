@@ -45,6 +45,13 @@ def extreme_measures(dtype):
     return p, t
 
 
+def hessian_extreme_measures(dtype):
+    """Extreme measures whose true Hessian (t / p^2) fits float32: p >= 1e-12 where t > 0."""
+    p = np.array([[1e-12, 1e4, 1.0, 0.0], [1e4, 1e-12, 1e-30, 1e4]], dtype)
+    t = np.array([[1e4, 0.0, 0.0, 0.0], [1e-30, 1e4, 0.0, 1e4]], dtype)
+    return p, t
+
+
 def logits_only(rng, dtype, batch):
     return ((rng.normal(size=(batch, C)) * 2).astype(dtype),)
 
@@ -64,7 +71,8 @@ def extreme_entropy_probs(dtype):
 
 
 CASES += [
-    LossCase("generalized_kl", jaxloss.generalized_kl, measures, diff=(0, 1), extreme=extreme_measures),
+    LossCase("generalized_kl", jaxloss.generalized_kl, measures, diff=(0, 1), extreme=extreme_measures,
+             hessian_extreme=hessian_extreme_measures),
     LossCase("entropy", jaxloss.entropy, logits_only, extreme=extreme_entropy_logits, shape_error=False),
     LossCase(
         "entropy", jaxloss.entropy, probs_only, kwargs=dict(from_logits=False), extreme=extreme_entropy_probs, shape_error=False

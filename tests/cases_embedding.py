@@ -59,6 +59,12 @@ def extreme_pairs(dtype):
     return x1, x2
 
 
+def hessian_extreme_pairs(dtype):
+    """extreme_pairs without the 1e-30 vector, where the cosine's true Hessian (~1 / |x|^2) overflows float32."""
+    x1, x2 = extreme_pairs(dtype)
+    return x1[:3], x2[:3]
+
+
 def extreme_pairs_signed(dtype):
     return (*extreme_pairs(dtype), np.array([1, -1, 1, -1]))
 
@@ -87,9 +93,12 @@ def extreme_groups(dtype):
 
 
 CASES = [
-    LossCase("cosine_similarity", jaxloss.cosine_similarity, pair, diff=(0, 1), extreme=extreme_pairs),
-    LossCase("cosine_distance", jaxloss.cosine_distance, pair, diff=(0, 1), extreme=extreme_pairs),
-    LossCase("cosine_embedding", jaxloss.cosine_embedding, pair_signed, kwargs=dict(margin=0.1), diff=(0, 1), extreme=extreme_pairs_signed),
+    LossCase("cosine_similarity", jaxloss.cosine_similarity, pair, diff=(0, 1), extreme=extreme_pairs,
+             hessian_extreme=hessian_extreme_pairs),
+    LossCase("cosine_distance", jaxloss.cosine_distance, pair, diff=(0, 1), extreme=extreme_pairs,
+             hessian_extreme=hessian_extreme_pairs),
+    LossCase("cosine_embedding", jaxloss.cosine_embedding, pair_signed, kwargs=dict(margin=0.1), diff=(0, 1),
+             extreme=extreme_pairs_signed, hessian_extreme=lambda d: (*hessian_extreme_pairs(d), np.array([1, -1, 1]))),
     LossCase("margin_ranking", jaxloss.margin_ranking, scores_signed, kwargs=dict(margin=0.3), diff=(0, 1)),
     LossCase("hinge_embedding", jaxloss.hinge_embedding, distances_signed, kwargs=dict(margin=1.2)),
     LossCase("triplet_margin", jaxloss.triplet_margin, triplets, kwargs=dict(margin=0.8, eps=0.0), diff=(0, 1, 2), extreme=extreme_triplets),

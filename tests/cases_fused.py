@@ -7,6 +7,7 @@ the weight and bias are compared with the naive path and PyTorch in ``tests/test
 """
 
 import functools
+import inspect
 
 import jax.numpy as jnp
 import numpy as np
@@ -27,6 +28,11 @@ def linear_cross_entropy(hidden, labels, **kw):
     dt = jnp.asarray(hidden).dtype
     dt = dt if jnp.issubdtype(dt, jnp.floating) else np.float32
     return jaxloss.linear_cross_entropy(hidden, jnp.asarray(_W, dt), labels, bias=jnp.asarray(_B, dt), chunk_size=10, **kw)
+
+
+# functools.wraps sets __wrapped__, which inspect.signature would follow to the public (hidden, weight, labels):
+# the harness reads the case's positional names from the signature, so the wrapper states its own.
+linear_cross_entropy.__signature__ = inspect.signature(linear_cross_entropy, follow_wrapped=False)
 
 
 def hidden_and_labels(rng, dtype, batch):

@@ -144,8 +144,8 @@ def main(out_path):
             for cid, _ in cases:
                 results[cid] = [False, f"{family} failed to run: {type(e).__name__}: {e}"]
             continue
-        for cid, case in cases:
-            def check(cid=cid):
+        for cid, _ in cases:
+            def check(cid=cid, sharded=sharded, single=single):
                 close(sharded[cid], single[cid], cid)
                 layout = [spec0(g) for g in sharded[cid][1]] + [spec0(sharded[cid][2])]
                 assert all(s == ("d",) for s in layout), f"gradients / per-example losses not sharded on the batch: {layout}"

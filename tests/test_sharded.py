@@ -14,6 +14,7 @@ one ``[tokens, hidden]`` buffer. The DP-SGD noise's variance under sharding is t
 ``(sigma C / B)^2`` (a NumPy estimate over 400 keys).
 """
 
+import fcntl
 import json
 import os
 import pathlib
@@ -38,15 +39,34 @@ FIXED = [
 CHECKS = sharded_checks.loss_check_ids() + FIXED
 
 
-@pytest.fixture(scope="module")
-def results(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sharded") / "results.json"
+def _run(out: pathlib.Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
     proc = subprocess.run([sys.executable, str(HERE / "sharded_checks.py"), str(out)], env=env, capture_output=True,
                           text=True, timeout=1800)
     if proc.returncode != 0 or not out.exists():
         pytest.fail(f"sharded_checks.py failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """The checks' results, computed once per test run: under pytest-xdist the workers share one run (the
+    first to take the lock runs the subprocess, the others read its file)."""
+    run_id = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run_id is None:
+        out = tmp_path_factory.mktemp("sharded") / "results.json"
+        _run(out)
+        return json.loads(out.read_text())
+    shared = tmp_path_factory.getbasetemp().parent / f"sharded-{run_id}"
+    shared.mkdir(exist_ok=True)
+    out = shared / "results.json"
+    with open(shared / "lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if not out.exists():
+                _run(out)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
     return json.loads(out.read_text())
 
 

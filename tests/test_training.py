@@ -185,6 +185,8 @@ def test_data_form_errors_are_clear():
     assert jaxloss.fit(obj, p, iter(batches), opt, epochs=1, verbose=0).num_steps == 2
     with pytest.raises(ValueError, match=r"same number of examples.*\(40, 3\), \(39,\)"):
         jaxloss.fit(obj, p, (x, y[:-1]), opt, batch_size=8, verbose=0)
+    with pytest.raises(TypeError, match=r"leading example axis .* got leaves \['float'\]"):
+        jaxloss.fit(obj, p, (x, [float(v) for v in y]), opt, verbose=0)
     with pytest.raises(ValueError, match="tuple of tuples"):
         jaxloss.fit(obj, p, tuple(batches), opt, verbose=0)
     with pytest.raises(ValueError, match="list of 2 batches"):
@@ -413,3 +415,24 @@ def test_reprs_show_hyperparameters():
     x, y = _regression()
     res = jaxloss.fit(jaxloss.ridge_regression(0.1), jaxloss.ridge_regression(0.1).init_params(x), (x, y), optax.sgd(0.1), epochs=2, verbose=0)
     assert repr(res) == f"FitResult(epochs=2, num_steps=2, loss={res.history['loss'][-1]:.6g}, params=<4 numbers>)"
+
+
+def test_equinox_module_through_fit_with_validation_and_restore_best():
+    """An Equinox module (with a function leaf) keeps its type; restored params are the best epoch's, and
+    val_loss equals the NumPy mean squared error of the module's predictions on those params."""
+    import equinox as eqx
+
+    x, y = _regression(n=24)
+    xv, yv = _regression(seed=5, n=12)
+    model = eqx.nn.MLP(D, "scalar", width_size=4, depth=1, activation=jax.nn.tanh, key=jax.random.PRNGKey(0))
+    obj = jaxloss.objective(model, jaxloss.mse)
+    seen = []
+    stop = jaxloss.EarlyStopping(patience=100, restore_best=True)  # never stops: restores the best at the end
+    res = jaxloss.fit(obj, model, (x, y), optax.adam(0.05), epochs=6, batch_size=8, validation_data=(xv, yv),
+                      callbacks=[stop, lambda e, logs, st: seen.append(st.params)], verbose=0)
+    assert isinstance(res.params, eqx.nn.MLP) and res.params.activation is jax.nn.tanh and res.epochs == 6
+    val = [np.mean((np.asarray(jax.vmap(m)(xv), np.float64) - yv) ** 2) for m in seen]
+    assert_close(res.history["val_loss"], val, np.float64)
+    best = int(np.argmin(val))
+    assert stop.best_epoch == best and stop.stopped_epoch is None
+    assert_tree_close(eqx.filter(res.params, eqx.is_array), eqx.filter(seen[best], eqx.is_array), np.float64)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import jax
 import jax.numpy as jnp
@@ -52,7 +52,7 @@ def grad_cosine_similarity(grads: PyTree, other: Optional[PyTree] = None) -> Arr
       [[1.0, 0.7071, 0.0], [0.7071, 1.0, 0.0], [0.0, 0.0, 0.0]]
     """
     other = grads if other is None else other
-    if jax.tree_util.tree_structure(grads) != jax.tree_util.tree_structure(other):
+    if jax.tree_util.tree_structure(grads) != jax.tree_util.tree_structure(other):  # type: ignore[operator]
         raise ValueError("grads and other must have the same tree structure")
     na, nb = _global_norms(grads), _global_norms(other)
     return jnp.clip(_safe_div(_pairwise_dots(grads, other), na[:, None] * nb[None, :]), -1.0, 1.0)
@@ -110,12 +110,13 @@ def tracin_influence(
             raise ValueError(f"got {len(checkpoints)} checkpoints but {len(rates)} learning_rates")
     _num_examples(train_batch, "train_batch")
     _num_examples(test_batch, "test_batch")
-    total = None
+    total: Any = None
     for w, eta in zip(checkpoints, rates):
         f, w = _models.bind(fn, w)  # Flax / Equinox models: differentiate their trainable arrays
         g = _vmapped(jax.grad(_example_fn(f)))
         test_grads = g(w, test_batch)
-        def chunk_fn(carry, chunk, w=w, test_grads=test_grads):
+
+        def chunk_fn(carry, chunk, g=g, w=w, test_grads=test_grads):
             return carry, _pairwise_dots(g(w, chunk), test_grads)
 
         _, scores = _scan_chunks(chunk_fn, train_batch, chunk_size)
