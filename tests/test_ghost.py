@@ -129,3 +129,21 @@ def test_bad_method_raises():
         jaxloss.per_sample_grad_norms(fn, jnp.ones(2), batch, method="fast")
     with pytest.raises(ValueError, match="method must be"):
         jaxloss.clipped_mean_grad(fn, jnp.ones(2), batch, 1.0, method="fast")
+
+
+def test_conv_with_strides_dilations_and_explicit_padding():
+    """The unfolded input of a strided, dilated (input and kernel), asymmetrically padded NCHW conv."""
+    rng = np.random.default_rng(1)
+
+    def fn(p, b):
+        x, y = b
+        h = jax.lax.conv_general_dilated(x, p["k"], (2, 1), ((1, 2), (0, 1)), lhs_dilation=(1, 2), rhs_dilation=(2, 1),
+                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        return jnp.mean((jnp.tanh(h).sum((1, 2, 3)) - y) ** 2)
+
+    params = {"k": jnp.asarray(rng.normal(size=(3, 2, 3, 2)), jnp.float32)}
+    batch = (jnp.asarray(rng.normal(size=(5, 2, 9, 7)), jnp.float32), jnp.asarray(rng.normal(size=5), jnp.float32))
+    assert jaxloss.ghost_plan(fn, params, batch).kinds == {"['k']": "conv"}
+    g, v = _run(lambda p, b: (jaxloss.per_sample_grad_norms(fn, p, b, method="ghost"), jaxloss.per_sample_grad_norms(fn, p, b)),
+                params, batch)
+    np.testing.assert_allclose(np.asarray(g), np.asarray(v), rtol=1e-5)

@@ -9,8 +9,8 @@ one)`` is traced once to a jaxpr and every parameter leaf is followed to the ope
   cotangent ``g``, so ``|G_i|^2 = sum_{t,s} (a_it . a_is)(g_it . g_is)`` (the Gram identity of Li et al.
   2022); when ``T (d_in + d_out) > d_in d_out`` the direct per-example ``a_i^T g_i`` is cheaper and is
   used instead (Bu et al.'s mixed ghost norm);
-* ``conv_general_dilated`` (Conv kernels): the same with ``a`` the unfolded input patches
-  (``lax.conv_general_dilated_patches``), ``t`` the output positions;
+* ``conv_general_dilated`` (Conv kernels): the same with ``a`` the unfolded input patches (strided
+  slices of the padded input), ``t`` the output positions;
 * ``gather`` from a ``[V, E]`` table (Embedding): ``|G_i|^2 = sum_{t,s} [idx_t = idx_s] (g_t . g_s)``;
 * an elementwise ``add``/``sub``/``mul`` with a broadcast parameter (bias, LayerNorm/RMSNorm scale and
   shift): the per-example gradient ``sum over broadcast axes of g`` (or ``a * g``), of the parameter's size.
@@ -43,6 +43,7 @@ References:
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Union
 
@@ -405,6 +406,23 @@ def _to_rows(x, front, back):
     return jnp.reshape(x, (b, t, -1))
 
 
+def _patches(x, filt, strides, padding, lhs_dilation, rhs_dilation, dn):
+    """The unfolded input of a convolution by strided slices (data movement only, no FLOPs):
+    ``[N, *out_spatial, C, prod(filt)]`` for one example's ``x`` in the ``lhs_spec`` layout."""
+    spec = dn.lhs_spec
+    xt = jnp.transpose(x, (spec[0],) + tuple(spec[2:]) + (spec[1],))  # N, spatial..., C
+    nd = len(filt)
+    cfg = [(0, 0, 0)] + [(lo, hi, d - 1) for (lo, hi), d in zip(padding, lhs_dilation)] + [(0, 0, 0)]
+    xp = jax.lax.pad(xt, jnp.zeros((), xt.dtype), cfg)
+    out = [(xp.shape[1 + k] - (filt[k] - 1) * rhs_dilation[k] - 1) // strides[k] + 1 for k in range(nd)]
+    cols = []
+    for offs in itertools.product(*[range(f) for f in filt]):
+        start = [0] + [o * rhs_dilation[k] for k, o in enumerate(offs)] + [0]
+        limit = [xp.shape[0]] + [start[1 + k] + (out[k] - 1) * strides[k] + 1 for k in range(nd)] + [xp.shape[-1]]
+        cols.append(jax.lax.slice(xp, start, limit, [1] + list(strides) + [1]))
+    return jnp.stack(cols, axis=-1)
+
+
 def _site_sq(use: _Use, others, g, leaf):
     """Per-example squared gradient norm ``[B]`` of the leaf at one site."""
     eqn = use.eqn
@@ -425,20 +443,18 @@ def _site_sq(use: _Use, others, g, leaf):
             g2 = _to_rows(g, list(range(nfree_d, ond)), list(range(nfree_d)))
         return _dense_sq(a2, g2)
     if use.kind == "conv":
-        a = others[0]
         p = eqn.params
         dn = p["dimension_numbers"]
         rhs_shape = eqn.invars[1].aval.shape
         filt = [rhs_shape[d] for d in dn.rhs_spec[2:]]
         patches = jax.vmap(
-            lambda x: jax.lax.conv_general_dilated_patches(
-                x, filt, p["window_strides"], p["padding"], p["lhs_dilation"], p["rhs_dilation"], dn,
-                precision=jax.lax.Precision.HIGHEST,
-            )
-        )(a)
-        feat = dn.out_spec[1]
-        rest = [d for d in range(g.ndim - 1) if d != feat]
-        return _dense_sq(_to_rows(patches, rest, [feat]), _to_rows(g, rest, [feat]))
+            lambda x: _patches(x, filt, p["window_strides"], p["padding"], p["lhs_dilation"], p["rhs_dilation"], dn)
+        )(others[0])
+        b = patches.shape[0]
+        a2 = jnp.reshape(patches, (b, -1, patches.shape[-2] * patches.shape[-1]))
+        out_order = (dn.out_spec[0],) + tuple(dn.out_spec[2:]) + (dn.out_spec[1],)
+        g2 = jnp.reshape(jnp.transpose(g, (0,) + tuple(1 + d for d in out_order)), (b, a2.shape[1], -1))
+        return _dense_sq(a2, g2)
     if use.kind == "embedding":
         (idx,) = others
         dn = eqn.params["dimension_numbers"]
