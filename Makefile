@@ -57,6 +57,7 @@ bench: $(VENV)/.bench
 	$(PY) -m benchmarks.per_sample
 	$(PY) -m benchmarks.sharded
 	$(PY) -m benchmarks.solvers
+	$(PY) -m benchmarks.ghost
 	$(PY) -m benchmarks.derivatives
 
 # Build the sdist and wheel, install the wheel in a fresh venv on the lowest claimed Python (no editable

@@ -63,13 +63,17 @@ from jaxloss.objectives import (
 from jaxloss.optimize import OptimizeResult, minimize
 from jaxloss.per_sample import (
     ClippedGrad,
+    GhostPlan,
     GradStatistics,
     NoiseScale,
     clipped_mean_grad,
     dense_stack_apply,
     dense_stack_objective,
+    ghost_clipped_grad,
     ghost_clipped_mean_grad,
     ghost_grad_norms,
+    ghost_norms,
+    ghost_plan,
     grad_cosine_similarity,
     grad_statistics,
     grad_statistics_from_grads,
@@ -165,5 +169,6 @@ __all__ = [
     "per_sample_losses", "per_sample_grads", "per_sample_grad_norms", "clipped_mean_grad", "ClippedGrad",
     "grad_statistics", "grad_statistics_from_grads", "GradStatistics", "noise_scale_from_batch_sizes",
     "two_batch_noise_scale", "NoiseScale", "grad_cosine_similarity", "tracin_influence", "dense_stack_apply",
-    "dense_stack_objective", "ghost_grad_norms", "ghost_clipped_mean_grad",
+    "dense_stack_objective", "ghost_grad_norms", "ghost_clipped_mean_grad", "ghost_plan", "GhostPlan", "ghost_norms",
+    "ghost_clipped_grad",
 ]

@@ -96,7 +96,8 @@ class Model:
 
     Calling the model, ``model(params, inputs)``, returns the predictions alone. ``kind`` is ``"function"``,
     ``"linen"``, ``"nnx"`` or ``"equinox"``; ``vmap`` says whether the model sees one example at a time.
-    Hashable by identity (it is static data of a :class:`jaxloss.Objective`).
+    Hashable (static data of a :class:`jaxloss.Objective`): adapters of the same model object in the same
+    mode are equal (NNX adapters only to themselves).
     """
 
     def __init__(self, model, vmap_model: Optional[bool] = None):
@@ -165,6 +166,21 @@ class Model:
 
     def __call__(self, params, inputs):
         return self.apply(params, inputs)[0]
+
+    def _key(self):
+        """Equality: the same function / linen module / framework (so that an objective's pytree structure,
+        and with it a jit cache entry, is shared by objectives of the same model)."""
+        if self.kind == "equinox":
+            return ("equinox", self.vmap)  # the parameters are the module
+        if self.kind == "nnx":
+            return ("nnx", self.vmap, id(self))  # holds the module's default state
+        return (self.kind, self.vmap, _Key(self.module))
+
+    def __hash__(self):
+        return hash(self._key())
+
+    def __eq__(self, other):
+        return isinstance(other, Model) and self._key() == other._key()
 
     def __repr__(self):
         return f"Model({self.kind}: {self.__name__})"

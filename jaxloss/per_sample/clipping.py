@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, Literal, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from jaxloss import _core, _models
+from jaxloss._typing import ArrayLike
 from jaxloss.per_sample._common import (
     Array,
     PyTree,
@@ -68,12 +69,12 @@ def clipped_mean_grad(
     fn: Callable,
     params: PyTree,
     batch: PyTree,
-    max_norm,
-    noise_multiplier=0.0,
+    max_norm: ArrayLike,
+    noise_multiplier: ArrayLike = 0.0,
     key: Optional[Array] = None,
     *,
     chunk_size: Optional[int] = None,
-    method: str = "vmap",
+    method: Literal["vmap", "ghost"] = "vmap",
 ) -> ClippedGrad:
     """DP-SGD's gradient: clip every per-example gradient to norm ``max_norm``, average, add noise.
 

@@ -52,6 +52,7 @@ import numpy as np
 from jax.extend import core as jcore
 
 from jaxloss import _models
+from jaxloss._typing import ArrayLike
 from jaxloss.per_sample import _common as _ps
 from jaxloss.per_sample.clipping import ClippedGrad, _check_dp_args, _clip_factor, _dp_noise
 
@@ -726,7 +727,9 @@ def _per_example_loss(loss, outputs, targets):
 
 
 
-def ghost_grad_norms(params: Sequence, batch, loss: Callable, *, activation: Callable = jax.nn.relu, per_layer: bool = False):
+def ghost_grad_norms(
+    params: Sequence, batch: PyTree, loss: Callable, *, activation: Callable = jax.nn.relu, per_layer: bool = False,
+) -> Array | tuple[Array, Any]:
     """Deprecated: ``per_sample_grad_norms(dense_stack_objective(loss, activation), params, batch,
     method="ghost")``, which this calls (any model works there).
 
@@ -756,7 +759,8 @@ def ghost_grad_norms(params: Sequence, batch, loss: Callable, *, activation: Cal
 
 
 def ghost_clipped_mean_grad(
-    params: Sequence, batch, loss: Callable, max_norm, noise_multiplier=0.0, key=None, *, activation: Callable = jax.nn.relu
+    params: Sequence, batch: PyTree, loss: Callable, max_norm: ArrayLike, noise_multiplier: ArrayLike = 0.0,
+    key: Array | None = None, *, activation: Callable = jax.nn.relu,
 ) -> ClippedGrad:
     """Deprecated: ``clipped_mean_grad(dense_stack_objective(loss, activation), params, batch, max_norm,
     noise_multiplier, key, method="ghost")``, which this calls (any model works there).

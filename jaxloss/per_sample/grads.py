@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Literal, Optional, Union
 
 import jax
 import numpy as np
@@ -86,8 +86,8 @@ def per_sample_grad_norms(
     *,
     chunk_size: Optional[int] = None,
     per_layer: Union[bool, int] = False,
-    method: str = "vmap",
-):
+    method: Literal["vmap", "ghost"] = "vmap",
+) -> Array | tuple[Array, Any]:
     """Per-example gradient L2 norms, global and optionally per leaf or per layer.
 
     With ``chunk_size`` only one chunk of per-example gradients exists at a time: each chunk is reduced to

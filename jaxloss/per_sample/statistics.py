@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from jaxloss import _core, _models
+from jaxloss._typing import ArrayLike
 from jaxloss.per_sample._common import (
     Array,
     PyTree,
@@ -153,7 +154,9 @@ class NoiseScale(NamedTuple):
     grad_sq_norm: Array
 
 
-def noise_scale_from_batch_sizes(small_sq_norm, big_sq_norm, small_batch_size, big_batch_size) -> NoiseScale:
+def noise_scale_from_batch_sizes(
+    small_sq_norm: ArrayLike, big_sq_norm: ArrayLike, small_batch_size: ArrayLike, big_batch_size: ArrayLike,
+) -> NoiseScale:
     """The unbiased two-batch-size estimator of the gradient noise scale (McCandlish et al. 2018, App. A).
 
     From the squared norms of mean-loss gradients at two batch sizes ``b < B``
