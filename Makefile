@@ -58,6 +58,7 @@ bench: $(VENV)/.bench
 	$(PY) -m benchmarks.sharded
 	$(PY) -m benchmarks.solvers
 	$(PY) -m benchmarks.ghost
+	$(PY) -m benchmarks.derivatives
 
 # Build the sdist and wheel, install the wheel in a fresh venv on the lowest claimed Python (no editable
 # checkout on the path), import it and run a jitted loss; check the wheel/sdist contents and metadata.

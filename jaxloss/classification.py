@@ -10,7 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxloss import _core
+from jaxloss import _core, _derivatives
 from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = [
@@ -201,6 +201,9 @@ def binary_cross_entropy(
     ctx = ctx.enforce(binary_cross_entropy, pos_weight=pos_weight, label_smoothing=label_smoothing)
     eps = ctx.cast(label_smoothing)
     y = y * (1.0 - eps) + 0.5 * eps
+    if from_logits and pos_weight is None:
+        # Closed-form derivative sigmoid(x) - y (measured faster than the generic one).
+        return ctx.reduce(_derivatives.bce_logits_elementwise(x, y), weights=weights)
     log_p, log_not_p = _binary_log_probs(x, from_logits)
     pos = y * log_p
     if pos_weight is not None:

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxloss import _core
+from jaxloss import _core, _derivatives
 from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = [
@@ -119,11 +119,9 @@ def huber(
     """
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
     ctx = ctx.enforce(huber, delta=delta)
-    delta = ctx.cast(delta)
-    abs_err = jnp.abs(p - t)
-    quad = jnp.minimum(abs_err, delta)
-    # 0.5 q^2 + delta (|e| - q): equals both branches and is smooth in e.
-    return ctx.reduce(0.5 * quad * quad + delta * (abs_err - quad), weights=weights)
+    # 0.5 q^2 + delta (|e| - q), q = min(|e|, delta): equals both branches and is smooth in e. The
+    # derivative is the closed form clip(e, -delta, delta) (measured faster than the generic one).
+    return ctx.reduce(_derivatives.huber_elementwise(p - t, ctx.cast(delta)), weights=weights)
 
 
 @_core.domain(beta=_core.NONNEGATIVE)
@@ -166,8 +164,8 @@ def log_cosh(
       9999.31
     """
     ctx, (p, t) = _core.prepare(predictions, targets, where=where, reduction=reduction)
-    e = p - t
-    return ctx.reduce(jnp.logaddexp(e, -e) - _LN2, weights=weights)
+    # Derivative written as tanh(e) (measured faster than the generic one).
+    return ctx.reduce(_derivatives.log_cosh_elementwise(p - t), weights=weights)
 
 
 @_core.domain(tau=_core.PROBABILITY)
