@@ -301,6 +301,7 @@ def _def_op(local, n_rows_in, outs, out_kinds):
     op.def_partition(partition=partition, sharding_rule=rule)
 
     def call(chunk, kind, *args):
+        plain = functools.partial(local, chunk=chunk, kind=kind, layout=_local_layout(args[1].shape[-1]))
         f = custom_vmap(lambda *a: op(chunk, kind, *a))
 
         @f.def_vmap
@@ -309,7 +310,10 @@ def _def_op(local, n_rows_in, outs, out_kinds):
             out = jax.vmap(local_fn, in_axes=[0 if bat else None for bat in in_batched], axis_size=axis_size)(*a)
             return out, (True,) * len(out)
 
-        return tuple(f(*args))
+        # Higher-order derivatives (differentiating the backward pass) go through the plain kernel.
+        g = jax.custom_jvp(lambda *a: tuple(f(*a)))
+        g.defjvp(lambda primals, tangents: (tuple(f(*primals)), jax.jvp(plain, primals, tangents)[1]))
+        return tuple(g(*args))
 
     return call
 
@@ -431,7 +435,9 @@ def _prepare(hidden, weight, labels, bias, where, reduction, ignore_index):
     return ctx, h, weight, bias, y, labels
 
 
-@_core.domain(labels=_core.CLASS_OR_PROBABILITIES, label_smoothing=_core.PROBABILITY, z_loss=_core.NONNEGATIVE)
+# CLASS_LABELS (not CLASS_OR_PROBABILITIES: probability targets have the vocabulary's width, not hidden's);
+# its check of float labels is still the probability range [0, 1].
+@_core.domain(labels=_core.CLASS_LABELS, label_smoothing=_core.PROBABILITY, z_loss=_core.NONNEGATIVE)
 def linear_cross_entropy(
     hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE, class_weights: ArrayLike | None = None, ignore_index: int | None = None,
