@@ -38,7 +38,8 @@ CASES = {
     "huber": (_plain_huber, lambda p, t: jaxloss.huber(p, t), lambda p, t: jnp.mean(optax.huber_loss(p, t, delta=1.0))),
     "log_cosh": (_plain_log_cosh, lambda p, t: jaxloss.log_cosh(p, t), lambda p, t: jnp.mean(optax.log_cosh(p, t))),
     "binary_cross_entropy": (
-        _plain_bce, lambda x, y: jaxloss.binary_cross_entropy(x, y),
+        _plain_bce,
+        lambda x, y: jaxloss.binary_cross_entropy(x, y),
         lambda x, y: jnp.mean(optax.sigmoid_binary_cross_entropy(x, y)),
     ),
 }
@@ -53,7 +54,9 @@ def main(argv=None):
     p = jax.random.normal(k1, (args.size,), jnp.float32) * 2.0
     t = jax.random.normal(k2, (args.size,), jnp.float32)
     y = (t > 0).astype(jnp.float32)
-    print(f"value_and_grad, {args.size} float32 elements, {jax.devices()[0].platform}, median of {args.repeats} interleaved runs")
+    print(
+        f"value_and_grad, {args.size} float32 elements, {jax.devices()[0].platform}, median of {args.repeats} interleaved runs"
+    )
     print("| loss | plain formula ms | jaxloss ms | optax ms | jaxloss/plain | jaxloss/optax |")
     print("|---|---|---|---|---|---|")
     for name, fns in CASES.items():

@@ -95,8 +95,14 @@ def _torch_model(arch, size):
     if arch == "cnn":
         c1, c2, k = dims
         return nn.Sequential(
-            nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2), nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(),
-            nn.AvgPool2d(2), nn.Flatten(), nn.Linear(4 * c2, k),
+            nn.Conv2d(1, c1, 3, padding=1),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1),
+            nn.ReLU(),
+            nn.AvgPool2d(2),
+            nn.Flatten(),
+            nn.Linear(4 * c2, k),
         )
     vocab, d, heads, t, k = dims
 
@@ -180,8 +186,14 @@ def opacus_rows(arch, batch_size, size, repeats):
             engine = opacus.PrivacyEngine()
             kwargs = {"criterion": crit} if mode == "ghost" else {}
             made = engine.make_private(
-                module=model, optimizer=opt, data_loader=loader, noise_multiplier=0.0, max_grad_norm=1.0,
-                grad_sample_mode=mode, poisson_sampling=False, **kwargs,
+                module=model,
+                optimizer=opt,
+                data_loader=loader,
+                noise_multiplier=0.0,
+                max_grad_norm=1.0,
+                grad_sample_mode=mode,
+                poisson_sampling=False,
+                **kwargs,
             )
             model, opt = made[0], made[1]
             if mode == "ghost":
@@ -250,8 +262,15 @@ def main(argv=None):
                 op_ghost_ratio = op["ghost"] / op["plain"]
                 op_hooks, op_ghost = _fmt_ratio(op["hooks"] / op["plain"]), _fmt_ratio(op_ghost_ratio)
             cells = []
-            for name in ("norms: vmap", "norms: chunked vmap", "norms: ghost", "clipped: vmap", "clipped: chunked vmap",
-                         "clipped: ghost", "clipped: ghost two-pass"):
+            for name in (
+                "norms: vmap",
+                "norms: chunked vmap",
+                "norms: ghost",
+                "clipped: vmap",
+                "clipped: chunked vmap",
+                "clipped: ghost",
+                "clipped: ghost two-pass",
+            ):
                 t, m = rows[name]
                 rt, rm = t / base_t, m / max(base_m, 1)
                 tt = tm = None
@@ -260,7 +279,8 @@ def main(argv=None):
                     tm = TARGET_MEM.get(arch)
                 cells.append(f"{_fmt_ratio(rt, tt)} / {_fmt_ratio(rm, tm)}")
             lines.append(
-                f"| {arch} | {b} | {base_t * 1e3:.2f} | {base_m / 2**20:.2f} | " + " | ".join(cells)
+                f"| {arch} | {b} | {base_t * 1e3:.2f} | {base_m / 2**20:.2f} | "
+                + " | ".join(cells)
                 + f" | {op_hooks} | {op_ghost} | {rel:.1e} |"
             )
             if plan.fallback:

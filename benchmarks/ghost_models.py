@@ -49,7 +49,11 @@ def _attend(q, k, v, mask, heads):
 
 class NNXMLP(nnx.Module):
     def __init__(self, d, h, k, rngs):
-        self.l1, self.l2, self.l3 = nnx.Linear(d, h, rngs=rngs), nnx.Linear(h, h, rngs=rngs), nnx.Linear(h, k, rngs=rngs)
+        self.l1, self.l2, self.l3 = (
+            nnx.Linear(d, h, rngs=rngs),
+            nnx.Linear(h, h, rngs=rngs),
+            nnx.Linear(h, k, rngs=rngs),
+        )
 
     def __call__(self, x):
         return self.l3(jax.nn.relu(self.l2(jax.nn.relu(self.l1(x)))))
@@ -201,7 +205,10 @@ def _plain_params(d, h, k, seed):
     rng = np.random.default_rng(seed)
     sizes = [d, h, h, k]
     return [
-        (jnp.asarray(rng.normal(size=(a, b)) / np.sqrt(a), jnp.float32), jnp.asarray(0.1 * rng.normal(size=b), jnp.float32))
+        (
+            jnp.asarray(rng.normal(size=(a, b)) / np.sqrt(a), jnp.float32),
+            jnp.asarray(0.1 * rng.normal(size=b), jnp.float32),
+        )
         for a, b in zip(sizes[:-1], sizes[1:])
     ]
 
@@ -245,5 +252,9 @@ def build(framework, arch, batch_size, size="tiny", seed=0):
     """``(objective, params, batch)`` of a model of the benchmark (see the module docstring)."""
     model = make_model(framework, arch, size, seed)
     if framework == "plain":
-        return jaxloss.objective(plain_mlp, jaxloss.cross_entropy), model, make_batch(framework, arch, batch_size, size, seed)
+        return (
+            jaxloss.objective(plain_mlp, jaxloss.cross_entropy),
+            model,
+            make_batch(framework, arch, batch_size, size, seed),
+        )
     return jaxloss.objective(model, jaxloss.cross_entropy), model, make_batch(framework, arch, batch_size, size, seed)

@@ -39,7 +39,10 @@ SIZES = (64, 256, 256, 10)  # input, two hidden layers, classes
 def make_problem(batch_size, seed=0):
     rng = np.random.default_rng(seed)
     params = [
-        (jnp.asarray(rng.normal(size=(a, b)) / np.sqrt(a), jnp.float32), jnp.asarray(rng.normal(size=b) * 0.1, jnp.float32))
+        (
+            jnp.asarray(rng.normal(size=(a, b)) / np.sqrt(a), jnp.float32),
+            jnp.asarray(rng.normal(size=b) * 0.1, jnp.float32),
+        )
         for a, b in zip(SIZES[:-1], SIZES[1:])
     ]
     batch = (
@@ -166,11 +169,15 @@ def main(argv=None):
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[32, 128, 512, 1024])
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--chunk-size", type=int, default=32)
-    parser.add_argument("--out", default=None, help="markdown output (default benchmarks/results/per_sample_<backend>.md)")
+    parser.add_argument(
+        "--out", default=None, help="markdown output (default benchmarks/results/per_sample_<backend>.md)"
+    )
     args = parser.parse_args(argv)
     speed, memory = run(args.batch_sizes, args.repeats, args.chunk_size)
     text = report(speed, memory, args.repeats, args.chunk_size)
-    out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", f"per_sample_{jax.default_backend()}.md")
+    out = args.out or os.path.join(
+        os.path.dirname(os.path.abspath(__file__)), "results", f"per_sample_{jax.default_backend()}.md"
+    )
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         f.write(text)

@@ -187,20 +187,55 @@ def build_cases(sizes: Sizes, torch_mod) -> tuple:
         return (ce * (1 - p_t) ** gamma * (alpha * y + (1 - alpha) * (1 - y))).mean()
 
     elementwise = [
-        ("mse", pair, lambda p, t: jaxloss.mse(p, t), lambda p, t: jnp.mean(ol.squared_error(p, t)),
-         lambda p, t: F.mse_loss(p, t), ""),
+        (
+            "mse",
+            pair,
+            lambda p, t: jaxloss.mse(p, t),
+            lambda p, t: jnp.mean(ol.squared_error(p, t)),
+            lambda p, t: F.mse_loss(p, t),
+            "",
+        ),
         ("mae", pair, lambda p, t: jaxloss.mae(p, t), None, lambda p, t: F.l1_loss(p, t), "optax has no L1 loss"),
-        ("huber", pair, lambda p, t: jaxloss.huber(p, t, delta=1.0), lambda p, t: jnp.mean(ol.huber_loss(p, t, delta=1.0)),
-         lambda p, t: F.huber_loss(p, t, delta=1.0), ""),
-        ("log_cosh", pair, lambda p, t: jaxloss.log_cosh(p, t), lambda p, t: jnp.mean(ol.log_cosh(p, t)),
-         torch_log_cosh, "PyTorch: the stable formula |e| + softplus(-2|e|) - log 2 (no built-in)"),
-        ("binary_cross_entropy", binary, lambda x, y: jaxloss.binary_cross_entropy(x, y),
-         lambda x, y: jnp.mean(ol.sigmoid_binary_cross_entropy(x, y)), lambda x, y: F.binary_cross_entropy_with_logits(x, y), ""),
-        ("focal", binary, lambda x, y: jaxloss.focal(x, y, alpha=0.25, gamma=2.0),
-         lambda x, y: jnp.mean(ol.sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0)), torch_focal,
-         "PyTorch: torchvision's sigmoid_focal_loss formula"),
-        ("hinge", signed, lambda s, y: jaxloss.hinge(s, y), lambda s, y: jnp.mean(ol.hinge_loss(s, y)),
-         lambda s, y: T.relu(1.0 - y * s).mean(), "PyTorch: relu(1 - y s).mean() (no built-in)"),
+        (
+            "huber",
+            pair,
+            lambda p, t: jaxloss.huber(p, t, delta=1.0),
+            lambda p, t: jnp.mean(ol.huber_loss(p, t, delta=1.0)),
+            lambda p, t: F.huber_loss(p, t, delta=1.0),
+            "",
+        ),
+        (
+            "log_cosh",
+            pair,
+            lambda p, t: jaxloss.log_cosh(p, t),
+            lambda p, t: jnp.mean(ol.log_cosh(p, t)),
+            torch_log_cosh,
+            "PyTorch: the stable formula |e| + softplus(-2|e|) - log 2 (no built-in)",
+        ),
+        (
+            "binary_cross_entropy",
+            binary,
+            lambda x, y: jaxloss.binary_cross_entropy(x, y),
+            lambda x, y: jnp.mean(ol.sigmoid_binary_cross_entropy(x, y)),
+            lambda x, y: F.binary_cross_entropy_with_logits(x, y),
+            "",
+        ),
+        (
+            "focal",
+            binary,
+            lambda x, y: jaxloss.focal(x, y, alpha=0.25, gamma=2.0),
+            lambda x, y: jnp.mean(ol.sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0)),
+            torch_focal,
+            "PyTorch: torchvision's sigmoid_focal_loss formula",
+        ),
+        (
+            "hinge",
+            signed,
+            lambda s, y: jaxloss.hinge(s, y),
+            lambda s, y: jnp.mean(ol.hinge_loss(s, y)),
+            lambda s, y: T.relu(1.0 - y * s).mean(),
+            "PyTorch: relu(1 - y s).mean() (no built-in)",
+        ),
     ]
     for name, make, jl, ox, tc, note in elementwise:
         if have(name):
@@ -221,49 +256,78 @@ def build_cases(sizes: Sizes, torch_mod) -> tuple:
             return _log_softmax_np(_f32(rng, (n, c), 2.0)), (t / t.sum(-1, keepdims=True)).astype(np.float32)
 
         if have("cross_entropy"):
-            cases.append(Case(
-                "cross_entropy (int labels)", size, int_labels, lambda x, y: jaxloss.cross_entropy(x, y),
-                lambda x, y: jnp.mean(ol.softmax_cross_entropy_with_integer_labels(x, y)),
-                None if T is None else (lambda x, y: F.cross_entropy(x, y)),
-            ))
-            cases.append(Case(
-                "cross_entropy (probabilities)", size, probs, lambda x, t: jaxloss.cross_entropy(x, t),
-                lambda x, t: jnp.mean(ol.softmax_cross_entropy(x, t)),
-                None if T is None else (lambda x, t: F.cross_entropy(x, t)),
-            ))
+            cases.append(
+                Case(
+                    "cross_entropy (int labels)",
+                    size,
+                    int_labels,
+                    lambda x, y: jaxloss.cross_entropy(x, y),
+                    lambda x, y: jnp.mean(ol.softmax_cross_entropy_with_integer_labels(x, y)),
+                    None if T is None else (lambda x, y: F.cross_entropy(x, y)),
+                )
+            )
+            cases.append(
+                Case(
+                    "cross_entropy (probabilities)",
+                    size,
+                    probs,
+                    lambda x, t: jaxloss.cross_entropy(x, t),
+                    lambda x, t: jnp.mean(ol.softmax_cross_entropy(x, t)),
+                    None if T is None else (lambda x, t: F.cross_entropy(x, t)),
+                )
+            )
         if c > 2000:  # the other class-axis losses at the first size only (the time budget)
             continue
         if have("kl_divergence"):
-            cases.append(Case(
-                "kl_divergence", size, log_probs, lambda lp, t: jaxloss.kl_divergence(lp, t),
-                lambda lp, t: jnp.mean(ol.kl_divergence(lp, t)),
-                None if T is None else (lambda lp, t: F.kl_div(lp, t, reduction="batchmean")),
-            ))
+            cases.append(
+                Case(
+                    "kl_divergence",
+                    size,
+                    log_probs,
+                    lambda lp, t: jaxloss.kl_divergence(lp, t),
+                    lambda lp, t: jnp.mean(ol.kl_divergence(lp, t)),
+                    None if T is None else (lambda lp, t: F.kl_div(lp, t, reduction="batchmean")),
+                )
+            )
         if have("multiclass_hinge"):
+
             def torch_mc_hinge(s, y):
                 onehot = F.one_hot(y, s.shape[-1]).to(s.dtype)
                 return (T.amax(s + 1.0 - onehot, dim=-1) - s.gather(-1, y[:, None])[:, 0]).mean()
 
-            cases.append(Case(
-                "multiclass_hinge", size, int_labels, lambda s, y: jaxloss.multiclass_hinge(s, y),
-                lambda s, y: jnp.mean(ol.multiclass_hinge_loss(s, y)), None if T is None else torch_mc_hinge,
-                note="PyTorch: max(s + 1 - onehot) - s_y (multi_margin_loss is a different loss)",
-            ))
+            cases.append(
+                Case(
+                    "multiclass_hinge",
+                    size,
+                    int_labels,
+                    lambda s, y: jaxloss.multiclass_hinge(s, y),
+                    lambda s, y: jnp.mean(ol.multiclass_hinge_loss(s, y)),
+                    None if T is None else torch_mc_hinge,
+                    note="PyTorch: max(s + 1 - onehot) - s_y (multi_margin_loss is a different loss)",
+                )
+            )
 
     b, d = sizes.embedding
     if have("triplet_margin"):
+
         def triplets(rng):
             return _f32(rng, (b, d)), _f32(rng, (b, d)), _f32(rng, (b, d))
 
-        cases.append(Case(
-            "triplet_margin", f"3×{b}×{d}", triplets, lambda a, p, n: jaxloss.triplet_margin(a, p, n),
-            lambda a, p, n: jnp.mean(ol.triplet_margin_loss(a, p, n)),
-            None if T is None else (lambda a, p, n: F.triplet_margin_loss(a, p, n)),
-            note="gradient w.r.t. the anchors",
-        ))
+        cases.append(
+            Case(
+                "triplet_margin",
+                f"3×{b}×{d}",
+                triplets,
+                lambda a, p, n: jaxloss.triplet_margin(a, p, n),
+                lambda a, p, n: jnp.mean(ol.triplet_margin_loss(a, p, n)),
+                None if T is None else (lambda a, p, n: F.triplet_margin_loss(a, p, n)),
+                note="gradient w.r.t. the anchors",
+            )
+        )
 
     bs, frames, k, nl = sizes.ctc
     if have("ctc"):
+
         def ctc_data(rng):
             labels = rng.integers(1, k, (bs, nl)).astype(np.int32)
             label_len = rng.integers(nl // 2, nl + 1, bs)
@@ -278,16 +342,21 @@ def build_cases(sizes: Sizes, torch_mod) -> tuple:
             lab_len = (1 - lpad).sum(1).long()
             return F.ctc_loss(lp, y.long(), in_len, lab_len, reduction="sum") / x.shape[0]
 
-        cases.append(Case(
-            "ctc", f"{bs}×{frames}×{k}, labels {nl}", ctc_data,
-            lambda x, y, fp, lp: jaxloss.ctc(x, y, logit_paddings=fp, label_paddings=lp),
-            lambda x, y, fp, lp: jnp.mean(ol.ctc_loss(x, fp, y, lp)),
-            None if T is None else torch_ctc,
-            note="PyTorch: log_softmax + ctc_loss (its 'mean' divides by label lengths, so sum / batch)",
-        ))
+        cases.append(
+            Case(
+                "ctc",
+                f"{bs}×{frames}×{k}, labels {nl}",
+                ctc_data,
+                lambda x, y, fp, lp: jaxloss.ctc(x, y, logit_paddings=fp, label_paddings=lp),
+                lambda x, y, fp, lp: jnp.mean(ol.ctc_loss(x, fp, y, lp)),
+                None if T is None else torch_ctc,
+                note="PyTorch: log_softmax + ctc_loss (its 'mean' divides by label lengths, so sum / batch)",
+            )
+        )
 
     sb, sh, sw, sc = sizes.segmentation
     if have("dice"):
+
         def seg(rng):
             y = rng.integers(0, sc, (sb, sh, sw))
             return _f32(rng, (sb, sh, sw, sc)), np.eye(sc, dtype=np.float32)[y]
@@ -299,11 +368,17 @@ def build_cases(sizes: Sizes, torch_mod) -> tuple:
             d = (2 * tp + 2 * smooth) / (p.sum(dims) + t.sum(dims) + 2 * smooth)  # optax's / jaxloss's smoothing
             return (1 - d).mean()
 
-        cases.append(Case(
-            "dice", f"{sb}×{sh}×{sw}×{sc}", seg, lambda x, t: jaxloss.dice(x, t),
-            lambda x, t: jnp.mean(ol.dice_loss(x, t)), None if T is None else torch_dice,
-            note="softmax over 4 classes, one-hot targets; PyTorch: the formula (no built-in)",
-        ))
+        cases.append(
+            Case(
+                "dice",
+                f"{sb}×{sh}×{sw}×{sc}",
+                seg,
+                lambda x, t: jaxloss.dice(x, t),
+                lambda x, t: jnp.mean(ol.dice_loss(x, t)),
+                None if T is None else torch_dice,
+                note="softmax over 4 classes, one-hot targets; PyTorch: the formula (no built-in)",
+            )
+        )
     return cases, skipped
 
 
@@ -327,7 +402,9 @@ def round_robin(candidates: Dict[str, Callable], sizes: Sizes, warm_each: bool =
     times: Dict[str, List[float]] = {k: [] for k in candidates}
     start = time.perf_counter()
     rounds = 0
-    while rounds < sizes.min_reps or (rounds < sizes.max_reps and time.perf_counter() - start < sizes.target_s * len(candidates)):
+    while rounds < sizes.min_reps or (
+        rounds < sizes.max_reps and time.perf_counter() - start < sizes.target_s * len(candidates)
+    ):
         for k, fn in candidates.items():
             if warm_each:
                 fn()
@@ -363,8 +440,10 @@ def copy_bandwidth(nbytes: int, sizes: Sizes) -> float:
         x = jnp.zeros((n,), jnp.float32)
         f = jax.jit(lambda a: a + 1.0)
         jax.block_until_ready(f(x))
-        median = round_robin({"copy": lambda: jax.block_until_ready(f(x))},
-                             dataclasses.replace(sizes, min_reps=max(5, sizes.min_reps), max_reps=max(20, sizes.max_reps), target_s=0.5))
+        median = round_robin(
+            {"copy": lambda: jax.block_until_ready(f(x))},
+            dataclasses.replace(sizes, min_reps=max(5, sizes.min_reps), max_reps=max(20, sizes.max_reps), target_s=0.5),
+        )
         _BANDWIDTH[n] = 2 * 4 * n / median["copy"]
     return _BANDWIDTH[n]
 
@@ -400,14 +479,19 @@ def run_case(case: Case, sizes: Sizes, torch_mod, torch_device, torch_compile: b
     if case.torch is not None and torch_mod is not None:
         T = torch_mod
         # PyTorch wants int64 class indices
-        targs = [T.from_numpy(np.asarray(a, np.int64) if np.issubdtype(np.asarray(a).dtype, np.integer) else np.asarray(a)).to(torch_device)
-                 for a in arrays]
+        targs = [
+            T.from_numpy(
+                np.asarray(a, np.int64) if np.issubdtype(np.asarray(a).dtype, np.integer) else np.asarray(a)
+            ).to(torch_device)
+            for a in arrays
+        ]
         x = targs[0].clone().requires_grad_(True)
         rest = targs[1:]
         variants = [("torch", case.torch)]
         if torch_compile:
             variants.append(("torch.compile", T.compile(case.torch)))
         for lib, fn in variants:
+
             def tfwd(fn=fn):
                 with T.no_grad():
                     out = fn(targs[0], *rest)
@@ -439,7 +523,11 @@ def run_case(case: Case, sizes: Sizes, torch_mod, torch_device, torch_compile: b
             time.sleep(0.2 if sizes.min_reps > 1 else 0.0)
     bandwidth = copy_bandwidth(np.asarray(arrays[0]).nbytes, sizes)
     ref = values.get("jaxloss")
-    bad = [f"{k} {v:.6g}" for k, v in values.items() if ref is not None and not math.isclose(v, ref, rel_tol=2e-3, abs_tol=1e-5)]
+    bad = [
+        f"{k} {v:.6g}"
+        for k, v in values.items()
+        if ref is not None and not math.isclose(v, ref, rel_tol=2e-3, abs_tol=1e-5)
+    ]
     check = "values agree" if not bad else f"values differ: jaxloss {ref:.6g}, " + ", ".join(bad)
     return Row(case, times, temp, fwd_bytes / bandwidth, vg_bytes / bandwidth, bandwidth, check)
 
@@ -457,7 +545,11 @@ def _lce_fns():
 
 def lce_memory(sizes: Sizes) -> Dict[str, Optional[int]]:
     n, h, v = sizes.lce_memory
-    specs = (jax.ShapeDtypeStruct((n, h), jnp.float32), jax.ShapeDtypeStruct((h, v), jnp.float32), jax.ShapeDtypeStruct((n,), jnp.int32))
+    specs = (
+        jax.ShapeDtypeStruct((n, h), jnp.float32),
+        jax.ShapeDtypeStruct((h, v), jnp.float32),
+        jax.ShapeDtypeStruct((n,), jnp.int32),
+    )
     return {name: _jax_compile(fn, specs)[1] for name, fn in _lce_fns().items()}
 
 
@@ -480,6 +572,7 @@ def lce_time(sizes: Sizes, torch_mod, torch_device, rng) -> tuple:
         if hasattr(T.nn, "LinearCrossEntropyOptions"):
             options.append(("torch linear_cross_entropy (chunked options)", T.nn.LinearCrossEntropyOptions()))
         for name, opt in options:
+
             def tvg(opt=opt):
                 th.grad = tw.grad = None
                 out = T.nn.functional.linear_cross_entropy(th, tw, ty, options=opt)
@@ -548,8 +641,13 @@ def machine_info(torch_mod, torch_device, torch_compile: bool = False) -> List[s
     dev = jax.devices()[0]
     import optax
 
-    versions = [f"python {platform.python_version()}", f"jax {jax.__version__}", f"optax {optax.__version__}",
-                f"numpy {np.__version__}", f"jaxloss {jaxloss.__version__}"]
+    versions = [
+        f"python {platform.python_version()}",
+        f"jax {jax.__version__}",
+        f"optax {optax.__version__}",
+        f"numpy {np.__version__}",
+        f"jaxloss {jaxloss.__version__}",
+    ]
     if torch_mod is not None:
         versions.insert(3, f"torch {torch_mod.__version__}")
     lines = [
@@ -558,8 +656,10 @@ def machine_info(torch_mod, torch_device, torch_compile: bool = False) -> List[s
         f"- JAX device: {dev.platform} ({getattr(dev, 'device_kind', dev.platform)}), {jax.device_count()} device(s)",
     ]
     if torch_mod is not None:
-        lines.append(f"- PyTorch device: {torch_device} ({torch_mod.get_num_threads()} threads), eager"
-                     + (" and `torch.compile` (default mode)" if torch_compile else ""))
+        lines.append(
+            f"- PyTorch device: {torch_device} ({torch_mod.get_num_threads()} threads), eager"
+            + (" and `torch.compile` (default mode)" if torch_compile else "")
+        )
     lines.append("- versions: " + ", ".join(versions))
     return lines
 
@@ -582,9 +682,14 @@ def report(rows: List[Row], skipped, lce, machine, sizes: Sizes, quick: bool, to
         "",
     ]
     libs = ["jaxloss", "optax", "torch"] + (["torch.compile"] if torch_compile else [])
-    head = (["loss", "size"] + [f"{lib} fwd" for lib in libs] + [f"{lib} v&g" for lib in libs]
-            + ["floor v&g", "fwd ÷optax", "fwd ÷torch", "v&g ÷optax", "v&g ÷torch"]
-            + (["fwd ÷compile", "v&g ÷compile"] if torch_compile else []) + ["v&g ÷floor", "temp jaxloss", "temp optax"])
+    head = (
+        ["loss", "size"]
+        + [f"{lib} fwd" for lib in libs]
+        + [f"{lib} v&g" for lib in libs]
+        + ["floor v&g", "fwd ÷optax", "fwd ÷torch", "v&g ÷optax", "v&g ÷torch"]
+        + (["fwd ÷compile", "v&g ÷compile"] if torch_compile else [])
+        + ["v&g ÷floor", "temp jaxloss", "temp optax"]
+    )
     out.append("| " + " | ".join(head) + " |")
     out.append("|" + "---|" * len(head))
     for r in rows:
@@ -601,7 +706,9 @@ def report(rows: List[Row], skipped, lce, machine, sizes: Sizes, quick: bool, to
         if torch_compile:
             cells.append(_ratio(jf, t.get("torch.compile fwd"), TARGET_TORCH, misses, f"{name} fwd vs torch.compile"))
             cells.append(_ratio(jv, t.get("torch.compile vg"), TARGET_TORCH, misses, f"{name} v&g vs torch.compile"))
-        cells.append(_ratio(jv, r.floor_vg, TARGET_FLOOR if r.case.elementwise else None, misses, f"{name} v&g vs floor"))
+        cells.append(
+            _ratio(jv, r.floor_vg, TARGET_FLOOR if r.case.elementwise else None, misses, f"{name} v&g vs floor")
+        )
         tj, to = r.temp.get("jaxloss"), r.temp.get("optax")
         temp_cell = _mib(tj)
         if tj is not None and to is not None and tj > to + max(0.01 * to, 64 * 1024):
@@ -630,15 +737,25 @@ def report(rows: List[Row], skipped, lce, machine, sizes: Sizes, quick: bool, to
         "| fused MiB | naive MiB | fused ÷ naive (target ≤ 1/16 = 0.0625) |",
         "|---|---|---|",
         f"| {_mib(mem.get('fused'))} | {_mib(mem.get('naive'))} | "
-        + ("—" if mem_ratio is None else f"{mem_ratio:.4f} (1/{1 / mem_ratio:.0f}){mark}") + " |",
+        + ("—" if mem_ratio is None else f"{mem_ratio:.4f} (1/{1 / mem_ratio:.0f}){mark}")
+        + " |",
         "",
     ]
     n, h, v = sizes.lce_time
-    out += [f"`value_and_grad` time at tokens={n}, hidden={h}, vocab={v}, float32, where the naive path fits:", "",
-            "| implementation | ms | ÷ naive | temp MiB | value |", "|---|---|---|---|---|"]
+    out += [
+        f"`value_and_grad` time at tokens={n}, hidden={h}, vocab={v}, float32, where the naive path fits:",
+        "",
+        "| implementation | ms | ÷ naive | temp MiB | value |",
+        "|---|---|---|---|---|",
+    ]
     for name, t in times.items():
-        r = _ratio(t, times.get("naive"), TARGET_LCE_TIME if name == "fused" else None,
-                   misses if name == "fused" else None, "linear_cross_entropy fused vs naive time")
+        r = _ratio(
+            t,
+            times.get("naive"),
+            TARGET_LCE_TIME if name == "fused" else None,
+            misses if name == "fused" else None,
+            "linear_cross_entropy fused vs naive time",
+        )
         out.append(f"| {name} | {_ms(t)} | {r} | {_mib(temps.get(name))} | {values.get(name, float('nan')):.6g} |")
     out.append("")
     out += [f"- {x}" for x in lce_notes]
@@ -660,11 +777,17 @@ def default_out_path() -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> str:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny sizes and few runs: a smoke test (writes no file unless --out)")
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny sizes and few runs: a smoke test (writes no file unless --out)"
+    )
     parser.add_argument("--out", default=None, help="markdown output path (default benchmarks/results/<device>.md)")
     parser.add_argument("--only", default=None, help="run only the cases whose loss name contains this string")
-    parser.add_argument("--torch-compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="also time torch.compile (default: on, off with --quick; ~10 s of compilation per loss on a 2-core CPU)")
+    parser.add_argument(
+        "--torch-compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also time torch.compile (default: on, off with --quick; ~10 s of compilation per loss on a 2-core CPU)",
+    )
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-lce", action="store_true", help="leave the linear_cross_entropy section out")
     args = parser.parse_args(argv)
@@ -694,7 +817,15 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
         lce = ({}, ({}, {}, {}, ["not run (--no-lce)"]))
     else:
         lce = (lce_memory(sizes), lce_time(sizes, torch_mod, torch_device, rng))
-    text = report(rows, skipped, lce, machine_info(torch_mod, torch_device, args.torch_compile), sizes, args.quick, args.torch_compile)
+    text = report(
+        rows,
+        skipped,
+        lce,
+        machine_info(torch_mod, torch_device, args.torch_compile),
+        sizes,
+        args.quick,
+        args.torch_compile,
+    )
     text += f"\nTotal run time: {time.perf_counter() - t_start:.0f} s.\n"
     print(text)
     out = args.out if args.out is not None else (None if args.quick else default_out_path())

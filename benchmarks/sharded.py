@@ -86,7 +86,14 @@ def measure(tokens: int, hidden: int, vocab: int, devices) -> list:
         rows.append(("one device", path, one.memory_analysis().temp_size_in_bytes / MiB, 0))
         for layout, shardings in layouts.items():
             c = compiled(fn, shapes, shardings)
-            rows.append((layout, path, c.memory_analysis().temp_size_in_bytes / MiB, len(big_all_gathers(c.as_text(), threshold))))
+            rows.append(
+                (
+                    layout,
+                    path,
+                    c.memory_analysis().temp_size_in_bytes / MiB,
+                    len(big_all_gathers(c.as_text(), threshold)),
+                )
+            )
     return rows
 
 
@@ -107,12 +114,17 @@ def report(tokens, hidden, vocab, rows, n_devices) -> str:
     gathers = {(layout, path): g for layout, path, _, g in rows}
     for layout in ("one device", "vocabulary parallel", "data parallel"):
         f, n = get[(layout, "fused")], get[(layout, "naive")]
-        lines.append(f"| {layout} | {f:.1f} | {n:.1f} | {f / n:.3f} (1/{n / max(f, 1e-9):.0f}) | "
-                     f"{gathers[(layout, 'fused')]} / {gathers[(layout, 'naive')]} |")
+        lines.append(
+            f"| {layout} | {f:.1f} | {n:.1f} | {f / n:.3f} (1/{n / max(f, 1e-9):.0f}) | "
+            f"{gathers[(layout, 'fused')]} / {gathers[(layout, 'naive')]} |"
+        )
     vp = get[("vocabulary parallel", "fused")]
-    lines += ["", f"Target: vocabulary-parallel fused <= one-device fused / {n_devices} + one [tokens, hidden] "
-              f"buffer = {one:.1f} / {n_devices} + {tokens * hidden * 4 / MiB:.1f} = {target:.1f} MiB: "
-              f"{vp:.1f} MiB ({'met' if vp <= target else 'MISSED'})."]
+    lines += [
+        "",
+        f"Target: vocabulary-parallel fused <= one-device fused / {n_devices} + one [tokens, hidden] "
+        f"buffer = {one:.1f} / {n_devices} + {tokens * hidden * 4 / MiB:.1f} = {target:.1f} MiB: "
+        f"{vp:.1f} MiB ({'met' if vp <= target else 'MISSED'}).",
+    ]
     return "\n".join(lines) + "\n"
 
 

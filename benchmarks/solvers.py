@@ -101,7 +101,9 @@ def hypergradient_rows(quick, repeats):
             ref = float((xv.T @ (xv @ theta - np.asarray(val[1])) / len(val[1])) @ dtheta)
         else:
             h = 1e-4 * alpha
-            tight = jax.jit(lambda a: val_obj(jaxloss.minimize(make(a), p0, train, tol=1e-14, max_steps=5000).params, val))
+            tight = jax.jit(
+                lambda a: val_obj(jaxloss.minimize(make(a), p0, train, tol=1e-14, max_steps=5000).params, val)
+            )
             ref = float((tight(alpha + h) - tight(alpha - h)) / (2 * h))
         err_impl = abs(g_impl - ref) / abs(ref)
 
@@ -130,11 +132,19 @@ def hypergradient_rows(quick, repeats):
             steps *= 2
         unr_j = jax.jit(jax.grad(lambda a: unrolled(a, steps)))
         t_unr = _time(unr_j, a0, repeats=repeats)
-        rows.append(dict(
-            problem=f"{kind} {n // 2}x{d}", t_solve=t_solve, t_grad=t_grad, err_impl=err_impl, steps=steps,
-            t_unr=t_unr, err_unr=err_unr, mem_impl=_temp_mib(jax.grad(hyper), a0),
-            mem_unr=_temp_mib(jax.grad(lambda a: unrolled(a, steps)), a0),
-        ))
+        rows.append(
+            dict(
+                problem=f"{kind} {n // 2}x{d}",
+                t_solve=t_solve,
+                t_grad=t_grad,
+                err_impl=err_impl,
+                steps=steps,
+                t_unr=t_unr,
+                err_unr=err_unr,
+                mem_impl=_temp_mib(jax.grad(hyper), a0),
+                mem_unr=_temp_mib(jax.grad(lambda a: unrolled(a, steps)), a0),
+            )
+        )
     return rows
 
 
@@ -151,13 +161,34 @@ def sklearn_rows(quick, repeats):
     xd = StandardScaler().fit_transform(xd)
     yd = (yd - yd.mean()) / yd.std()
     cases = [
-        ("logistic regression", x, (x @ w + 0.5 * r.normal(size=n) > 0).astype(np.float64),
-         jaxloss.logistic_regression(1.0 / n), lambda: linear_model.LogisticRegression(C=1.0, tol=1e-6, max_iter=10_000)),
-        ("lasso", x, x @ w + 0.5 * r.normal(size=n), jaxloss.lasso_regression(0.01), lambda: linear_model.Lasso(alpha=0.01, tol=1e-6, max_iter=100_000)),
-        ("Poisson regression", x, r.poisson(np.exp(0.3 * x @ w)).astype(np.float64), jaxloss.poisson_regression(1e-3),
-         lambda: linear_model.PoissonRegressor(alpha=1e-3, tol=1e-6, max_iter=10_000)),
-        ("Huber regression (diabetes)", xd, yd, jaxloss.huber_regression(1.35, 2 * 1e-4 / len(yd), fit_scale=True),
-         lambda: linear_model.HuberRegressor(epsilon=1.35, alpha=1e-4, tol=1e-6, max_iter=10_000)),
+        (
+            "logistic regression",
+            x,
+            (x @ w + 0.5 * r.normal(size=n) > 0).astype(np.float64),
+            jaxloss.logistic_regression(1.0 / n),
+            lambda: linear_model.LogisticRegression(C=1.0, tol=1e-6, max_iter=10_000),
+        ),
+        (
+            "lasso",
+            x,
+            x @ w + 0.5 * r.normal(size=n),
+            jaxloss.lasso_regression(0.01),
+            lambda: linear_model.Lasso(alpha=0.01, tol=1e-6, max_iter=100_000),
+        ),
+        (
+            "Poisson regression",
+            x,
+            r.poisson(np.exp(0.3 * x @ w)).astype(np.float64),
+            jaxloss.poisson_regression(1e-3),
+            lambda: linear_model.PoissonRegressor(alpha=1e-3, tol=1e-6, max_iter=10_000),
+        ),
+        (
+            "Huber regression (diabetes)",
+            xd,
+            yd,
+            jaxloss.huber_regression(1.35, 2 * 1e-4 / len(yd), fit_scale=True),
+            lambda: linear_model.HuberRegressor(epsilon=1.35, alpha=1e-4, tol=1e-6, max_iter=10_000),
+        ),
     ]
     for name, xs, ys, obj, est in cases:
         data = (jnp.asarray(xs), jnp.asarray(ys))
@@ -175,8 +206,16 @@ def sklearn_rows(quick, repeats):
         if "log_scale" in p0:
             theirs["log_scale"] = jnp.asarray(np.log(sk.scale_))
         f_jl, f_sk = float(obj(res.params, data)), float(obj(theirs, data))
-        rows.append(dict(problem=f"{name} {xs.shape[0]}x{xs.shape[1]}", t_jl=t_jl, t_sk=t_sk, gap=(f_jl - f_sk) / abs(f_sk),
-                         status=jaxloss.optimize.STATUS_NAMES[int(res.status)], steps=int(res.num_steps)))
+        rows.append(
+            dict(
+                problem=f"{name} {xs.shape[0]}x{xs.shape[1]}",
+                t_jl=t_jl,
+                t_sk=t_sk,
+                gap=(f_jl - f_sk) / abs(f_sk),
+                status=jaxloss.optimize.STATUS_NAMES[int(res.status)],
+                steps=int(res.num_steps),
+            )
+        )
     return rows
 
 

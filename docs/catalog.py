@@ -75,7 +75,11 @@ PEERS: dict[str, tuple[str, str, str, str, str]] = {
     "multilabel_margin": ("`multilabel_margin_loss`", "—", "—", "PyTorch", ""),
     "poly1": ("—", "`poly_loss_cross_entropy`", "—", "optax", ""),
     "generalized_cross_entropy": (
-        "—", "—", "`CategoricalGeneralizedCrossEntropy`", "Keras, float64 NumPy (Zhang & Sabuncu 2018)", ""
+        "—",
+        "—",
+        "`CategoricalGeneralizedCrossEntropy`",
+        "Keras, float64 NumPy (Zhang & Sabuncu 2018)",
+        "",
     ),
     "categorical_hinge": ("—", "—", "`CategoricalHinge`", "Keras", ""),
     "perceptron": ("—", "`perceptron_loss`", "—", "optax", ""),
@@ -85,15 +89,29 @@ PEERS: dict[str, tuple[str, str, str, str, str]] = {
     "smooth_labels": ("—", "`optax.smooth_labels`", "—", "optax", "helper"),
     # divergences
     "kl_divergence": (
-        "`kl_div`", "`kl_divergence`, `kl_divergence_with_log_targets`", "`KLDivergence`", "PyTorch, optax", ""
+        "`kl_div`",
+        "`kl_divergence`, `kl_divergence_with_log_targets`",
+        "`KLDivergence`",
+        "PyTorch, optax",
+        "",
     ),
     "js_divergence": ("—", "—", "—", "SciPy `jensenshannon`", ""),
     "generalized_kl": (
-        "—", "`generalized_kl_divergence`, `convex_kl_divergence` (log input)", "—", "SciPy `kl_div`", ""
+        "—",
+        "`generalized_kl_divergence`, `convex_kl_divergence` (log input)",
+        "—",
+        "SciPy `kl_div`",
+        "",
     ),
     "entropy": ("— (`distributions.Categorical.entropy`)", "—", "—", "SciPy, PyTorch", ""),
     # embeddings and metric learning
-    "cosine_similarity": ("`cosine_similarity`", "`cosine_similarity`", "`CosineSimilarity` (negated)", "PyTorch, optax", ""),
+    "cosine_similarity": (
+        "`cosine_similarity`",
+        "`cosine_similarity`",
+        "`CosineSimilarity` (negated)",
+        "PyTorch, optax",
+        "",
+    ),
     "cosine_distance": ("—", "`cosine_distance`", "—", "optax", ""),
     "cosine_embedding": ("`cosine_embedding_loss`", "—", "—", "PyTorch", ""),
     "margin_ranking": ("`margin_ranking_loss`", "—", "—", "PyTorch", ""),
@@ -110,12 +128,20 @@ PEERS: dict[str, tuple[str, str, str, str, str]] = {
     "listmle": ("—", "—", "—", "float64 NumPy (Xia et al. 2008)", ""),
     # sequence / NLP
     "ctc": (
-        "`ctc_loss`", "`ctc_loss`, `ctc_loss_with_forward_probs` (`return_forward_probs=True`)", "`CTC`", "PyTorch, optax", ""
+        "`ctc_loss`",
+        "`ctc_loss`, `ctc_loss_with_forward_probs` (`return_forward_probs=True`)",
+        "`CTC`",
+        "PyTorch, optax",
+        "",
     ),
     "sequence_cross_entropy": ("`cross_entropy` over tokens", "—", "—", "PyTorch, float64 NumPy", ""),
     "z_loss": ("—", "—", "—", "float64 NumPy", ""),
     "linear_cross_entropy": (
-        "`linear_cross_entropy` (2.13)", "—", "—", "PyTorch, `cross_entropy(h @ w + b)`", "never forms the logits"
+        "`linear_cross_entropy` (2.13)",
+        "—",
+        "—",
+        "PyTorch, `cross_entropy(h @ w + b)`",
+        "never forms the logits",
     ),
     # segmentation
     "dice": ("—", "`dice_loss`, `binary_dice_loss`", "`Dice`", "optax, Keras", ""),
@@ -144,7 +170,17 @@ TITLES = {
     "rl": "reinforcement learning",
 }
 # Used only where the package has no registry of loss families (older checkouts).
-_FALLBACK_FAMILIES = ("regression", "classification", "divergence", "embedding", "ranking", "sequence", "segmentation", "rl", "fused")
+_FALLBACK_FAMILIES = (
+    "regression",
+    "classification",
+    "divergence",
+    "embedding",
+    "ranking",
+    "sequence",
+    "segmentation",
+    "rl",
+    "fused",
+)
 
 
 def _import_jaxloss():
@@ -170,6 +206,7 @@ def families() -> list[tuple[str, str, list[str]]]:
 def _cell(text: str) -> str:
     """Markdown for a table cell: a code span holding ``|`` (``|p - t|``) becomes ``<code>`` with the
     pipe as an entity, which the table parser leaves alone; other pipes are escaped."""
+
     def code(m):
         inner = m.group(1)
         if "|" not in inner:

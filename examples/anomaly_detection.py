@@ -81,16 +81,25 @@ def run(quick: bool, out: str):
         fits[name] = res.params
         score = np.abs(np.asarray(line(res.params, x)) - y)
         k = int(is_outlier.sum())
-        rows.append(dict(loss=name, slope=float(res.params["w"][0]), intercept=float(res.params["b"]),
-                         auc=roc_auc_score(is_outlier, score),
-                         p_at_k=float(is_outlier[np.argsort(-score)[:k]].mean()), steps=int(res.num_steps)))
+        rows.append(
+            dict(
+                loss=name,
+                slope=float(res.params["w"][0]),
+                intercept=float(res.params["b"]),
+                auc=roc_auc_score(is_outlier, score),
+                p_at_k=float(is_outlier[np.argsort(-score)[:k]].mean()),
+                steps=int(res.num_steps),
+            )
+        )
 
     print(f"{len(y)} points, {int(is_outlier.sum())} outliers; true slope {SLOPE}, intercept {INTERCEPT}")
     head = f"{'loss':<27s} {'slope':>7s} {'intercept':>9s} {'ROC AUC':>8s} {'precision@k':>12s} {'steps':>6s}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['loss']:<27s} {r['slope']:>7.3f} {r['intercept']:>9.3f} {r['auc']:>8.4f} {r['p_at_k']:>12.3f} {r['steps']:>6d}")
+        print(
+            f"{r['loss']:<27s} {r['slope']:>7.3f} {r['intercept']:>9.3f} {r['auc']:>8.4f} {r['p_at_k']:>12.3f} {r['steps']:>6d}"
+        )
 
     fig, (ax_fit, ax_roc) = plt.subplots(1, 2, figsize=(11, 4.2))
     ax_fit.scatter(x[~is_outlier, 0], y[~is_outlier], s=8, c="0.6", label="inliers")
@@ -99,7 +108,9 @@ def run(quick: bool, out: str):
     for name, params in fits.items():
         ax_fit.plot(grid[:, 0], np.asarray(line(params, grid)), label=name)
         fpr, tpr, _ = roc_curve(is_outlier, np.abs(np.asarray(line(params, x)) - y))
-        ax_roc.plot(fpr, tpr, label=f"{name} (AUC {roc_auc_score(is_outlier, np.abs(np.asarray(line(params, x)) - y)):.3f})")
+        ax_roc.plot(
+            fpr, tpr, label=f"{name} (AUC {roc_auc_score(is_outlier, np.abs(np.asarray(line(params, x)) - y)):.3f})"
+        )
     ax_fit.set(xlabel="x", ylabel="y", title="fitted lines")
     ax_fit.legend(fontsize=7)
     ax_roc.plot([0, 1], [0, 1], color="0.7", ls=":")

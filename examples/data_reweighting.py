@@ -98,14 +98,18 @@ def main(argv=None):
         ("learned weights, noisy labels", scores(fit(jnp.asarray(weights)).params)),
         ("clean labels (oracle)", scores(jaxloss.minimize(obj, p0, clean, tol=1e-10).params)),
     ]
-    print(f"{int(flipped.sum())} of {n} training labels flipped; {steps} outer gradient steps in {seconds:.1f} s "
-          f"(validation log-loss {history[0]:.4f} -> {history[-1]:.4f})")
+    print(
+        f"{int(flipped.sum())} of {n} training labels flipped; {steps} outer gradient steps in {seconds:.1f} s "
+        f"(validation log-loss {history[0]:.4f} -> {history[-1]:.4f})"
+    )
     print(f"{'fit':<32s} {'test log-loss':>13s} {'test accuracy':>13s}")
     for name, (loss, acc) in rows:
         print(f"{name:<32s} {loss:13.4f} {acc:13.4f}")
     a = auc(-weights, flipped)
-    print(f"mean weight: clean {weights[~flipped].mean():.3f}, flipped {weights[flipped].mean():.3f}; "
-          f"ROC AUC of -weight for finding flipped labels: {a:.3f}")
+    print(
+        f"mean weight: clean {weights[~flipped].mean():.3f}, flipped {weights[flipped].mean():.3f}; "
+        f"ROC AUC of -weight for finding flipped labels: {a:.3f}"
+    )
 
     import matplotlib
 

@@ -152,12 +152,18 @@ def main(argv=None):
     print(f"| Adam, no privacy | {plain_acc:.3f} | {plain_time * 1e3:.2f} |")
     print(f"| DP-SGD (Adam), ghost clipping, C={MAX_NORM}, sigma={SIGMA} | {dp_acc:.3f} | {dp_time * 1e3:.2f} |")
     print()
-    print(f"per-example gradient norms (median): before {np.median(norms_before):.3f}, after {np.median(norms_after):.3f}; "
-          f"clipped fraction {np.mean(norms_before > MAX_NORM):.2f} -> {np.mean(norms_after > MAX_NORM):.2f}")
+    print(
+        f"per-example gradient norms (median): before {np.median(norms_before):.3f}, after {np.median(norms_after):.3f}; "
+        f"clipped fraction {np.mean(norms_before > MAX_NORM):.2f} -> {np.mean(norms_after > MAX_NORM):.2f}"
+    )
 
     os.makedirs(args.out, exist_ok=True)
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    bins = np.logspace(np.log10(max(min(norms_before.min(), norms_after.min()), 1e-4)), np.log10(max(norms_before.max(), norms_after.max())), 40)
+    bins = np.logspace(
+        np.log10(max(min(norms_before.min(), norms_after.min()), 1e-4)),
+        np.log10(max(norms_before.max(), norms_after.max())),
+        40,
+    )
     ax.hist(norms_before, bins=bins, alpha=0.6, label="before training")
     ax.hist(norms_after, bins=bins, alpha=0.6, label="after DP-SGD")
     ax.axvline(MAX_NORM, color="k", ls="--", label=f"clipping norm C={MAX_NORM}")

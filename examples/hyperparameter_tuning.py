@@ -86,7 +86,10 @@ def main(argv=None):
     steps = 15 if args.quick else 60
     rows = []
     curves = {}
-    for name, make, a0 in (("ridge", jaxloss.ridge_regression, np.log(1.0)), ("lasso", jaxloss.lasso_regression, np.log(0.2))):
+    for name, make, a0 in (
+        ("ridge", jaxloss.ridge_regression, np.log(1.0)),
+        ("lasso", jaxloss.lasso_regression, np.log(0.2)),
+    ):
         t0 = time.perf_counter()
         path = tune(make, train, val, a0, steps)
         seconds = time.perf_counter() - t0
@@ -95,10 +98,17 @@ def main(argv=None):
         rest = (jnp.asarray(x_rest), jnp.asarray(y_rest))
         obj = make(alpha)
         params = jaxloss.minimize(obj, obj.init_params(rest[0]), rest, tol=1e-10, max_steps=5000).params
-        rows.append((f"{name}: gradient descent on val. loss", alpha, path[-1][1], r2(params, test), f"{seconds:.1f} s"))
+        rows.append(
+            (f"{name}: gradient descent on val. loss", alpha, path[-1][1], r2(params, test), f"{seconds:.1f} s")
+        )
         grid = np.geomspace(1e-4, 10.0, 40) if name == "ridge" else np.geomspace(1e-4, 1.0, 40)
-        sweep = jax.jit(jax.vmap(lambda a: jaxloss.least_squares()(
-            jaxloss.minimize(make(a), obj.init_params(train[0]), train, tol=1e-10, max_steps=5000).params, val)))
+        sweep = jax.jit(
+            jax.vmap(
+                lambda a: jaxloss.least_squares()(
+                    jaxloss.minimize(make(a), obj.init_params(train[0]), train, tol=1e-10, max_steps=5000).params, val
+                )
+            )
+        )
         curves[name] = (grid, np.asarray(sweep(jnp.asarray(grid))), path)
         t0 = time.perf_counter()
         if name == "ridge":
@@ -109,8 +119,15 @@ def main(argv=None):
             sk_alpha = sk.alpha_
         seconds = time.perf_counter() - t0
         sk_params = {"w": jnp.asarray(sk.coef_), "b": jnp.asarray(sk.intercept_)}
-        val_at = float(jaxloss.least_squares()(jaxloss.minimize(make(sk_alpha), obj.init_params(train[0]), train, tol=1e-10, max_steps=5000).params, val))
-        rows.append((f"{name}: scikit-learn {type(sk).__name__}", sk_alpha, val_at, r2(sk_params, test), f"{seconds:.1f} s"))
+        val_at = float(
+            jaxloss.least_squares()(
+                jaxloss.minimize(make(sk_alpha), obj.init_params(train[0]), train, tol=1e-10, max_steps=5000).params,
+                val,
+            )
+        )
+        rows.append(
+            (f"{name}: scikit-learn {type(sk).__name__}", sk_alpha, val_at, r2(sk_params, test), f"{seconds:.1f} s")
+        )
 
     print(f"{'method':<42s} {'alpha':>10s} {'val. loss':>10s} {'test R^2':>9s} {'time':>8s}")
     for name, alpha, v, score, t in rows:

@@ -63,7 +63,9 @@ def init_cnn(key, channels=(16, 32), num_classes=10):
 
 
 def _conv(x, layer, stride):
-    y = jax.lax.conv_general_dilated(x, layer["w"], (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = jax.lax.conv_general_dilated(
+        x, layer["w"], (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
+    )
     return jax.nn.relu(y + layer["b"])
 
 
@@ -103,23 +105,43 @@ def run(quick: bool, out: str):
     rows, histories = [], {}
     for name, obj in variants.items():
         t0 = time.perf_counter()
-        res = jaxloss.fit(obj, params0, (x_tr, y_tr), optax.adam(3e-3), epochs, batch_size=64, seed=0,
-                          validation_data=(x_te, y_te), metrics=["accuracy"], verbose=0)
+        res = jaxloss.fit(
+            obj,
+            params0,
+            (x_tr, y_tr),
+            optax.adam(3e-3),
+            epochs,
+            batch_size=64,
+            seed=0,
+            validation_data=(x_te, y_te),
+            metrics=["accuracy"],
+            verbose=0,
+        )
         logits = np.asarray(cnn(res.params, x_te), np.float64)
         probs = np.exp(logits - logits.max(-1, keepdims=True))
         probs /= probs.sum(-1, keepdims=True)
         ce = float(np.mean(-np.log(probs[np.arange(len(y_te)), y_te])))
-        rows.append(dict(objective=name, epochs=res.epochs, val_accuracy=res.history["val_accuracy"][-1],
-                         best_accuracy=res.history["val_accuracy"].max(), held_out_ce=ce,
-                         ece=expected_calibration_error(probs, y_te), seconds=time.perf_counter() - t0))
+        rows.append(
+            dict(
+                objective=name,
+                epochs=res.epochs,
+                val_accuracy=res.history["val_accuracy"][-1],
+                best_accuracy=res.history["val_accuracy"].max(),
+                held_out_ce=ce,
+                ece=expected_calibration_error(probs, y_te),
+                seconds=time.perf_counter() - t0,
+            )
+        )
         histories[name] = res.history
 
     head = f"{'objective':<30s} {'epochs':>6s} {'test acc':>9s} {'best acc':>9s} {'test CE':>8s} {'ECE':>6s} {'time s':>7s}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['objective']:<30s} {r['epochs']:>6d} {r['val_accuracy']:>9.4f} {r['best_accuracy']:>9.4f} "
-              f"{r['held_out_ce']:>8.4f} {r['ece']:>6.3f} {r['seconds']:>7.1f}")
+        print(
+            f"{r['objective']:<30s} {r['epochs']:>6d} {r['val_accuracy']:>9.4f} {r['best_accuracy']:>9.4f} "
+            f"{r['held_out_ce']:>8.4f} {r['ece']:>6.3f} {r['seconds']:>7.1f}"
+        )
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]

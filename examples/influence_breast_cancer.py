@@ -49,7 +49,10 @@ def load():
     x, y = load_breast_cancer(return_X_y=True)
     x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.2, random_state=0)
     sc = StandardScaler().fit(x_tr)
-    return (jnp.asarray(sc.transform(x_tr)), jnp.asarray(y_tr, jnp.float64)), (jnp.asarray(sc.transform(x_te)), jnp.asarray(y_te, jnp.float64))
+    return (jnp.asarray(sc.transform(x_tr)), jnp.asarray(y_tr, jnp.float64)), (
+        jnp.asarray(sc.transform(x_te)),
+        jnp.asarray(y_te, jnp.float64),
+    )
 
 
 def leave_one_out(obj, params, train, test, indices, tol=1e-12, max_steps=500):
@@ -93,8 +96,10 @@ def main(argv=None):
     corr = np.corrcoef(pred[idx], actual)[0, 1]
     top_p = set(idx[np.argsort(-np.abs(pred[idx]))[:10]])
     top_a = set(idx[np.argsort(-np.abs(actual))[:10]])
-    print(f"logistic regression: {n} training examples; influence {t_inf:.2f} s, {len(idx)} leave-one-out "
-          f"retrainings {t_loo:.1f} s (all converged: {bool(ok.all())})")
+    print(
+        f"logistic regression: {n} training examples; influence {t_inf:.2f} s, {len(idx)} leave-one-out "
+        f"retrainings {t_loo:.1f} s (all converged: {bool(ok.all())})"
+    )
     print(f"Pearson(predicted, actual) = {corr:.4f}; top-10 by magnitude shared: {len(top_p & top_a)}/10")
     order = np.argsort(pred)
     print(f"{'':<16s} {'example':>7s} {'label':>5s} {'predicted':>11s} {'actual':>11s}")
@@ -107,8 +112,12 @@ def main(argv=None):
     # Part 2: a small MLP with damping --------------------------------------------------------------------
     key = jax.random.PRNGKey(0)
     k1, k2 = jax.random.split(key)
-    p0 = {"w1": jax.random.normal(k1, (30, 16)) / np.sqrt(30), "b1": jnp.zeros(16),
-          "w2": jax.random.normal(k2, (16,)) / 4.0, "b2": jnp.zeros(())}
+    p0 = {
+        "w1": jax.random.normal(k1, (30, 16)) / np.sqrt(30),
+        "b1": jnp.zeros(16),
+        "w2": jax.random.normal(k2, (16,)) / 4.0,
+        "b2": jnp.zeros(()),
+    }
     net = jaxloss.objective(mlp, jaxloss.binary_cross_entropy, jaxloss.l2(1e-3, mask=jaxloss.not_bias))
     net_res = jaxloss.minimize(net, p0, train, tol=1e-10, max_steps=5000)
     damping = 1e-3
@@ -123,9 +132,11 @@ def main(argv=None):
     from scipy.stats import spearmanr
 
     net_rank = spearmanr(net_pred[sub], net_actual).statistic
-    print(f"MLP 30-16-1 ({net_res.reason.split(':')[0]}, {int(net_res.num_steps)} L-BFGS steps), damping {damping}: "
-          f"Pearson(predicted, actual) = {net_corr:.4f} over {len(sub)} leave-one-out retrainings "
-          f"(Spearman {net_rank:.4f}; all converged: {bool(net_ok.all())})")
+    print(
+        f"MLP 30-16-1 ({net_res.reason.split(':')[0]}, {int(net_res.num_steps)} L-BFGS steps), damping {damping}: "
+        f"Pearson(predicted, actual) = {net_corr:.4f} over {len(sub)} leave-one-out retrainings "
+        f"(Spearman {net_rank:.4f}; all converged: {bool(net_ok.all())})"
+    )
 
     import matplotlib
 
@@ -133,13 +144,21 @@ def main(argv=None):
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
-    for ax, (title, p, a, c) in zip(axes, (("logistic regression", pred[idx], actual, corr),
-                                           (f"MLP, damping {damping}", net_pred[sub], net_actual, net_corr))):
+    for ax, (title, p, a, c) in zip(
+        axes,
+        (
+            ("logistic regression", pred[idx], actual, corr),
+            (f"MLP, damping {damping}", net_pred[sub], net_actual, net_corr),
+        ),
+    ):
         ax.scatter(a, p, s=8)
         lim = [min(a.min(), p.min()), max(a.max(), p.max())]
         ax.plot(lim, lim, "k--", lw=0.8)
-        ax.set(xlabel="actual test-loss change (leave-one-out retraining)", ylabel="jaxloss.influence",
-               title=f"{title}: Pearson {c:.3f}")
+        ax.set(
+            xlabel="actual test-loss change (leave-one-out retraining)",
+            ylabel="jaxloss.influence",
+            title=f"{title}: Pearson {c:.3f}",
+        )
     fig.tight_layout()
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, "influence_breast_cancer.png")

@@ -136,8 +136,12 @@ def main(argv=None):
             if path == "fused":
                 curves[name] = history
 
-    print(f"{vocab=} {dim=} {tokens=} {steps=} chunk_size={chunk}; per-device compiled temp memory of one training step")
-    print(f"{'layout':28s} {'loss path':9s} {'temp MiB/device':>16s} {'loss step 1':>12s} {'loss last':>10s}  weight sharding")
+    print(
+        f"{vocab=} {dim=} {tokens=} {steps=} chunk_size={chunk}; per-device compiled temp memory of one training step"
+    )
+    print(
+        f"{'layout':28s} {'loss path':9s} {'temp MiB/device':>16s} {'loss step 1':>12s} {'loss last':>10s}  weight sharding"
+    )
     for name, path, mem, first, last, spec in rows:
         last_s = f"{last:10.4f}" if path == "fused" else f"{'':10s}"
         print(f"{name:28s} {path:9s} {mem:16.2f} {first:12.4f} {last_s}  {spec}")

@@ -63,7 +63,12 @@ def lasso_path(num_alphas, out):
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(alphas, np.asarray(res.params["w"]), "-", lw=1.5)
     ax.plot(alphas, coefs.T, "k:", lw=0.8)
-    ax.set(xscale="log", xlabel="alpha", ylabel="coefficient", title="lasso path on diabetes: jaxloss (solid), scikit-learn (dotted)")
+    ax.set(
+        xscale="log",
+        xlabel="alpha",
+        ylabel="coefficient",
+        title="lasso path on diabetes: jaxloss (solid), scikit-learn (dotted)",
+    )
     ax.title.set_fontsize(9)
     fig.tight_layout()
     os.makedirs(out, exist_ok=True)

@@ -53,7 +53,9 @@ def main(argv=None):
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
     y = digits.target.astype(np.int32)
-    x_tr, x_te, y_tr, y_te, i_tr, _ = train_test_split(x, y, np.arange(len(y)), test_size=0.2, random_state=0, stratify=y)
+    x_tr, x_te, y_tr, y_te, i_tr, _ = train_test_split(
+        x, y, np.arange(len(y)), test_size=0.2, random_state=0, stratify=y
+    )
     n_tr = len(y_tr)
 
     # The model: a dense stack (list of (W, b)); the objective: mean cross-entropy of its logits.
@@ -84,8 +86,10 @@ def main(argv=None):
     probe = (jnp.asarray(x_tr[probe_idx]), jnp.asarray(y_tr[probe_idx]))
     vmap_norms = jaxloss.per_sample_grad_norms(obj, params, probe, chunk_size=128)
     ghost_norms = jaxloss.ghost_grad_norms(params, probe, per_example_loss, activation=ACT)
-    print(f"ghost vs vmap per-example gradient norms: max relative difference "
-          f"{float(jnp.max(jnp.abs(ghost_norms - vmap_norms) / vmap_norms)):.1e}")
+    print(
+        f"ghost vs vmap per-example gradient norms: max relative difference "
+        f"{float(jnp.max(jnp.abs(ghost_norms - vmap_norms) / vmap_norms)):.1e}"
+    )
 
     history, norm_snapshots, checkpoints = [], {}, []
     ema, decay = None, 0.8
@@ -107,19 +111,25 @@ def main(argv=None):
     acc = float(jnp.mean(jnp.argmax(obj.predict(params, jnp.asarray(x_te)), -1) == y_te))
     print(f"trained {STEPS} steps: last batch loss {float(loss):.3f}, test accuracy {acc:.3f}")
     t_last, _, b_per, b_two = history[-1]
-    print(f"gradient noise scale at step {t_last} (EMA of components): per-example {b_per:.0f}, two-batch {b_two:.0f} "
-          f"(training batch {BATCH})")
+    print(
+        f"gradient noise scale at step {t_last} (EMA of components): per-example {b_per:.0f}, two-batch {b_two:.0f} "
+        f"(training batch {BATCH})"
+    )
 
     # TracIn: sum over checkpoints of lr * <grad l(train), grad l(test)>.
     show = [0, 1, 2]
     test_batch = (jnp.asarray(x_te[show]), jnp.asarray(y_te[show]))
-    influence = jax.jit(functools.partial(jaxloss.tracin_influence, obj, learning_rates=[LR] * len(checkpoints), chunk_size=300))
+    influence = jax.jit(
+        functools.partial(jaxloss.tracin_influence, obj, learning_rates=[LR] * len(checkpoints), chunk_size=300)
+    )
     scores = np.asarray(influence(checkpoints, (jnp.asarray(x_tr), jnp.asarray(y_tr)), test_batch))  # [n_train, 3]
     top = np.argsort(-scores, axis=0)[:3].T
     for j, test_i in enumerate(show):
         names = ", ".join(f"train #{i_tr[k]} (label {y_tr[k]}, score {scores[k, j]:.2e})" for k in top[j])
         worst = int(np.argmin(scores[:, j]))
-        print(f"test digit {y_te[test_i]}: top proponents {names}; top opponent train #{i_tr[worst]} (label {y_tr[worst]})")
+        print(
+            f"test digit {y_te[test_i]}: top proponents {names}; top opponent train #{i_tr[worst]} (label {y_tr[worst]})"
+        )
 
     fig = plt.figure(figsize=(12, 6))
     grid = fig.add_gridspec(2, 6, height_ratios=[2.2, 1])

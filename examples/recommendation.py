@@ -62,8 +62,11 @@ def make_data(users, items, rng, dim=8):
 
 def init(key, users, items):
     k1, k2 = jax.random.split(key)
-    return {"user": 0.1 * jax.random.normal(k1, (users, FACTORS)), "item": 0.1 * jax.random.normal(k2, (items, FACTORS)),
-            "bias": jnp.zeros(items)}
+    return {
+        "user": 0.1 * jax.random.normal(k1, (users, FACTORS)),
+        "item": 0.1 * jax.random.normal(k2, (items, FACTORS)),
+        "bias": jnp.zeros(items),
+    }
 
 
 def score(params, users, items):
@@ -96,8 +99,10 @@ def triples(pairs, seen, rng, batch_size):
         j[bad] = rng.integers(0, items, size=int(bad.sum()))
     order = rng.permutation(len(pairs))
     u, i, j = pairs[order, 0], pairs[order, 1], j[order]
-    return [(u[s : s + batch_size], i[s : s + batch_size], j[s : s + batch_size])
-            for s in range(0, len(pairs) - batch_size + 1, batch_size)]
+    return [
+        (u[s : s + batch_size], i[s : s + batch_size], j[s : s + batch_size])
+        for s in range(0, len(pairs) - batch_size + 1, batch_size)
+    ]
 
 
 def ranking_metrics(scores, seen, test, ks=(K,)):
@@ -123,12 +128,21 @@ def run(quick: bool, out: str):
     ks = tuple(range(1, 51))
     params0 = init(jax.random.PRNGKey(0), users, items)
     results, curves = {}, {}
-    for name, objective in [("bpr (pairwise)", bpr_objective), ("binary_cross_entropy (pointwise)", pointwise_objective)]:
+    for name, objective in [
+        ("bpr (pairwise)", bpr_objective),
+        ("binary_cross_entropy (pointwise)", pointwise_objective),
+    ]:
         data_rng = np.random.default_rng(1)  # the same negatives for both objectives
         ndcg = []
-        res = jaxloss.fit(objective, params0, lambda epoch: triples(pairs, seen, data_rng, 1024), optax.adam(0.01),
-                          epochs, verbose=0,
-                          callbacks=[lambda e, logs, st: ndcg.append(ranking_metrics(all_scores(st.params), seen, test)[K][1])])
+        res = jaxloss.fit(
+            objective,
+            params0,
+            lambda epoch: triples(pairs, seen, data_rng, 1024),
+            optax.adam(0.01),
+            epochs,
+            verbose=0,
+            callbacks=[lambda e, logs, st: ndcg.append(ranking_metrics(all_scores(st.params), seen, test)[K][1])],
+        )
         results[name] = ranking_metrics(all_scores(res.params), seen, test, ks)
         curves[name] = ndcg
     counts = seen.sum(0).astype(np.float64)
@@ -161,7 +175,9 @@ def run(quick: bool, out: str):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="fewer users, items and epochs (under a minute on 2 cores)")
+    parser.add_argument(
+        "--quick", action="store_true", help="fewer users, items and epochs (under a minute on 2 cores)"
+    )
     parser.add_argument("--out", default="out", help="directory for the PNG (default out/)")
     args = parser.parse_args(argv)
     run(args.quick, args.out)

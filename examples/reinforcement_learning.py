@@ -116,7 +116,9 @@ def make_train(iterations, lr=0.05):
             params = optax.apply_updates(params, updates)
             return (params, state), (rewards.sum(1).mean(), policy_entropy(params["policy"], cells))
 
-        (params, _), (returns, entropy) = jax.lax.scan(iteration, (params, opt.init(params)), jax.random.split(key, iterations))
+        (params, _), (returns, entropy) = jax.lax.scan(
+            iteration, (params, opt.init(params)), jax.random.split(key, iterations)
+        )
         return returns, entropy, greedy_return(params["policy"])
 
     # every (beta, seed) pair in one compiled program
@@ -131,27 +133,41 @@ def run(quick: bool, out: str):
     last = max(iterations // 10, 1)
     rows = []
     for i, beta in enumerate(betas):
-        rows.append(dict(beta=float(beta), ret=returns[i, :, -last:].mean(), entropy=entropy[i, :, -1].mean(),
-                         far=int(np.sum(greedy[i] > 0.5 * (NEAR + FAR))), greedy=greedy[i].mean()))
+        rows.append(
+            dict(
+                beta=float(beta),
+                ret=returns[i, :, -last:].mean(),
+                entropy=entropy[i, :, -1].mean(),
+                far=int(np.sum(greedy[i] > 0.5 * (NEAR + FAR))),
+                greedy=greedy[i].mean(),
+            )
+        )
 
-    print(f"corridor of {CELLS} cells, {HORIZON} steps: staying near pays {NEAR:.0f}, walking to the far end "
-          f"{FAR:.0f}; {seeds} seeds x {iterations} iterations")
+    print(
+        f"corridor of {CELLS} cells, {HORIZON} steps: staying near pays {NEAR:.0f}, walking to the far end "
+        f"{FAR:.0f}; {seeds} seeds x {iterations} iterations"
+    )
     head = f"{'entropy bonus beta':>18s} {'return (last 10%)':>18s} {'policy entropy':>15s} {'seeds reaching far':>19s} {'greedy return':>14s}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['beta']:>18.2f} {r['ret']:>18.2f} {r['entropy']:>15.3f} {r['far']:>13d} of {seeds:<3d} {r['greedy']:>14.2f}")
+        print(
+            f"{r['beta']:>18.2f} {r['ret']:>18.2f} {r['entropy']:>15.3f} {r['far']:>13d} of {seeds:<3d} {r['greedy']:>14.2f}"
+        )
 
     fig, (ax_r, ax_h) = plt.subplots(1, 2, figsize=(11, 4))
     it = np.arange(1, iterations + 1)
     for i, beta in enumerate(betas):
-        line, = ax_r.plot(it, returns[i].mean(0), label=f"beta = {beta:g}")
+        (line,) = ax_r.plot(it, returns[i].mean(0), label=f"beta = {beta:g}")
         ax_r.fill_between(it, returns[i].min(0), returns[i].max(0), color=line.get_color(), alpha=0.12)
         ax_h.plot(it, entropy[i].mean(0), color=line.get_color(), label=f"beta = {beta:g}")
     ax_r.axhline(NEAR, color="gray", ls=":", lw=1)
     ax_r.axhline(FAR, color="gray", ls="--", lw=1)
-    ax_r.set(xlabel="iteration (64 episodes each)", ylabel="return per episode",
-             title="return (mean over seeds; band: min-max)\ndotted: stay near, dashed: walk far")
+    ax_r.set(
+        xlabel="iteration (64 episodes each)",
+        ylabel="return per episode",
+        title="return (mean over seeds; band: min-max)\ndotted: stay near, dashed: walk far",
+    )
     ax_h.set(xlabel="iteration", ylabel="policy entropy (nats)", title="policy entropy (ln 2 = uniform)")
     ax_h.axhline(np.log(2), color="gray", ls=":", lw=1)
     ax_r.legend(fontsize=8)

@@ -71,7 +71,10 @@ def init(key, emb=16, hidden=48):
     return {
         "embed": jax.random.normal(k[0], (VOCAB, emb)) * 0.5,
         "conv1": {"w": jax.random.normal(k[1], (3, emb, hidden)) * np.sqrt(2 / (3 * emb)), "b": jnp.zeros(hidden)},
-        "conv2": {"w": jax.random.normal(k[2], (3, hidden, hidden)) * np.sqrt(2 / (3 * hidden)), "b": jnp.zeros(hidden)},
+        "conv2": {
+            "w": jax.random.normal(k[2], (3, hidden, hidden)) * np.sqrt(2 / (3 * hidden)),
+            "b": jnp.zeros(hidden),
+        },
         "out": {"w": jax.random.normal(k[3], (hidden, TAGS)) * np.sqrt(1 / hidden), "b": jnp.zeros(TAGS)},
     }
 
@@ -122,33 +125,50 @@ def run(quick: bool, out: str):
     params0 = init(jax.random.PRNGKey(0))
     variants = {
         "sequence_cross_entropy (tokens)": jaxloss.objective(tagger, padded_loss),
-        "sequence_cross_entropy (sequences)": jaxloss.objective(tagger, functools.partial(padded_loss, normalize="sequences")),
+        "sequence_cross_entropy (sequences)": jaxloss.objective(
+            tagger, functools.partial(padded_loss, normalize="sequences")
+        ),
         "cross_entropy, no mask": jaxloss.objective(tagger, unmasked_loss),
     }
     tok, tag, ln = test
     valid = np.arange(T)[None, :] < ln[:, None]
     rows, histories = [], {}
     for name, obj in variants.items():
-        res = jaxloss.fit(obj, params0, (train[0], (train[1], train[2])), optax.adam(3e-3), epochs, batch_size=64,
-                          validation_data=(tok, (tag, ln)), metrics={"token_acc": token_accuracy, "acc_with_padding": accuracy_with_padding}, verbose=0)
+        res = jaxloss.fit(
+            obj,
+            params0,
+            (train[0], (train[1], train[2])),
+            optax.adam(3e-3),
+            epochs,
+            batch_size=64,
+            validation_data=(tok, (tag, ln)),
+            metrics={"token_acc": token_accuracy, "acc_with_padding": accuracy_with_padding},
+            verbose=0,
+        )
         hit = np.asarray(jnp.argmax(tagger(res.params, tok), -1)) == tag
         short, long_ = ln <= 8, ln >= 16
-        rows.append(dict(
-            objective=name,
-            real=hit[valid].mean(),
-            short=hit[valid & short[:, None]].mean(),
-            long=hit[valid & long_[:, None]].mean(),
-            with_padding=hit.mean(),
-        ))
+        rows.append(
+            dict(
+                objective=name,
+                real=hit[valid].mean(),
+                short=hit[valid & short[:, None]].mean(),
+                long=hit[valid & long_[:, None]].mean(),
+                with_padding=hit.mean(),
+            )
+        )
         histories[name] = res.history
 
-    print(f"test set: {len(ln)} sequences, {int(valid.sum())} real tokens of {valid.size} positions "
-          f"({(ln <= 8).sum()} sequences of length <= 8, {(ln >= 16).sum()} of length >= 16)")
+    print(
+        f"test set: {len(ln)} sequences, {int(valid.sum())} real tokens of {valid.size} positions "
+        f"({(ln <= 8).sum()} sequences of length <= 8, {(ln >= 16).sum()} of length >= 16)"
+    )
     head = f"{'objective':<36s} {'token acc':>9s} {'len<=8':>7s} {'len>=16':>8s} {'acc with padding':>17s}"
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['objective']:<36s} {r['real']:>9.4f} {r['short']:>7.4f} {r['long']:>8.4f} {r['with_padding']:>17.4f}")
+        print(
+            f"{r['objective']:<36s} {r['real']:>9.4f} {r['short']:>7.4f} {r['long']:>8.4f} {r['with_padding']:>17.4f}"
+        )
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -157,9 +177,15 @@ def run(quick: bool, out: str):
         axes[0].plot(ep, h["loss"], color=color, label=name)
         axes[1].plot(ep, h["val_token_acc"], "-", color=color, label=f"{name}: real tokens")
         axes[1].plot(ep, h["val_acc_with_padding"], ":", color=color, label=f"{name}: with padding")
-    axes[0].set(xlabel="epoch", ylabel="training objective", yscale="log", title="training loss (each its own objective)")
-    axes[1].set(xlabel="epoch", ylabel="held-out accuracy",
-                title="held-out accuracy (solid: real tokens, dotted: all positions)", ylim=(0, 1))
+    axes[0].set(
+        xlabel="epoch", ylabel="training objective", yscale="log", title="training loss (each its own objective)"
+    )
+    axes[1].set(
+        xlabel="epoch",
+        ylabel="held-out accuracy",
+        title="held-out accuracy (solid: real tokens, dotted: all positions)",
+        ylim=(0, 1),
+    )
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
@@ -170,7 +196,9 @@ def run(quick: bool, out: str):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller data and fewer epochs (under a minute on 2 cores)")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller data and fewer epochs (under a minute on 2 cores)"
+    )
     parser.add_argument("--out", default="out", help="directory for the PNG (default out/)")
     args = parser.parse_args(argv)
     run(args.quick, args.out)

@@ -53,9 +53,7 @@ __all__ = ["checked", "REDUCTIONS"]
 def check_reduction(reduction: str) -> None:
     """Raises ``ValueError`` unless ``reduction`` is one of ``"mean"``, ``"sum"``, ``"none"``."""
     if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(
-            f"reduction must be one of {', '.join(repr(r) for r in REDUCTIONS)}; got {reduction!r}"
-        )
+        raise ValueError(f"reduction must be one of {', '.join(repr(r) for r in REDUCTIONS)}; got {reduction!r}")
 
 
 def compute_dtype(dtype) -> np.dtype:
@@ -164,7 +162,9 @@ class Interval:
     def describe(self) -> str:
         lo, hi = np.isfinite(self.low), np.isfinite(self.high)
         if lo and hi:
-            return f"in {'(' if self.low_open else '['}{_fmt(self.low)}, {_fmt(self.high)}{')' if self.high_open else ']'}"
+            return (
+                f"in {'(' if self.low_open else '['}{_fmt(self.low)}, {_fmt(self.high)}{')' if self.high_open else ']'}"
+            )
         if lo:
             return f"{'>' if self.low_open else '>='} {_fmt(self.low)}"
         if hi:
@@ -342,7 +342,9 @@ def domain(**specs: Any) -> Callable[[_F], _F]:
         wrapper.domain = dom  # type: ignore[attr-defined]
         lines = [f"      {n}: {_describe(s)}" for n, s in {**dom.inputs, **dom.hypers}.items()]
         wrapper.__doc__ = (fn.__doc__ or "").rstrip() + (
-            "\n\n    Domain:\n" + "\n".join(lines) + "\n\n      Inputs outside their domain give NaN in the affected entries of the"
+            "\n\n    Domain:\n"
+            + "\n".join(lines)
+            + "\n\n      Inputs outside their domain give NaN in the affected entries of the"
             " unreduced loss and fail under :func:`jaxloss.checked`; masked entries are never checked."
             " Concrete hyperparameters outside their range raise ``ValueError``.\n"
         )
@@ -355,7 +357,17 @@ def domain_table(modules: Optional[Sequence[Any]] = None) -> list:
     """Rows ``(loss, argument, "input" | "hyperparameter", domain)`` of every public loss with a declared domain."""
     import importlib
 
-    names = ("regression", "classification", "divergence", "embedding", "ranking", "sequence", "segmentation", "rl", "fused")
+    names = (
+        "regression",
+        "classification",
+        "divergence",
+        "embedding",
+        "ranking",
+        "sequence",
+        "segmentation",
+        "rl",
+        "fused",
+    )
     if modules is None:
         modules = [importlib.import_module(f"jaxloss.{n}") for n in names]
     rows = []
@@ -499,7 +511,10 @@ class LossContext:
             if value is None or (name in dom.hypers and is_concrete(value)):
                 continue
             for spec in dom.specs(name, options):
-                out = out.flag(~spec.contains(value), f"{dom.loss}: {name} must be {spec.describe()}; found a value outside its domain")
+                out = out.flag(
+                    ~spec.contains(value),
+                    f"{dom.loss}: {name} must be {spec.describe()}; found a value outside its domain",
+                )
         return out
 
     def cast(self, x: ArrayLike) -> Array:
@@ -709,7 +724,9 @@ def prepare_classes(
         if not allow_probabilities:
             int_array(targets, names[1], "float targets are not accepted by this loss")
         if not jnp.issubdtype(targets.dtype, jnp.floating):
-            raise TypeError(f"{names[1]} must be integer class labels or float probabilities; got dtype {targets.dtype}")
+            raise TypeError(
+                f"{names[1]} must be integer class labels or float probabilities; got dtype {targets.dtype}"
+            )
         if targets.shape != shape_in:
             raise ValueError(
                 f"probability {names[1]} must have the shape of {names[0]}; got {names[0]}.shape="
@@ -731,8 +748,15 @@ def prepare_classes(
             f"{names[0]}.shape={shape_in} and {names[1]}.shape={targets.shape} (expected {loss_shape})"
         )
     ctx, targets = prepare_labels(
-        targets, num_classes, loss_shape=loss_shape, where=where, ignore_index=ignore_index, dtype=dtype,
-        out_dtype=out_dtype, reduction=reduction, name=names[1],
+        targets,
+        num_classes,
+        loss_shape=loss_shape,
+        where=where,
+        ignore_index=ignore_index,
+        dtype=dtype,
+        out_dtype=out_dtype,
+        reduction=reduction,
+        name=names[1],
     )
     x = ctx.fill(logits.astype(dtype))
     if class_mask is not None:
@@ -771,7 +795,9 @@ def prepare_labels(
     ``linear_cross_entropy``) or reduce labels differently (segmentation).
     """
     labels = int_array(labels, name)
-    mask = _and_mask(_make_mask(where, loss_shape), None if extra_mask is None else jnp.broadcast_to(extra_mask, loss_shape))
+    mask = _and_mask(
+        _make_mask(where, loss_shape), None if extra_mask is None else jnp.broadcast_to(extra_mask, loss_shape)
+    )
     if ignore_index is not None:
         mask = _and_mask(mask, labels != ignore_index)
     ok = (labels >= 0) & (labels < num_classes)
@@ -939,7 +965,9 @@ def prepare_binary(
     then returned as floats; with ``signed=True`` they are mapped to ``{-1, 1}`` (0 is read as -1).
     ``options`` are the static options the declared domain depends on (e.g. ``from_logits``).
     """
-    ctx, (s, y) = prepare(scores, numeric_targets(labels, names[1]), names=names, where=where, reduction=reduction, axis=axis)
+    ctx, (s, y) = prepare(
+        scores, numeric_targets(labels, names[1]), names=names, where=where, reduction=reduction, axis=axis
+    )
     ctx = ctx.enforce(loss, options, **{names[0]: s, names[1]: y})
     return ctx, s, (to_signed(y) if signed else y)
 

@@ -85,8 +85,9 @@ def train_classifier(epochs: int = 30, batch_size: int = 64, lr: float = 3e-3, s
     x_tr, y_tr, x_te, y_te = load_digits(seed)
     params = init_mlp(jax.random.PRNGKey(seed), [x_tr.shape[1], 128, 10])
     obj = jaxloss.objective(mlp, jaxloss.cross_entropy, label_smoothing=0.05)
-    res = jaxloss.fit(obj, params, (x_tr, y_tr), optax.adam(lr), epochs, batch_size=batch_size, seed=seed,
-                      verbose=int(verbose))
+    res = jaxloss.fit(
+        obj, params, (x_tr, y_tr), optax.adam(lr), epochs, batch_size=batch_size, seed=seed, verbose=int(verbose)
+    )
     accuracy = float(jnp.mean(jnp.argmax(mlp(res.params, x_te), -1) == y_te))
     return res.params, list(res.history["loss"]), accuracy
 
@@ -114,8 +115,18 @@ def fit_ready_objectives(max_steps: int = 1000, mlp_epochs: int = 30, seed: int 
     rows, curves = [], {}
 
     def record(name, dataset, res, seconds, score, metric, unit="step"):
-        rows.append(dict(objective=name, dataset=dataset, value=float(res.value), steps=int(res.num_steps),
-                         converged=bool(res.converged), time=seconds, score=float(score), metric=metric))
+        rows.append(
+            dict(
+                objective=name,
+                dataset=dataset,
+                value=float(res.value),
+                steps=int(res.num_steps),
+                converged=bool(res.converged),
+                time=seconds,
+                score=float(score),
+                metric=metric,
+            )
+        )
         history = res.history["loss"] if isinstance(res.history, dict) else res.history  # fit / minimize
         curves[name] = (unit, np.asarray(history, np.float64))
         if verbose:
@@ -147,8 +158,9 @@ def fit_ready_objectives(max_steps: int = 1000, mlp_epochs: int = 30, seed: int 
     params = init_mlp(jax.random.PRNGKey(seed), [x_tr.shape[1], 128, 10])
     obj = jaxloss.objective(mlp, jaxloss.cross_entropy, label_smoothing=0.05)
     t0 = time.perf_counter()
-    fitted = jaxloss.fit(obj, params, (x_tr, y_tr), optax.adam(3e-3), mlp_epochs, batch_size=64, seed=seed,
-                      verbose=int(verbose))
+    fitted = jaxloss.fit(
+        obj, params, (x_tr, y_tr), optax.adam(3e-3), mlp_epochs, batch_size=64, seed=seed, verbose=int(verbose)
+    )
     seconds = time.perf_counter() - t0
     accuracy = float(jnp.mean(jnp.argmax(mlp(fitted.params, x_te), -1) == y_te))
     record("MLP cross-entropy", "digits", fitted, seconds, accuracy, "accuracy", unit="epoch")
@@ -204,13 +216,17 @@ def plot_curves(curves, path=DEFAULT_PLOT) -> pathlib.Path:
 
 def run_demo(args) -> int:
     t0 = time.perf_counter()
-    print(f"jaxloss {jaxloss.__version__} demo on {jax.devices()[0].platform.upper()}: scikit-learn datasets, "
-          "jaxloss objectives, jaxloss.minimize / jaxloss.fit on optax")
+    print(
+        f"jaxloss {jaxloss.__version__} demo on {jax.devices()[0].platform.upper()}: scikit-learn datasets, "
+        "jaxloss objectives, jaxloss.minimize / jaxloss.fit on optax"
+    )
     rows, curves = fit_ready_objectives(max_steps=args.max_steps, mlp_epochs=args.epochs, seed=args.seed)
     print()
     print(format_table(rows))
-    print("(time includes compilation; final value: the objective on the training split; "
-          "steps: optimizer steps, epochs x batches for the MLP)")
+    print(
+        "(time includes compilation; final value: the objective on the training split; "
+        "steps: optimizer steps, epochs x batches for the MLP)"
+    )
     mlp_row = rows[-1]
     print(f"final train cross-entropy {mlp_row['value']:.4f}")
     print(f"held-out accuracy: {mlp_row['score']:.4f}  (digits MLP)")

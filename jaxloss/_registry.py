@@ -35,7 +35,14 @@ LOSS_FAMILIES: Tuple[str, ...] = (
 # against the contract in tests/test_fenchel_young.py), regularizers, objectives, optimization drivers,
 # per-sample tools.
 TOOLS: Tuple[str, ...] = (
-    "fenchel", "regularizers", "objectives", "optimize", "implicit", "influence_functions", "training", "per_sample",
+    "fenchel",
+    "regularizers",
+    "objectives",
+    "optimize",
+    "implicit",
+    "influence_functions",
+    "training",
+    "per_sample",
 )
 
 # Public names of loss families that are helpers, not losses (they have their own tests).

@@ -44,9 +44,16 @@ def _is_label(labels, num_classes):
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES, label_smoothing=_core.PROBABILITY, z_loss=_core.NONNEGATIVE)
 def cross_entropy(
-    logits: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1,
-    class_weights: ArrayLike | None = None, label_smoothing: ArrayLike = 0.0, ignore_index: int | None = None,
-    z_loss: ArrayLike = 0.0, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] = -1,
+    class_weights: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0,
+    ignore_index: int | None = None,
+    z_loss: ArrayLike = 0.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Softmax cross-entropy with integer labels or probability targets (the dtype decides).
@@ -97,7 +104,9 @@ def cross_entropy(
       0.6691
     """
     if where is not None and jnp.ndim(where) == jnp.ndim(logits) and not _core.is_zero(label_smoothing):
-        raise ValueError("label_smoothing spreads mass over every class: it cannot be combined with a class mask (where=)")
+        raise ValueError(
+            "label_smoothing spreads mass over every class: it cannot be combined with a class mask (where=)"
+        )
     ctx, x, t, is_int = _core.prepare_classes(
         logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
     )
@@ -132,9 +141,15 @@ def cross_entropy(
 
 @_core.domain(labels=_core.CLASS_LABELS)
 def nll(
-    log_probs: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1,
-    class_weights: ArrayLike | None = None, ignore_index: int | None = None, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    log_probs: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] = -1,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Negative log-likelihood of integer labels under log-probabilities: ``-w[y] * log_probs[y]``.
 
@@ -148,8 +163,14 @@ def nll(
       0.4904
     """
     ctx, lp, y, _ = _core.prepare_classes(
-        log_probs, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
-        names=("log_probs", "labels"), allow_probabilities=False,
+        log_probs,
+        labels,
+        axis=axis,
+        where=where,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        names=("log_probs", "labels"),
+        allow_probabilities=False,
     )
     cw = _core.class_weight_array(class_weights, lp.shape[-1], ctx.dtype)
     loss = -_core.take_class(lp, y)
@@ -166,10 +187,21 @@ def _binary_log_probs(x, from_logits):
     return _core.safe_log(x), _core.safe_log(1.0 - x)
 
 
-@_core.domain(labels=_core.PROBABILITY, logits=_core.when("from_logits", False, _core.PROBABILITY), pos_weight=_core.NONNEGATIVE, label_smoothing=_core.PROBABILITY)
+@_core.domain(
+    labels=_core.PROBABILITY,
+    logits=_core.when("from_logits", False, _core.PROBABILITY),
+    pos_weight=_core.NONNEGATIVE,
+    label_smoothing=_core.PROBABILITY,
+)
 def binary_cross_entropy(
-    logits: ArrayLike, labels: ArrayLike, *, from_logits: bool = True, pos_weight: ArrayLike | None = None,
-    label_smoothing: ArrayLike = 0.0, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    from_logits: bool = True,
+    pos_weight: ArrayLike | None = None,
+    label_smoothing: ArrayLike = 0.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Binary cross-entropy, elementwise: ``-(pos_weight * y * log p + (1 - y) * log(1 - p))``.
@@ -195,8 +227,14 @@ def binary_cross_entropy(
       0.1054
     """
     ctx, x, y = _core.prepare_binary(
-        binary_cross_entropy, logits, labels, signed=False, names=("logits", "labels"), where=where,
-        reduction=reduction, options=dict(from_logits=from_logits),
+        binary_cross_entropy,
+        logits,
+        labels,
+        signed=False,
+        names=("logits", "labels"),
+        where=where,
+        reduction=reduction,
+        options=dict(from_logits=from_logits),
     )
     ctx = ctx.enforce(binary_cross_entropy, pos_weight=pos_weight, label_smoothing=label_smoothing)
     eps = ctx.cast(label_smoothing)
@@ -215,8 +253,14 @@ def binary_cross_entropy(
 
 @_core.domain(labels=_core.PROBABILITY, alpha=_core.PROBABILITY, gamma=_core.NONNEGATIVE)
 def focal(
-    logits: ArrayLike, labels: ArrayLike, *, alpha: ArrayLike | None = None, gamma: ArrayLike = 2.0,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    alpha: ArrayLike | None = None,
+    gamma: ArrayLike = 2.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Sigmoid focal loss (Lin et al., 2017), elementwise.
 
@@ -237,7 +281,9 @@ def focal(
       >>> print(round(float(jaxloss.focal(jnp.array([0.0]), jnp.array([1.0]), gamma=2.0)), 4))
       0.1733
     """
-    ctx, x, y = _core.prepare_binary(focal, logits, labels, signed=False, names=("logits", "labels"), where=where, reduction=reduction)
+    ctx, x, y = _core.prepare_binary(
+        focal, logits, labels, signed=False, names=("logits", "labels"), where=where, reduction=reduction
+    )
     ctx = ctx.enforce(focal, alpha=alpha, gamma=gamma)
     ce = -(y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
     one_minus_pt = y * jax.nn.sigmoid(-x) + (1.0 - y) * jax.nn.sigmoid(x)
@@ -250,9 +296,16 @@ def focal(
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES, alpha=_core.NONNEGATIVE, gamma=_core.NONNEGATIVE)
 def multiclass_focal(
-    logits: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, alpha: ArrayLike | None = None,
-    gamma: ArrayLike = 2.0, ignore_index: int | None = None, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] = -1,
+    alpha: ArrayLike | None = None,
+    gamma: ArrayLike = 2.0,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Softmax focal loss: ``-sum_c alpha_c * t_c * (1 - p_c)^gamma * log p_c`` per example.
 
@@ -290,7 +343,11 @@ def multiclass_focal(
 
 @_core.domain(labels=_core.BINARY_ANY)
 def hinge(
-    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Binary hinge loss, elementwise: ``max(0, 1 - y * s)``.
@@ -308,7 +365,11 @@ def hinge(
 
 @_core.domain(labels=_core.BINARY_ANY)
 def squared_hinge(
-    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Squared hinge loss, elementwise: ``max(0, 1 - y * s)^2``, labels in {-1, 1} or {0, 1}.
@@ -324,8 +385,14 @@ def squared_hinge(
 
 @_core.domain(labels=_core.CLASS_LABELS)
 def multiclass_hinge(
-    scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] = -1,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Crammer–Singer multiclass hinge: ``max_j (s_j + [j != y]) - s_y`` per example (optax's
     ``multiclass_hinge_loss``).
@@ -340,8 +407,14 @@ def multiclass_hinge(
       0.5
     """
     ctx, s, y, _ = _core.prepare_classes(
-        scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
-        names=("scores", "labels"), allow_probabilities=False,
+        scores,
+        labels,
+        axis=axis,
+        where=where,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        names=("scores", "labels"),
+        allow_probabilities=False,
     )
     is_y = _is_label(y, s.shape[-1])
     loss = jnp.max(jnp.where(is_y, s, s + 1.0), axis=-1) - _core.take_class(s, y)
@@ -350,9 +423,17 @@ def multiclass_hinge(
 
 @_core.domain(labels=_core.CLASS_LABELS)
 def multi_margin(
-    scores: ArrayLike, labels: ArrayLike, *, p: ArrayLike = 1, margin: ArrayLike = 1.0,
-    class_weights: ArrayLike | None = None, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    p: ArrayLike = 1,
+    margin: ArrayLike = 1.0,
+    class_weights: ArrayLike | None = None,
+    axis: int | tuple[int, ...] = -1,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """PyTorch's ``multi_margin_loss``: ``w[y] / C * sum_{j != y} max(0, margin - s_y + s_j)^p``.
 
@@ -373,8 +454,14 @@ def multi_margin(
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2; got {p!r}")
     ctx, s, y, _ = _core.prepare_classes(
-        scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
-        names=("scores", "labels"), allow_probabilities=False,
+        scores,
+        labels,
+        axis=axis,
+        where=where,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        names=("scores", "labels"),
+        allow_probabilities=False,
     )
     num_classes = s.shape[-1]
     cw = _core.class_weight_array(class_weights, num_classes, ctx.dtype)
@@ -425,7 +512,11 @@ def smooth_labels(labels: ArrayLike, alpha: ArrayLike, *, num_classes: int | Non
 
 @_core.domain(labels=_core.BINARY_ANY)
 def soft_margin(
-    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Soft-margin (logistic) loss, elementwise: ``log(1 + exp(-y * s))``.
@@ -454,8 +545,14 @@ def soft_margin(
 
 @_core.domain(labels=_core.PROBABILITY)
 def multilabel_soft_margin(
-    logits: ArrayLike, labels: ArrayLike, *, class_weights: ArrayLike | None = None, axis: int = -1,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    class_weights: ArrayLike | None = None,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Multi-label one-versus-all logistic loss: the mean over classes of the weighted BCE-with-logits.
 
@@ -481,7 +578,13 @@ def multilabel_soft_margin(
       1.41
     """
     ctx, x, y = _core.prepare_binary(
-        multilabel_soft_margin, logits, labels, signed=False, names=("logits", "labels"), axis=axis, where=where,
+        multilabel_soft_margin,
+        logits,
+        labels,
+        signed=False,
+        names=("logits", "labels"),
+        axis=axis,
+        where=where,
         reduction=reduction,
     )
     per_class = -(y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
@@ -493,8 +596,13 @@ def multilabel_soft_margin(
 
 @_core.domain(labels=_core.ClassIndex(what="target class (then -1 padding)"))
 def multilabel_margin(
-    scores: ArrayLike, labels: ArrayLike, *, axis: int = -1, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Multi-label margin loss: each target class must beat each non-target class by a margin of 1.
 
@@ -549,8 +657,14 @@ def multilabel_margin(
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES, epsilon=_core.at_least(-1))
 def poly1(
-    logits: ArrayLike, labels: ArrayLike, *, epsilon: ArrayLike = 2.0, axis: int | tuple[int, ...] = -1,
-    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    epsilon: ArrayLike = 2.0,
+    axis: int | tuple[int, ...] = -1,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Poly-1 loss (PolyLoss): the softmax cross-entropy plus ``epsilon * (1 - p_t)`` per example.
@@ -607,8 +721,14 @@ def poly1(
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES, q=_core.in_range(0, 1, low_open=True))
 def generalized_cross_entropy(
-    logits: ArrayLike, labels: ArrayLike, *, q: ArrayLike = 0.7, axis: int | tuple[int, ...] = -1,
-    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    q: ArrayLike = 0.7,
+    axis: int | tuple[int, ...] = -1,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Generalized cross-entropy, a noise-robust loss: ``(1 - p_y^q) / q`` per example, from logits.
@@ -658,8 +778,14 @@ def generalized_cross_entropy(
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES)
 def categorical_hinge(
-    scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] = -1,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Keras' categorical hinge: ``max(0, 1 + neg - pos)`` per example.
 
@@ -691,7 +817,13 @@ def categorical_hinge(
       1.5
     """
     ctx, s, t, is_int = _core.prepare_classes(
-        scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index, names=("scores", "labels")
+        scores,
+        labels,
+        axis=axis,
+        where=where,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        names=("scores", "labels"),
     )
     ctx = ctx.enforce(categorical_hinge, labels=t)
     if is_int:
@@ -705,7 +837,11 @@ def categorical_hinge(
 
 @_core.domain(labels=_core.BINARY_ANY)
 def perceptron(
-    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Binary perceptron loss, elementwise: ``max(0, -y * s)``.
@@ -738,8 +874,14 @@ def perceptron(
 
 @_core.domain(labels=_core.CLASS_LABELS)
 def multiclass_perceptron(
-    scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] = -1,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Multiclass perceptron loss: ``max_j s_j - s_y`` per example (optax's ``multiclass_perceptron_loss``).
 
@@ -767,15 +909,25 @@ def multiclass_perceptron(
       0.5
     """
     ctx, s, y, _ = _core.prepare_classes(
-        scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
-        names=("scores", "labels"), allow_probabilities=False,
+        scores,
+        labels,
+        axis=axis,
+        where=where,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        names=("scores", "labels"),
+        allow_probabilities=False,
     )
     return ctx.reduce(jnp.max(s, axis=-1) - _core.take_class(s, y), weights=weights)
 
 
 @_core.domain(labels=_core.BINARY_ANY)
 def sparsemax(
-    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Binary sparsemax loss, elementwise: ``sparse_plus(-y * s)``.
@@ -808,8 +960,14 @@ def sparsemax(
 
 @_core.domain(labels=_core.CLASS_LABELS)
 def multiclass_sparsemax(
-    scores: ArrayLike, labels: ArrayLike, *, axis: int | tuple[int, ...] = -1, ignore_index: int | None = None,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] = -1,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Multiclass sparsemax loss: ``<p, s> + (1 - |p|^2) / 2 - s_y`` per example, ``p = sparsemax(s)``.
 
@@ -842,7 +1000,13 @@ def multiclass_sparsemax(
       0.5625
     """
     ctx, s, y, _ = _core.prepare_classes(
-        scores, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
-        names=("scores", "labels"), allow_probabilities=False,
+        scores,
+        labels,
+        axis=axis,
+        where=where,
+        reduction=reduction,
+        ignore_index=ignore_index,
+        names=("scores", "labels"),
+        allow_probabilities=False,
     )
     return ctx.reduce(_core.gini_max(s - _core.take_class(s, y)[..., None]), weights=weights)

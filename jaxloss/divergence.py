@@ -14,6 +14,7 @@ from jaxloss._typing import Array, ArrayLike, Reduction
 
 __all__ = ["kl_divergence", "js_divergence", "generalized_kl", "entropy"]
 
+
 def _plogp_over_q(p, log_p, log_q):
     """``p * (log p - log q)``, exactly 0 where ``p == 0``, with finite gradients there (double where)."""
     nz = p > 0
@@ -28,10 +29,21 @@ def _prob_and_log(targets, log_targets):
     return targets, jnp.log(jnp.where(pos, targets, 1.0))
 
 
-@_core.domain(targets=(_core.when("log_targets", False, _core.PROBABILITY), _core.when("log_targets", True, _core.Interval(high=0.0))))
+@_core.domain(
+    targets=(
+        _core.when("log_targets", False, _core.PROBABILITY),
+        _core.when("log_targets", True, _core.Interval(high=0.0)),
+    )
+)
 def kl_divergence(
-    log_predictions: ArrayLike, targets: ArrayLike, *, log_targets: bool = False, axis: int = -1,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    log_predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    log_targets: bool = False,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Kullback–Leibler divergence ``KL(targets || predictions) = sum_c t_c (log t_c - log p_c)``.
 
@@ -63,10 +75,21 @@ def kl_divergence(
     return ctx.reduce(jnp.sum(_plogp_over_q(t, log_t, lp), axis=-1), weights=weights)
 
 
-@_core.domain(targets=(_core.when("log_targets", False, _core.PROBABILITY), _core.when("log_targets", True, _core.Interval(high=0.0))))
+@_core.domain(
+    targets=(
+        _core.when("log_targets", False, _core.PROBABILITY),
+        _core.when("log_targets", True, _core.Interval(high=0.0)),
+    )
+)
 def js_divergence(
-    log_predictions: ArrayLike, targets: ArrayLike, *, log_targets: bool = False, axis: int = -1,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    log_predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    log_targets: bool = False,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Jensen–Shannon divergence ``0.5 KL(p || m) + 0.5 KL(t || m)``, ``m = (p + t) / 2``, in nats.
 
@@ -96,8 +119,13 @@ def js_divergence(
 
 @_core.domain(predictions=_core.NONNEGATIVE, targets=_core.NONNEGATIVE)
 def generalized_kl(
-    predictions: ArrayLike, targets: ArrayLike, *, axis: int = -1, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Generalized KL (I-)divergence between non-negative measures: ``sum_c t_c log(t_c / p_c) - t_c + p_c``.
 
@@ -142,8 +170,13 @@ def generalized_kl(
 
 @_core.domain(logits=_core.when("from_logits", False, _core.PROBABILITY))
 def entropy(
-    logits: ArrayLike, *, axis: int = -1, from_logits: bool = True, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    logits: ArrayLike,
+    *,
+    axis: int = -1,
+    from_logits: bool = True,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Shannon entropy ``H = -sum_c q_c log q_c`` (nats) of the distribution ``q`` along ``axis``.
 

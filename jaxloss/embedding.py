@@ -161,8 +161,14 @@ def _circle_anchors(e, y, valid, gamma, m, remove_diagonal):
 
 @_core.domain(eps=_core.POSITIVE)
 def cosine_similarity(
-    x1: ArrayLike, x2: ArrayLike, *, eps: ArrayLike = 1e-8, axis: int = -1, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    x1: ArrayLike,
+    x2: ArrayLike,
+    *,
+    eps: ArrayLike = 1e-8,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Cosine similarity of vector pairs: ``x1 . x2 / (max(|x1|, eps) * max(|x2|, eps))``.
 
@@ -201,8 +207,14 @@ def cosine_similarity(
 
 @_core.domain(eps=_core.POSITIVE)
 def cosine_distance(
-    x1: ArrayLike, x2: ArrayLike, *, eps: ArrayLike = 1e-8, axis: int = -1, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    x1: ArrayLike,
+    x2: ArrayLike,
+    *,
+    eps: ArrayLike = 1e-8,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Cosine distance of vector pairs: ``1 - cosine_similarity(x1, x2)`` (optax's ``cosine_distance``).
 
@@ -235,8 +247,15 @@ def cosine_distance(
 
 @_core.domain(labels=_core.BINARY_ANY, margin=_core.in_range(-1, 1), eps=_core.POSITIVE)
 def cosine_embedding(
-    x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 0.0, eps: ArrayLike = 1e-8,
-    axis: int = -1, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    x1: ArrayLike,
+    x2: ArrayLike,
+    labels: ArrayLike,
+    *,
+    margin: ArrayLike = 0.0,
+    eps: ArrayLike = 1e-8,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Cosine embedding loss (PyTorch's ``cosine_embedding_loss``), one value per pair.
@@ -282,8 +301,14 @@ def cosine_embedding(
 
 @_core.domain(labels=_core.BINARY_ANY)
 def margin_ranking(
-    x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 0.0, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    x1: ArrayLike,
+    x2: ArrayLike,
+    labels: ArrayLike,
+    *,
+    margin: ArrayLike = 0.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Margin ranking loss (PyTorch's ``margin_ranking_loss``), elementwise: ``max(0, -y (x1 - x2) + margin)``.
 
@@ -304,7 +329,12 @@ def margin_ranking(
       0.35
     """
     ctx, (a, b, y) = _core.prepare(
-        x1, x2, _core.numeric_targets(labels), names=("x1", "x2", "labels"), where=where, reduction=reduction,
+        x1,
+        x2,
+        _core.numeric_targets(labels),
+        names=("x1", "x2", "labels"),
+        where=where,
+        reduction=reduction,
         fill=(0.0, 0.0, 1.0),
     )
     ctx = ctx.enforce(margin_ranking, labels=y)
@@ -314,8 +344,13 @@ def margin_ranking(
 
 @_core.domain(labels=_core.BINARY_ANY, margin=_core.NONNEGATIVE)
 def hinge_embedding(
-    inputs: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    inputs: ArrayLike,
+    labels: ArrayLike,
+    *,
+    margin: ArrayLike = 1.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Hinge embedding loss (PyTorch's ``hinge_embedding_loss``), elementwise.
 
@@ -337,7 +372,12 @@ def hinge_embedding(
       0.5
     """
     ctx, (x, y) = _core.prepare(
-        inputs, _core.numeric_targets(labels), names=("inputs", "labels"), where=where, reduction=reduction, fill=(0.0, 1.0)
+        inputs,
+        _core.numeric_targets(labels),
+        names=("inputs", "labels"),
+        where=where,
+        reduction=reduction,
+        fill=(0.0, 1.0),
     )
     ctx = ctx.enforce(hinge_embedding, labels=y, margin=margin)
     y = _core.to_signed(y)
@@ -351,9 +391,18 @@ def _pairwise_distance(a, b, p, eps):
 
 @_core.domain(margin=_core.NONNEGATIVE)
 def triplet_margin(
-    anchor: ArrayLike, positive: ArrayLike, negative: ArrayLike, *, margin: ArrayLike = 1.0, p: ArrayLike = 2.0,
-    eps: ArrayLike = 1e-6, swap: bool = False, axis: int = -1, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    anchor: ArrayLike,
+    positive: ArrayLike,
+    negative: ArrayLike,
+    *,
+    margin: ArrayLike = 1.0,
+    p: ArrayLike = 2.0,
+    eps: ArrayLike = 1e-6,
+    swap: bool = False,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Triplet margin loss (PyTorch's ``triplet_margin_loss``), one value per triplet.
 
@@ -388,7 +437,13 @@ def triplet_margin(
     if isinstance(p, bool) or not isinstance(p, numbers.Real) or not p > 0:
         raise ValueError(f"p must be a Python number > 0 (the norm degree, static); got {p!r}")
     ctx, (a, pos, neg) = _core.prepare(
-        anchor, positive, negative, names=("anchor", "positive", "negative"), where=where, reduction=reduction, axis=axis
+        anchor,
+        positive,
+        negative,
+        names=("anchor", "positive", "negative"),
+        where=where,
+        reduction=reduction,
+        axis=axis,
     )
     ctx = ctx.enforce(triplet_margin, margin=margin)
     eps = ctx.cast(eps)
@@ -401,8 +456,15 @@ def triplet_margin(
 
 @_core.domain(labels=_core.PROBABILITY, margin=_core.NONNEGATIVE)
 def contrastive(
-    x1: ArrayLike, x2: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0, axis: int = -1,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    x1: ArrayLike,
+    x2: ArrayLike,
+    labels: ArrayLike,
+    *,
+    margin: ArrayLike = 1.0,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Pairwise contrastive loss (Hadsell, Chopra & LeCun, 2006), one value per pair.
 
@@ -450,8 +512,14 @@ def contrastive(
 
 @_core.domain(temperature=_core.POSITIVE, eps=_core.POSITIVE)
 def ntxent(
-    embeddings: ArrayLike, labels: ArrayLike, *, temperature: ArrayLike = 0.07, eps: ArrayLike = 1e-8,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    embeddings: ArrayLike,
+    labels: ArrayLike,
+    *,
+    temperature: ArrayLike = 0.07,
+    eps: ArrayLike = 1e-8,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """NT-Xent / InfoNCE loss of SimCLR (optax's ``ntxent``), one value per group of embeddings.
 
@@ -505,8 +573,14 @@ def ntxent(
 
 @_core.domain(gamma=_core.POSITIVE)
 def circle(
-    embeddings: ArrayLike, labels: ArrayLike, *, gamma: ArrayLike = 80.0, margin: ArrayLike = 0.4,
-    remove_diagonal: bool = True, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    embeddings: ArrayLike,
+    labels: ArrayLike,
+    *,
+    gamma: ArrayLike = 80.0,
+    margin: ArrayLike = 0.4,
+    remove_diagonal: bool = True,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Circle loss (Sun et al., CVPR 2020) with Keras 3's ``keras.losses.circle`` semantics, one value per anchor.
@@ -551,7 +625,9 @@ def circle(
       1.1711
     """
     e, y, valid, loss_shape, _, dtype, out_dtype = _prepare_groups(embeddings, labels, where, reduction, per_item=True)
-    loss, has = _circle_anchors(e, y, valid, jnp.asarray(gamma, dtype), jnp.asarray(margin, dtype), bool(remove_diagonal))
+    loss, has = _circle_anchors(
+        e, y, valid, jnp.asarray(gamma, dtype), jnp.asarray(margin, dtype), bool(remove_diagonal)
+    )
     ctx = _core.context(loss_shape, out_dtype, reduction=reduction, extra_mask=has)
     ctx = ctx.enforce(circle, gamma=gamma)
     return ctx.reduce(loss, weights=weights)

@@ -41,7 +41,10 @@ def _gini(p):
 
 # name -> (max operator over the last axis, its regulariser Omega over the last axis); both are
 # shift-equivariant (max(s + c) = max(s) + c), so they are evaluated on s - max(s).
-_BUILTIN: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {"softmax": (_softmax_max, _neg_entropy), "sparsemax": (_core.gini_max, _gini)}
+_BUILTIN: dict[str, tuple[Callable[..., Any], Callable[..., Any]]] = {
+    "softmax": (_softmax_max, _neg_entropy),
+    "sparsemax": (_core.gini_max, _gini),
+}
 
 
 def fenchel_young(
@@ -105,7 +108,9 @@ def fenchel_young(
     """
     if isinstance(max_fn, str):
         if max_fn not in _BUILTIN:
-            raise ValueError(f"max_fn must be one of {', '.join(repr(k) for k in _BUILTIN)} or a function; got {max_fn!r}")
+            raise ValueError(
+                f"max_fn must be one of {', '.join(repr(k) for k in _BUILTIN)} or a function; got {max_fn!r}"
+            )
         if regularizer is not None:
             raise ValueError(f"regularizer is built into max_fn={max_fn!r}; pass a callable max_fn to give your own")
         vec_max, vec_reg = _BUILTIN[max_fn]
@@ -120,11 +125,22 @@ def fenchel_young(
         raise TypeError(f"max_fn must be 'softmax', 'sparsemax' or a function of a score vector; got {max_fn!r}")
 
     def loss(
-        scores: ArrayLike, targets: ArrayLike, *, axis: int = -1, ignore_index: Optional[int] = None,
-        weights: Optional[ArrayLike] = None, where: Optional[ArrayLike] = None, reduction: Reduction = "mean",
+        scores: ArrayLike,
+        targets: ArrayLike,
+        *,
+        axis: int = -1,
+        ignore_index: Optional[int] = None,
+        weights: Optional[ArrayLike] = None,
+        where: Optional[ArrayLike] = None,
+        reduction: Reduction = "mean",
     ) -> Array:
         ctx, s, y, is_int = _core.prepare_classes(
-            scores, targets, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index,
+            scores,
+            targets,
+            axis=axis,
+            where=where,
+            reduction=reduction,
+            ignore_index=ignore_index,
             names=("scores", "targets"),
         )
         ctx = ctx.enforce(checked_loss, targets=y)

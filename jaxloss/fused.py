@@ -161,7 +161,11 @@ def _stats_bwd_local(h, w, b, u, t, lse, g_lse, g_ty, g_su, *, chunk, kind, layo
         u_c = _slice(u, start, size, 0).astype(h.dtype)
         t_c = t if kind == "labels" else _slice(t, start, size, 1)
         coef = _target_coef(t_c, u_c, offset + start + jnp.arange(size), kind)
-        dz = g_lse[:, None] * jnp.exp(z - lse[:, None]) + g_su[:, None] * u_c[None, :] + _times(coef, g_ty[:, None], kind)
+        dz = (
+            g_lse[:, None] * jnp.exp(z - lse[:, None])
+            + g_su[:, None] * u_c[None, :]
+            + _times(coef, g_ty[:, None], kind)
+        )
         dh = dh + jnp.dot(dz, w_c.astype(h.dtype).T, preferred_element_type=h.dtype)
         # this chunk's weight and bias gradients, summed over the token shards (parameter-sized, chunk by
         # chunk, so that no device holds a partial gradient of the whole weight)
@@ -194,7 +198,9 @@ def _one_pass_local(h, w, b, u, t, k_lse, k_ty, k_su, k_sq, *, chunk, kind, layo
         # Tokens sharded: the one-pass weight gradient would be a partial sum of the whole (local) weight
         # on every device before its reduction; the two-pass form reduces it chunk by chunk instead.
         lse, ty, su = _stats_local(h, w, b, u, t, chunk=chunk, kind=kind, layout=layout)
-        grads = _stats_bwd_local(h, w, b, u, t, lse, k_lse + 2.0 * k_sq * lse, k_ty, k_su, chunk=chunk, kind=kind, layout=layout)
+        grads = _stats_bwd_local(
+            h, w, b, u, t, lse, k_lse + 2.0 * k_sq * lse, k_ty, k_su, chunk=chunk, kind=kind, layout=layout
+        )
         return (lse, ty, su) + grads
     n, local_vocab = h.shape[0], w.shape[1]
     offset = _vocab_offset(layout, local_vocab)
@@ -224,12 +230,15 @@ def _one_pass_local(h, w, b, u, t, k_lse, k_ty, k_su, k_sq, *, chunk, kind, layo
         def col_step(dw, c0, csize):  # dw[:, block] += hr.T @ dz[:, block], in place
             dzc = lax.dynamic_slice_in_dim(dz, c0, csize, axis=1)
             old = lax.dynamic_slice_in_dim(dw, c0, csize, axis=1)
-            return lax.dynamic_update_slice_in_dim(dw, old + jnp.dot(hr.T, dzc, preferred_element_type=h.dtype), c0, axis=1)
+            return lax.dynamic_update_slice_in_dim(
+                dw, old + jnp.dot(hr.T, dzc, preferred_element_type=h.dtype), c0, axis=1
+            )
 
         dw = _loop(local_vocab, _vocab_chunk(chunk, layout), col_step, dw)
         db = db + jnp.sum(dz, axis=0)
         stats = tuple(
-            lax.dynamic_update_slice_in_dim(acc, v, start, axis=0) for acc, v in ((lse_all, lse), (ty_all, ty), (su_all, su))
+            lax.dynamic_update_slice_in_dim(acc, v, start, axis=0)
+            for acc, v in ((lse_all, lse), (ty_all, ty), (su_all, su))
         )
         return (dh, dw, db) + stats
 
@@ -296,7 +305,9 @@ def _def_op(local, n_rows_in, outs, out_kinds):
         return mesh, functools.partial(local, chunk=chunk, kind=kind, layout=layout), results, args
 
     def rule(chunk, kind, mesh, operand_types, result_types):
-        return _rule(kind, n_rows_in, outs), dict(reduction_factors=tuple(f for f in ("k", "v") if f not in outs.replace(",", " ").split()))
+        return _rule(kind, n_rows_in, outs), dict(
+            reduction_factors=tuple(f for f in ("k", "v") if f not in outs.replace(",", " ").split())
+        )
 
     op.def_partition(partition=partition, sharding_rule=rule)
 
@@ -427,8 +438,14 @@ def _prepare(hidden, weight, labels, bias, where, reduction, ignore_index):
         )
     # The label handling of every class-axis loss, without the [..., vocab] logits it would need.
     ctx, y = _core.prepare_labels(
-        labels, vocab, loss_shape=loss_shape, where=where, ignore_index=ignore_index, dtype=dtype,
-        out_dtype=out_dtype, reduction=reduction,
+        labels,
+        vocab,
+        loss_shape=loss_shape,
+        where=where,
+        ignore_index=ignore_index,
+        dtype=dtype,
+        out_dtype=out_dtype,
+        reduction=reduction,
     )
     y = y.astype(jnp.int32).reshape(-1)
     h = ctx.fill(hidden.astype(dtype)).reshape(-1, hidden.shape[-1])
@@ -439,10 +456,19 @@ def _prepare(hidden, weight, labels, bias, where, reduction, ignore_index):
 # its check of float labels is still the probability range [0, 1].
 @_core.domain(labels=_core.CLASS_LABELS, label_smoothing=_core.PROBABILITY, z_loss=_core.NONNEGATIVE)
 def linear_cross_entropy(
-    hidden: ArrayLike, weight: ArrayLike, labels: ArrayLike, *, bias: ArrayLike | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE, class_weights: ArrayLike | None = None, ignore_index: int | None = None,
-    label_smoothing: ArrayLike = 0.0, z_loss: ArrayLike = 0.0, where: ArrayLike | None = None,
-    weights: ArrayLike | None = None, reduction: Reduction = "mean",
+    hidden: ArrayLike,
+    weight: ArrayLike,
+    labels: ArrayLike,
+    *,
+    bias: ArrayLike | None = None,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    label_smoothing: ArrayLike = 0.0,
+    z_loss: ArrayLike = 0.0,
+    where: ArrayLike | None = None,
+    weights: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Cross-entropy of the logits ``hidden @ weight + bias``, never materialising the ``[..., vocab]`` logits.
 

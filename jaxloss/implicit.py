@@ -120,7 +120,9 @@ def _iterative(matvec, b, method, opts: ImplicitDiff):
     if method == "cg":
         return jax.scipy.sparse.linalg.cg(matvec, b, tol=opts.tol, atol=0.0, maxiter=maxiter)[0]
     restart = min(n, 50)
-    return jax.scipy.sparse.linalg.gmres(matvec, b, tol=opts.tol, atol=0.0, restart=restart, maxiter=max(maxiter // restart, 1) + 1)[0]
+    return jax.scipy.sparse.linalg.gmres(
+        matvec, b, tol=opts.tol, atol=0.0, restart=restart, maxiter=max(maxiter // restart, 1) + 1
+    )[0]
 
 
 def _checked(solve_fn, opts: ImplicitDiff):
@@ -157,7 +159,9 @@ def linear_solve(matvec: Callable, b: Any, *, symmetric: bool, options: Optional
     if method == "auto":
         method = "direct" if _size(b) <= opts.direct_max else ("cg" if symmetric else "gmres")
     if method == "cg" and not symmetric:
-        raise ValueError("solver='cg' needs a symmetric system; the proximal fixed point is not: use 'gmres' or 'direct'")
+        raise ValueError(
+            "solver='cg' needs a symmetric system; the proximal fixed point is not: use 'gmres' or 'direct'"
+        )
     raw = _direct if method == "direct" else functools.partial(_iterative, method=method, opts=opts)
     solve = _checked(raw, opts)
     return jax.lax.custom_linear_solve(matvec, b, solve, transpose_solve=solve, symmetric=symmetric)

@@ -118,7 +118,9 @@ def influence(
     diff, static = _opt._partition(params)
     opts = dataclasses.replace(implicit_diff or _implicit.ImplicitDiff(), damping=float(damping))
     chunk = None if chunk_size is None or int(chunk_size) >= n else int(chunk_size)
-    return _scores(objective, diff, train_data, test_data, static=static, test_loss=test_loss, chunk_size=chunk, opts=opts)
+    return _scores(
+        objective, diff, train_data, test_data, static=static, test_loss=test_loss, chunk_size=chunk, opts=opts
+    )
 
 
 @functools.partial(jax.jit, static_argnames=("static", "test_loss", "chunk_size", "opts"))

@@ -95,8 +95,14 @@ class Objective:
     """
 
     def __init__(
-        self, model: Any, loss: Callable[..., Array], regularizer: _regs.Regularizer | None = None, *,
-        vmap_model: bool | None = None, init_params: Callable[..., PyTree] | None = None, **loss_kwargs: Any,
+        self,
+        model: Any,
+        loss: Callable[..., Array],
+        regularizer: _regs.Regularizer | None = None,
+        *,
+        vmap_model: bool | None = None,
+        init_params: Callable[..., PyTree] | None = None,
+        **loss_kwargs: Any,
     ) -> None:
         self.model = _models.adapt(model, vmap_model)  # the one place that knows frameworks
         self.vmap_model = self.model.vmap
@@ -105,7 +111,9 @@ class Objective:
         self.loss_fn = loss
         self.loss_kwargs = dict(loss_kwargs)
         if regularizer is not None and not callable(regularizer):
-            raise TypeError(f"regularizer must be a jaxloss.Regularizer or a function params -> scalar; got {regularizer!r}")
+            raise TypeError(
+                f"regularizer must be a jaxloss.Regularizer or a function params -> scalar; got {regularizer!r}"
+            )
         self.regularizer = regularizer
         self._init_params = init_params
 
@@ -260,8 +268,12 @@ jax.tree_util.register_pytree_node(Objective, _flatten_objective, _unflatten_obj
 
 
 def objective(
-    model: Any, loss: Callable[..., Array], regularizer: _regs.Regularizer | None = None, *,
-    vmap_model: bool | None = None, **loss_kwargs: Any,
+    model: Any,
+    loss: Callable[..., Array],
+    regularizer: _regs.Regularizer | None = None,
+    *,
+    vmap_model: bool | None = None,
+    **loss_kwargs: Any,
 ) -> Objective:
     """Composes a model, a loss and a regularizer into a pure ``objective(params, batch) -> scalar``.
 
@@ -403,7 +415,9 @@ def lasso_regression(alpha: ArrayLike, *, fit_intercept: bool = True) -> Objecti
     return _ready(_half_mse, _regs.l1(alpha, mask=_weights_only), fit_intercept=fit_intercept)
 
 
-def logistic_regression(l2: ArrayLike = 0.0, *, num_classes: int | None = None, fit_intercept: bool = True) -> Objective:
+def logistic_regression(
+    l2: ArrayLike = 0.0, *, num_classes: int | None = None, fit_intercept: bool = True
+) -> Objective:
     """L2-regularised logistic regression: ``mean(cross-entropy) + 0.5 * l2 * ||w||^2``.
 
     Binary (``num_classes`` ``None`` or 2): ``w`` is ``[features]``, labels in {0, 1}, the data term is
@@ -428,7 +442,10 @@ def logistic_regression(l2: ArrayLike = 0.0, *, num_classes: int | None = None, 
 
 
 def linear_svm(
-    l2: ArrayLike = 1.0, *, loss: Literal["hinge", "squared_hinge"] = "hinge", fit_intercept: bool = True,
+    l2: ArrayLike = 1.0,
+    *,
+    loss: Literal["hinge", "squared_hinge"] = "hinge",
+    fit_intercept: bool = True,
     penalize_intercept: bool = False,
 ) -> Objective:
     """Linear support vector machine: ``mean(hinge(y, x w + b)) + 0.5 * l2 * ||w||^2``.
@@ -471,7 +488,11 @@ def _linear_with_scale(params, x):
 
 
 def huber_regression(
-    delta: ArrayLike = 1.35, l2: ArrayLike = 0.0, *, fit_scale: bool = False, fit_intercept: bool = True,
+    delta: ArrayLike = 1.35,
+    l2: ArrayLike = 0.0,
+    *,
+    fit_scale: bool = False,
+    fit_intercept: bool = True,
 ) -> Objective:
     """Robust regression with the Huber loss.
 
@@ -496,12 +517,23 @@ def huber_regression(
     _core.check_hyper(delta, "delta", low=0.0, low_open=True)
     reg = _regs.l2(l2, mask=_weights_only)
     if fit_scale:
-        return _ready(_huber_log_scale, reg, fit_intercept=fit_intercept, model=_linear_with_scale, extra=("log_scale",), delta=delta)
+        return _ready(
+            _huber_log_scale,
+            reg,
+            fit_intercept=fit_intercept,
+            model=_linear_with_scale,
+            extra=("log_scale",),
+            delta=delta,
+        )
     return _ready(_reg.huber, reg, fit_intercept=fit_intercept, delta=delta)
 
 
 def quantile_regression(
-    tau: ArrayLike = 0.5, l1: float | Array = 0.0, *, smoothing: float | Array = 0.0, fit_intercept: bool = True,
+    tau: ArrayLike = 0.5,
+    l1: float | Array = 0.0,
+    *,
+    smoothing: float | Array = 0.0,
+    fit_intercept: bool = True,
 ) -> Objective:
     """Linear quantile regression: ``mean(pinball_tau(y - x w - b)) + l1 * ||w||_1``.
 

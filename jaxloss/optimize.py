@@ -51,8 +51,14 @@ _REASONS = {
     UNBOUNDED: "possibly unbounded: the gradient is small but a Newton step of about the parameters' size remains "
     "(no minimizer, e.g. separable data without l2, or badly conditioned); add regularization",
 }
-STATUS_NAMES = {CONVERGED: "converged", MAX_STEPS: "max_steps", NON_FINITE: "non_finite",
-                LINESEARCH_FAILED: "linesearch_failed", NO_PROGRESS: "no_progress", UNBOUNDED: "unbounded"}
+STATUS_NAMES = {
+    CONVERGED: "converged",
+    MAX_STEPS: "max_steps",
+    NON_FINITE: "non_finite",
+    LINESEARCH_FAILED: "linesearch_failed",
+    NO_PROGRESS: "no_progress",
+    UNBOUNDED: "unbounded",
+}
 
 
 def _summary(x) -> str:
@@ -108,12 +114,21 @@ class OptimizeResult(NamedTuple):
         return "; ".join(f"{STATUS_NAMES[int(c)]} x{int(np.sum(codes == c))}" for c in np.unique(codes))
 
     def __repr__(self):
-        status = "None" if self.status is None else (
-            STATUS_NAMES.get(int(np.asarray(self.status)), "?") if _summary(self.status).lstrip("-").isdigit() else _summary(self.status))
+        status = (
+            "None"
+            if self.status is None
+            else (
+                STATUS_NAMES.get(int(np.asarray(self.status)), "?")
+                if _summary(self.status).lstrip("-").isdigit()
+                else _summary(self.status)
+            )
+        )
         leaves = jax.tree_util.tree_leaves(self.params)
         size = sum(int(np.size(x)) for x in leaves if hasattr(x, "shape"))
-        return (f"OptimizeResult(status={status}, value={_summary(self.value)}, grad_norm={_summary(self.grad_norm)}, "
-                f"num_steps={_summary(self.num_steps)}, params=<{len(leaves)} leaves, {size} numbers>)")
+        return (
+            f"OptimizeResult(status={status}, value={_summary(self.value)}, grad_norm={_summary(self.grad_norm)}, "
+            f"num_steps={_summary(self.num_steps)}, params=<{len(leaves)} leaves, {size} numbers>)"
+        )
 
 
 # -------------------------------------------------------------------------------------------------------
@@ -285,17 +300,27 @@ def _next_status(k, full, gnorm, thr, best, stall, ls_failed, max_steps, monoton
     best = (jnp.minimum(best_v, full), jnp.minimum(best_g, gnorm))
     stall = jnp.where(improved, 0, stall + 1)
     status = jnp.where(
-        ~(jnp.isfinite(full) & jnp.isfinite(gnorm)), NON_FINITE,
-        jnp.where(gnorm <= thr, CONVERGED,
-                  jnp.where(ls_failed, LINESEARCH_FAILED,
-                            jnp.where((stall >= patience) & monotone, NO_PROGRESS,
-                                      jnp.where(k >= max_steps, MAX_STEPS, _RUNNING)))))
+        ~(jnp.isfinite(full) & jnp.isfinite(gnorm)),
+        NON_FINITE,
+        jnp.where(
+            gnorm <= thr,
+            CONVERGED,
+            jnp.where(
+                ls_failed,
+                LINESEARCH_FAILED,
+                jnp.where((stall >= patience) & monotone, NO_PROGRESS, jnp.where(k >= max_steps, MAX_STEPS, _RUNNING)),
+            ),
+        ),
+    )
     return status.astype(jnp.int32), best, stall
 
 
 def _initial_status(full0, gnorm0, thr, max_steps):
-    status = jnp.where(~(jnp.isfinite(full0) & jnp.isfinite(gnorm0)), NON_FINITE,
-                       jnp.where(gnorm0 <= thr, CONVERGED, MAX_STEPS if max_steps == 0 else _RUNNING))
+    status = jnp.where(
+        ~(jnp.isfinite(full0) & jnp.isfinite(gnorm0)),
+        NON_FINITE,
+        jnp.where(gnorm0 <= thr, CONVERGED, MAX_STEPS if max_steps == 0 else _RUNNING),
+    )
     return status.astype(jnp.int32)
 
 
@@ -303,7 +328,9 @@ def _threshold(tol, atol, full0, gnorm0):
     """The convergence threshold: ``max(atol, tol * max(||g_0||, |f_0|))``, relative to the scale of the
     objective and of its initial gradient (unchanged by rescaling the objective)."""
     scale = jnp.maximum(gnorm0, jnp.abs(full0))
-    return jnp.maximum(jnp.asarray(atol, full0.dtype), jnp.asarray(tol, full0.dtype) * jnp.where(jnp.isfinite(scale), scale, 0.0))
+    return jnp.maximum(
+        jnp.asarray(atol, full0.dtype), jnp.asarray(tol, full0.dtype) * jnp.where(jnp.isfinite(scale), scale, 0.0)
+    )
 
 
 def _keep(ok, new, old):
@@ -335,7 +362,9 @@ def _optax_loop(F, G, optimizer, static, max_steps, prox_step, hook):
         state0 = opt.init(p0)
         from_state = optax.tree.get(state0, "value") is not None and optax.tree.get(state0, "grad") is not None
         if from_state and g is not None:
-            raise ValueError("a line-search optimizer cannot be combined with proximal steps or constraints; use optimizer=None")
+            raise ValueError(
+                "a line-search optimizer cannot be combined with proximal steps or constraints; use optimizer=None"
+            )
         vg_state = optax.value_and_grad_from_state(fd) if from_state else None
         has_info = optax.tree.get(state0, "info") is not None
 
@@ -375,7 +404,9 @@ def _optax_loop(F, G, optimizer, static, max_steps, prox_step, hook):
                 ls_failed = (info.decrease_error > 0) & ~(new_full < full)
             finite = jnp.isfinite(new_full) & jnp.isfinite(gnorm)
             accept = finite & ~ls_failed
-            status, best, stall = _next_status(k + 1, new_full, gnorm, thr, best, stall, ls_failed, max_steps, from_state)
+            status, best, stall = _next_status(
+                k + 1, new_full, gnorm, thr, best, stall, ls_failed, max_steps, from_state
+            )
             _report(hook, k + 1, new_full, gnorm)
             p, state = _keep(accept, new, p), _keep(accept, new_state, state)
             value, grad = _keep(accept, v, value), _keep(accept, new_grad, grad)
@@ -436,7 +467,9 @@ def _fista_loop(F, G, static, max_steps, hook):
             s, z, fz, d, ok, _ = jax.lax.while_loop(bt_cond, bt_body, (s, z, fz, d, ok, 0))
             Fz = total(z, fz).astype(dtype)
             gnorm = (_tree_norm(d) / s).astype(dtype)  # gradient mapping at y
-            status, best, stall = _next_status(k + 1, Fz, gnorm, thr, best, stall, ~ok, max_steps, True, _PATIENCE_FISTA)
+            status, best, stall = _next_status(
+                k + 1, Fz, gnorm, thr, best, stall, ~ok, max_steps, True, _PATIENCE_FISTA
+            )
             _report(hook, k + 1, Fz, gnorm)
             finite = jnp.isfinite(Fz) & jnp.isfinite(gnorm)
             # z is accepted; if the value went up, the momentum restarts from z (O'Donoghue & Candes 2015)
@@ -446,8 +479,19 @@ def _fista_loop(F, G, static, max_steps, hook):
             y_new = jax.tree_util.tree_map(lambda a, zz: zz + beta * (zz - a), x, z)
             t_new = jnp.where(restart, 1.0, t_new).astype(t.dtype)
             z = _keep(finite, z, x)
-            return (k + 1, z, y_new, jnp.where(finite, Fz, Fx), t_new, jnp.where(finite, gnorm, gn_old), s,
-                    hist.at[k + 1].set(Fz), best, stall, status)
+            return (
+                k + 1,
+                z,
+                y_new,
+                jnp.where(finite, Fz, Fx),
+                t_new,
+                jnp.where(finite, gnorm, gn_old),
+                s,
+                hist.at[k + 1].set(Fz),
+                best,
+                stall,
+                status,
+            )
 
         # First step 1 / (curvature along the gradient), a lower bound on 1 / L that backtracking then
         # halves as needed; the step never grows again (growing it breaks the momentum).
@@ -490,16 +534,16 @@ class _ProxPart:
         return " + ".join(repr(x) for x in (self.reg, self.constraint) if x is not None)
 
 
-jax.tree_util.register_pytree_node(
-    _ProxPart, lambda p: ((p.reg, p.constraint), None), lambda _, c: _ProxPart(*c)
-)
+jax.tree_util.register_pytree_node(_ProxPart, lambda p: ((p.reg, p.constraint), None), lambda _, c: _ProxPart(*c))
 
 
 def _nonsmooth(g, constraint):
     if constraint is None:
         return g
     if not isinstance(constraint, _prox.Constraint):
-        raise TypeError(f"constraint must be a jaxloss.prox constraint (NonNegative, Box, Simplex, L2Ball); got {constraint!r}")
+        raise TypeError(
+            f"constraint must be a jaxloss.prox constraint (NonNegative, Box, Simplex, L2Ball); got {constraint!r}"
+        )
     if g is not None:
         separable = isinstance(g, _regs.Regularizer) and all(t.kind in ("l1", "elastic_net", "l2") for t in g.terms)
         if not (constraint.separable and separable):
@@ -688,4 +732,3 @@ def minimize(
     if not _is_traced(k):
         hist = hist[: int(k) + 1]
     return OptimizeResult(_combine(p, static), value, gnorm, k, status == CONVERGED, hist, state, status)
-

@@ -199,7 +199,11 @@ def non_negative(params: PyTree, step: ArrayLike | None = None) -> PyTree:
 
 
 def box(
-    params: PyTree, step: ArrayLike | None = None, *, lower: ArrayLike | PyTree, upper: ArrayLike | PyTree,
+    params: PyTree,
+    step: ArrayLike | None = None,
+    *,
+    lower: ArrayLike | PyTree,
+    upper: ArrayLike | PyTree,
 ) -> PyTree:
     """Projection onto the box ``lower <= x <= upper`` (``optax.projections.projection_box``).
 
@@ -237,11 +241,14 @@ def _prox_fn(regularizer) -> Callable:
         return regularizer.prox
     if callable(regularizer):
         return regularizer
-    raise TypeError(f"transform needs a regularizer with .prox(params, step) or a function prox(params, step); got {regularizer!r}")
+    raise TypeError(
+        f"transform needs a regularizer with .prox(params, step) or a function prox(params, step); got {regularizer!r}"
+    )
 
 
 def transform(
-    regularizer: Regularizer, learning_rate: float | Callable[[Any], Any] | None = None,
+    regularizer: Regularizer,
+    learning_rate: float | Callable[[Any], Any] | None = None,
 ) -> optax.GradientTransformation:
     """An optax ``GradientTransformation`` that applies a proximal step after the preceding updates.
 
@@ -289,9 +296,7 @@ def transform(
             step = learning_rate
         moved = optax.apply_updates(params, updates)
         new = prox(moved, step)
-        updates = jax.tree_util.tree_map(
-            lambda n, p: (n - p) if _is_float_leaf(p) else jnp.zeros_like(p), new, params
-        )
+        updates = jax.tree_util.tree_map(lambda n, p: (n - p) if _is_float_leaf(p) else jnp.zeros_like(p), new, params)
         return updates, ProxState(count=optax.safe_increment(state.count))
 
     return optax.GradientTransformation(init_fn, update_fn)
@@ -338,7 +343,10 @@ class Constraint:
     def violation(self, params):
         """The distance from ``params`` to the set (0 when feasible)."""
         moved = self.project(params)
-        parts = [jnp.sum(jnp.square(a - b)) for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(moved))]
+        parts = [
+            jnp.sum(jnp.square(a - b))
+            for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(moved))
+        ]
         return jnp.sqrt(sum(parts[1:], parts[0])) if parts else jnp.zeros(())
 
     def __call__(self, params):
@@ -415,9 +423,17 @@ class Box(Constraint):
     """
 
     def __init__(
-        self, lower: ArrayLike | PyTree, upper: ArrayLike | PyTree, *, mask: PyTree | Callable[..., bool] | None = None,
+        self,
+        lower: ArrayLike | PyTree,
+        upper: ArrayLike | PyTree,
+        *,
+        mask: PyTree | Callable[..., bool] | None = None,
     ) -> None:
-        if _core.is_concrete(lower) and _core.is_concrete(upper) and bool(np.any(np.asarray(lower) > np.asarray(upper))):
+        if (
+            _core.is_concrete(lower)
+            and _core.is_concrete(upper)
+            and bool(np.any(np.asarray(lower) > np.asarray(upper)))
+        ):
             raise ValueError(f"Box needs lower <= upper; got lower={lower}, upper={upper}")
         self.lower, self.upper, self.mask = lower, upper, _mask_key(mask)
 

@@ -115,8 +115,12 @@ def _listmle_lists(s, y, valid):
 
 
 def bpr(
-    positive_scores: ArrayLike, negative_scores: ArrayLike, *, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    positive_scores: ArrayLike,
+    negative_scores: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Bayesian Personalised Ranking loss, elementwise: ``-log sigmoid(s_pos - s_neg)``.
 
@@ -152,7 +156,11 @@ def bpr(
 
 @_core.domain(labels=_core.REAL)
 def pairwise_logistic(
-    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Pairwise logistic (RankNet) loss: mean over ordered pairs of ``log(1 + exp(-(s_i - s_j)))``.
@@ -187,8 +195,13 @@ def pairwise_logistic(
 
 @_core.domain(labels=_core.REAL, margin=_core.NONNEGATIVE)
 def pairwise_hinge(
-    scores: ArrayLike, labels: ArrayLike, *, margin: ArrayLike = 1.0, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    margin: ArrayLike = 1.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Pairwise hinge (RankSVM) loss: mean over ordered pairs of ``max(0, margin - (s_i - s_j))``.
 
@@ -218,7 +231,11 @@ def pairwise_hinge(
 
 @_core.domain(labels=_core.NONNEGATIVE)
 def ranking_softmax(
-    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Listwise softmax loss (optax's ``ranking_softmax_loss``): ``-sum_i y_i log softmax(s)_i`` per list.
@@ -254,7 +271,11 @@ def ranking_softmax(
 
 @_core.domain(labels=_core.REAL)
 def listmle(
-    scores: ArrayLike, labels: ArrayLike, *, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    scores: ArrayLike,
+    labels: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """ListMLE (Xia et al., ICML 2008): negative Plackett–Luce log-likelihood of the label order.

@@ -41,8 +41,12 @@ _LN2 = 0.6931471805599453
 
 
 def mse(
-    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Mean squared error, ``(p - t)^2`` per element.
 
@@ -66,8 +70,12 @@ def mse(
 
 
 def mae(
-    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Mean absolute error, ``|p - t|`` per element (PyTorch's ``l1_loss``).
 
@@ -83,8 +91,12 @@ def mae(
 
 
 def mean_bias_error(
-    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Mean bias error, ``p - t`` per element: positive means over-prediction.
 
@@ -101,8 +113,13 @@ def mean_bias_error(
 
 @_core.domain(delta=_core.POSITIVE)
 def huber(
-    predictions: ArrayLike, targets: ArrayLike, *, delta: ArrayLike = 1.0, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    delta: ArrayLike = 1.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Huber loss: quadratic for small errors, linear for large ones.
 
@@ -126,8 +143,13 @@ def huber(
 
 @_core.domain(beta=_core.NONNEGATIVE)
 def smooth_l1(
-    predictions: ArrayLike, targets: ArrayLike, *, beta: ArrayLike = 1.0, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    beta: ArrayLike = 1.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Smooth L1 loss (PyTorch's ``smooth_l1_loss``): ``huber(delta=beta) / beta``.
 
@@ -150,8 +172,12 @@ def smooth_l1(
 
 
 def log_cosh(
-    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Log-cosh loss, ``log(cosh(p - t))``, computed as ``logaddexp(e, -e) - log 2`` (no overflow).
 
@@ -170,8 +196,13 @@ def log_cosh(
 
 @_core.domain(tau=_core.PROBABILITY)
 def quantile(
-    predictions: ArrayLike, targets: ArrayLike, *, tau: ArrayLike = 0.5, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    tau: ArrayLike = 0.5,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Quantile (pinball) loss: ``max(tau * (t - p), (tau - 1) * (t - p))``.
 
@@ -202,8 +233,13 @@ _F64_EPS = float(np.finfo(np.float64).eps)
 
 @_core.domain(eps=_core.POSITIVE)
 def mape(
-    predictions: ArrayLike, targets: ArrayLike, *, eps: ArrayLike = _F64_EPS, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    eps: ArrayLike = _F64_EPS,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Mean absolute percentage error as a fraction: ``|p - t| / max(|t|, eps)`` per element.
 
@@ -253,8 +289,12 @@ def _log1p_extended(x):
 
 @_core.domain(targets=_core.Interval(-1.0, low_open=True))
 def msle(
-    predictions: ArrayLike, targets: ArrayLike, *, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Mean squared logarithmic error: ``(log1p(p) - log1p(t))^2`` per element.
 
@@ -286,10 +326,18 @@ def msle(
 # ---------------------------------------------------------------------------------------------------------
 
 
-@_core.domain(targets=_core.NONNEGATIVE, predictions=_core.when("log_input", False, _core.NONNEGATIVE), eps=_core.NONNEGATIVE)
+@_core.domain(
+    targets=_core.NONNEGATIVE, predictions=_core.when("log_input", False, _core.NONNEGATIVE), eps=_core.NONNEGATIVE
+)
 def poisson_nll(
-    predictions: ArrayLike, targets: ArrayLike, *, log_input: bool = True, full: bool = False,
-    eps: ArrayLike = 1e-8, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    log_input: bool = True,
+    full: bool = False,
+    eps: ArrayLike = 1e-8,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Poisson negative log-likelihood (PyTorch's ``poisson_nll_loss``), elementwise.
@@ -336,8 +384,15 @@ def poisson_nll(
 
 @_core.domain(var=_core.NONNEGATIVE, eps=_core.NONNEGATIVE)
 def gaussian_nll(
-    predictions: ArrayLike, targets: ArrayLike, var: ArrayLike, *, full: bool = False, eps: ArrayLike = 1e-6,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    var: ArrayLike,
+    *,
+    full: bool = False,
+    eps: ArrayLike = 1e-6,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Gaussian negative log-likelihood (PyTorch's ``gaussian_nll_loss``), elementwise.
 
@@ -389,8 +444,7 @@ def _static_power(power) -> float:
         p = float(power)
     except (TypeError, jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError):
         raise TypeError(
-            "tweedie: power must be a static Python number (the formula's branch depends on it); "
-            f"got {power!r}"
+            f"tweedie: power must be a static Python number (the formula's branch depends on it); got {power!r}"
         ) from None
     if 0.0 < p < 1.0:
         raise ValueError(f"tweedie: power must be <= 0 or >= 1 (no Tweedie distribution exists in between); got {p}")
@@ -405,8 +459,13 @@ def _static_power(power) -> float:
     ),
 )
 def tweedie(
-    predictions: ArrayLike, targets: ArrayLike, *, power: ArrayLike = 1.5, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    power: ArrayLike = 1.5,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Tweedie unit deviance ``d(t, mu)`` (scikit-learn's ``mean_tweedie_deviance``), elementwise.
 
@@ -492,8 +551,14 @@ def _barron(x, alpha, scale):
 
 @_core.domain(scale=_core.POSITIVE)
 def general_robust(
-    predictions: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike | None = 1.0, scale: ArrayLike = 1.0,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    alpha: ArrayLike | None = 1.0,
+    scale: ArrayLike = 1.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Barron's general and adaptive robust loss ``rho(x, alpha, c)`` of ``x = p - t``, elementwise.
 
@@ -550,8 +615,13 @@ def _scaled_sq(loss, predictions, targets, scale, where, reduction):
 
 @_core.domain(scale=_core.POSITIVE)
 def cauchy(
-    predictions: ArrayLike, targets: ArrayLike, *, scale: ArrayLike = 1.0, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    scale: ArrayLike = 1.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Cauchy (Lorentzian) loss ``log(0.5 (x/c)^2 + 1)``, ``x = p - t``: :func:`general_robust` at ``alpha = 0``.
 
@@ -572,8 +642,13 @@ def cauchy(
 
 @_core.domain(scale=_core.POSITIVE)
 def geman_mcclure(
-    predictions: ArrayLike, targets: ArrayLike, *, scale: ArrayLike = 1.0, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    scale: ArrayLike = 1.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Geman-McClure loss ``2 (x/c)^2 / ((x/c)^2 + 4)``, ``x = p - t``: :func:`general_robust` at ``alpha = -2``.
 
@@ -593,8 +668,13 @@ def geman_mcclure(
 
 @_core.domain(scale=_core.POSITIVE)
 def welsch(
-    predictions: ArrayLike, targets: ArrayLike, *, scale: ArrayLike = 1.0, weights: ArrayLike | None = None,
-    where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    scale: ArrayLike = 1.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Welsch (Leclerc) loss ``1 - exp(-0.5 (x/c)^2)``, ``x = p - t``: :func:`general_robust` at ``alpha = -inf``.
 
@@ -619,8 +699,14 @@ def welsch(
 
 @_core.domain(tau=_core.PROBABILITY, smoothing=_core.NONNEGATIVE)
 def smoothed_quantile(
-    predictions: ArrayLike, targets: ArrayLike, *, tau: ArrayLike = 0.5, smoothing: ArrayLike = 1.0,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    tau: ArrayLike = 0.5,
+    smoothing: ArrayLike = 1.0,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Smoothed quantile (pinball) loss: the Moreau envelope of :func:`quantile` with parameter ``mu``.
 
@@ -672,8 +758,14 @@ def smoothed_quantile(
 
 @_core.domain(scale=_core.POSITIVE, delta=_core.POSITIVE)
 def concomitant_huber(
-    predictions: ArrayLike, targets: ArrayLike, scale: ArrayLike, *, delta: ArrayLike = 1.35,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    scale: ArrayLike,
+    *,
+    delta: ArrayLike = 1.35,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Huber loss with a jointly estimated scale (Owen's concomitant scale; scikit-learn's ``HuberRegressor``).
 
@@ -726,4 +818,3 @@ def concomitant_huber(
     # s + q^2 / s + 2 delta (|r| - q): equals both branches and is smooth in r and s.
     loss = s + q * q / s + 2.0 * delta * (abs_r - q)
     return ctx.reduce(loss, weights=weights)
-

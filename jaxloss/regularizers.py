@@ -107,7 +107,12 @@ class _TreeMask:
 def _is_bool_leaf(x) -> bool:
     if isinstance(x, (bool, np.bool_)):
         return True
-    return isinstance(x, (jax.Array, np.ndarray)) and x.dtype == bool and x.ndim == 0 and not isinstance(x, jax.core.Tracer)
+    return (
+        isinstance(x, (jax.Array, np.ndarray))
+        and x.dtype == bool
+        and x.ndim == 0
+        and not isinstance(x, jax.core.Tracer)
+    )
 
 
 def _canonical_mask(mask):
@@ -241,8 +246,11 @@ class _Term:
         args += [f"{k}={v!r}" for k, v in self.options]
         if self.mask is not None:
             args.append(f"mask={_fmt_mask(self.mask)}")
-        name = "confidence_penalty" if self.kind == "entropy" and self.sign < 0 else (
-            "output_entropy" if self.kind == "entropy" else self.kind)
+        name = (
+            "confidence_penalty"
+            if self.kind == "entropy" and self.sign < 0
+            else ("output_entropy" if self.kind == "entropy" else self.kind)
+        )
         return f"{name}({', '.join(args)})"
 
 
@@ -471,7 +479,10 @@ def l1(strength: ArrayLike, *, mask: PyTree | Callable[..., bool] | None = None)
 
 
 def elastic_net(
-    strength: ArrayLike, l1_ratio: ArrayLike = 0.5, *, mask: PyTree | Callable[..., bool] | None = None,
+    strength: ArrayLike,
+    l1_ratio: ArrayLike = 0.5,
+    *,
+    mask: PyTree | Callable[..., bool] | None = None,
 ) -> Regularizer:
     """Elastic net: ``strength * (l1_ratio * ||w||_1 + 0.5 * (1 - l1_ratio) * ||w||^2)`` (scikit-learn's).
 
@@ -491,7 +502,9 @@ def elastic_net(
 
 
 def group_lasso(
-    strength: ArrayLike, *, axis: int | tuple[int, ...] | None = None,
+    strength: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] | None = None,
     mask: PyTree | Callable[..., bool] | None = None,
 ) -> Regularizer:
     """Group lasso: ``strength * sum_g ||w_g||_2`` (no group-size weights).

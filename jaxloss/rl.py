@@ -45,21 +45,33 @@ def _same_shape(ctx, x, name, first):
     """``x`` as a float array of the loss shape (filled at masked entries), or a ``ValueError``."""
     x = _core.float_array(x, name)
     if x.shape != tuple(ctx.loss_shape):
-        raise ValueError(f"{name} must have shape {tuple(ctx.loss_shape)} (that of {first}); got {name}.shape={x.shape}")
+        raise ValueError(
+            f"{name} must have shape {tuple(ctx.loss_shape)} (that of {first}); got {name}.shape={x.shape}"
+        )
     return ctx.fill(x.astype(ctx.dtype))
 
 
 def _discount(ctx, discount_t):
     """``discount_t`` broadcast to the loss shape (a scalar discount is common), filled at masked entries."""
-    d = _core.float_array(discount_t, "discount_t") if not isinstance(discount_t, (int, float)) else jnp.asarray(discount_t)
+    d = (
+        _core.float_array(discount_t, "discount_t")
+        if not isinstance(discount_t, (int, float))
+        else jnp.asarray(discount_t)
+    )
     _core.check_broadcastable(d, ctx.loss_shape, "discount_t")
     return ctx.fill(jnp.broadcast_to(d.astype(ctx.dtype), ctx.loss_shape))
 
 
 @_core.domain(actions=_core.ClassIndex(what="action"))
 def policy_gradient(
-    logits: ArrayLike, actions: ArrayLike, advantages: ArrayLike, *, axis: int | tuple[int, ...] = -1,
-    stop_target_gradients: bool = True, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    logits: ArrayLike,
+    actions: ArrayLike,
+    advantages: ArrayLike,
+    *,
+    axis: int | tuple[int, ...] = -1,
+    stop_target_gradients: bool = True,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """REINFORCE policy-gradient loss (Williams, 1992): ``-log pi(a | s) * A``.
@@ -96,7 +108,13 @@ def policy_gradient(
       2.7726
     """
     ctx, x, a, _ = _core.prepare_classes(
-        logits, actions, axis=axis, where=where, reduction=reduction, names=("logits", "actions"), allow_probabilities=False
+        logits,
+        actions,
+        axis=axis,
+        where=where,
+        reduction=reduction,
+        names=("logits", "actions"),
+        allow_probabilities=False,
     )
     adv = _target(_same_shape(ctx, advantages, "advantages", "actions"), stop_target_gradients)
     log_pi = _core.take_class(jax.nn.log_softmax(x, axis=-1), a)
@@ -105,8 +123,14 @@ def policy_gradient(
 
 @_core.domain(epsilon=_core.in_range(0, 1, high_open=True))
 def ppo_clip(
-    log_probs: ArrayLike, old_log_probs: ArrayLike, advantages: ArrayLike, *, epsilon: ArrayLike = 0.2,
-    stop_target_gradients: bool = True, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    log_probs: ArrayLike,
+    old_log_probs: ArrayLike,
+    advantages: ArrayLike,
+    *,
+    epsilon: ArrayLike = 0.2,
+    stop_target_gradients: bool = True,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """PPO's clipped surrogate objective, negated (Schulman et al., 2017), elementwise:
@@ -146,7 +170,12 @@ def ppo_clip(
       [-1.2, 1.5]
     """
     ctx, (lp, old, adv) = _core.prepare(
-        log_probs, old_log_probs, advantages, names=("log_probs", "old_log_probs", "advantages"), where=where, reduction=reduction
+        log_probs,
+        old_log_probs,
+        advantages,
+        names=("log_probs", "old_log_probs", "advantages"),
+        where=where,
+        reduction=reduction,
     )
     ctx = ctx.enforce(ppo_clip, epsilon=epsilon)
     old, adv = _target(old, stop_target_gradients), _target(adv, stop_target_gradients)
@@ -161,9 +190,17 @@ def ppo_clip(
 
 @_core.domain(discount_t=_core.PROBABILITY, delta=_core.POSITIVE)
 def td_error(
-    v_tm1: ArrayLike, r_t: ArrayLike, discount_t: ArrayLike, v_t: ArrayLike, *,
-    loss: Literal["squared", "huber"] = "squared", delta: ArrayLike = 1.0, stop_target_gradients: bool = True,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    v_tm1: ArrayLike,
+    r_t: ArrayLike,
+    discount_t: ArrayLike,
+    v_t: ArrayLike,
+    *,
+    loss: Literal["squared", "huber"] = "squared",
+    delta: ArrayLike = 1.0,
+    stop_target_gradients: bool = True,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """TD(0) state-value loss: the squared or Huber TD error ``r_t + discount_t * v_t - v_tm1``.
 
@@ -200,7 +237,9 @@ def td_error(
       0.32
     """
     _check_loss(loss)
-    ctx, (v, r, v_next) = _core.prepare(v_tm1, r_t, v_t, names=("v_tm1", "r_t", "v_t"), where=where, reduction=reduction)
+    ctx, (v, r, v_next) = _core.prepare(
+        v_tm1, r_t, v_t, names=("v_tm1", "r_t", "v_t"), where=where, reduction=reduction
+    )
     discount = _discount(ctx, discount_t)
     ctx = ctx.enforce(td_error, discount_t=discount, delta=delta)
     target = _target(r + discount * v_next, stop_target_gradients)
@@ -209,9 +248,18 @@ def td_error(
 
 @_core.domain(a_tm1=_core.ClassIndex(what="action"), discount_t=_core.PROBABILITY, delta=_core.POSITIVE)
 def q_learning(
-    q_tm1: ArrayLike, a_tm1: ArrayLike, r_t: ArrayLike, discount_t: ArrayLike, q_t: ArrayLike, *,
-    loss: Literal["squared", "huber"] = "squared", delta: ArrayLike = 1.0, stop_target_gradients: bool = True,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    q_tm1: ArrayLike,
+    a_tm1: ArrayLike,
+    r_t: ArrayLike,
+    discount_t: ArrayLike,
+    q_t: ArrayLike,
+    *,
+    loss: Literal["squared", "huber"] = "squared",
+    delta: ArrayLike = 1.0,
+    stop_target_gradients: bool = True,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Q-learning loss (Watkins, 1989; DQN, Mnih et al., 2015) on the TD error
 
@@ -271,9 +319,16 @@ def q_learning(
 
 @_core.domain(delta=_core.POSITIVE, clip_epsilon=_core.NONNEGATIVE)
 def value_loss(
-    values: ArrayLike, returns: ArrayLike, *, loss: Literal["squared", "huber"] = "squared",
-    delta: ArrayLike = 1.0, clip_epsilon: ArrayLike | None = None, old_values: ArrayLike | None = None,
-    stop_target_gradients: bool = True, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    values: ArrayLike,
+    returns: ArrayLike,
+    *,
+    loss: Literal["squared", "huber"] = "squared",
+    delta: ArrayLike = 1.0,
+    clip_epsilon: ArrayLike | None = None,
+    old_values: ArrayLike | None = None,
+    stop_target_gradients: bool = True,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Value-function regression to returns, optionally with PPO-style value clipping.

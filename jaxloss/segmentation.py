@@ -53,7 +53,9 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
             targets = t[..., None]
     p = _core.move_axis_last(p, axis, "predictions")
     if not isinstance(batch_dims, int) or not 0 <= batch_dims < p.ndim:
-        raise ValueError(f"batch_dims must be an int in [0, {p.ndim}) for predictions of shape {jnp.moveaxis(p, -1, axis).shape}; got {batch_dims!r}")
+        raise ValueError(
+            f"batch_dims must be an int in [0, {p.ndim}) for predictions of shape {jnp.moveaxis(p, -1, axis).shape}; got {batch_dims!r}"
+        )
     num_classes = p.shape[-1]
     t = jnp.asarray(targets)
     is_int = bool(jnp.issubdtype(t.dtype, jnp.integer))
@@ -70,7 +72,9 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
         if ignore_index is not None:
             raise ValueError("ignore_index applies to integer targets only")
         if t.shape != shape_in:
-            raise ValueError(f"float targets must have the shape of predictions; got predictions.shape={shape_in} and targets.shape={t.shape}")
+            raise ValueError(
+                f"float targets must have the shape of predictions; got predictions.shape={shape_in} and targets.shape={t.shape}"
+            )
         t = jnp.moveaxis(t, axis, -1)
 
     batch_shape = p.shape[:batch_dims]
@@ -93,11 +97,17 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
         considered = in_range if ignore_index is None else in_range | (t == ignore_index)
         if ctx.mask is not None:
             considered = considered | ~ctx.mask.reshape(batch_shape + (1,) * (t.ndim - batch_dims))
-        _core.value_check(considered, f"integer targets must lie in [0, {top}) (or equal ignore_index); found a label out of range")
+        _core.value_check(
+            considered, f"integer targets must lie in [0, {top}) (or equal ignore_index); found a label out of range"
+        )
         invalid = jnp.any(~considered, axis=sum_axes) if sum_axes else ~considered
         ctx = dataclasses.replace(ctx, invalid=invalid)
         labels = jnp.where(in_range, t, 0)
-        onehot = labels[..., None].astype(ctx.dtype) if num_classes == 1 else jax.nn.one_hot(labels, num_classes, dtype=ctx.dtype)
+        onehot = (
+            labels[..., None].astype(ctx.dtype)
+            if num_classes == 1
+            else jax.nn.one_hot(labels, num_classes, dtype=ctx.dtype)
+        )
     else:
         onehot = ctx.fill(t.astype(ctx.dtype))
         ctx = ctx.enforce(tversky, targets=onehot)
@@ -122,12 +132,30 @@ def _class_mean(ctx, per_class, class_weights):
     return jnp.sum(per_class * cw, axis=-1) / jnp.sum(cw)
 
 
-@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, alpha=_core.NONNEGATIVE, beta=_core.NONNEGATIVE, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
+@_core.domain(
+    predictions=_core.when("from_logits", False, _core.PROBABILITY),
+    targets=_TARGETS,
+    alpha=_core.NONNEGATIVE,
+    beta=_core.NONNEGATIVE,
+    smooth=_core.NONNEGATIVE,
+    epsilon=_core.NONNEGATIVE,
+)
 def tversky(
-    predictions: ArrayLike, targets: ArrayLike, *, alpha: ArrayLike | None = 0.5, beta: ArrayLike = 0.5,
-    smooth: ArrayLike = 1.0, epsilon: ArrayLike = 0.0, axis: int = -1, from_logits: bool = True,
-    batch_dims: int = 1, class_weights: ArrayLike | None = None, ignore_index: int | None = None,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    alpha: ArrayLike | None = 0.5,
+    beta: ArrayLike = 0.5,
+    smooth: ArrayLike = 1.0,
+    epsilon: ArrayLike = 0.0,
+    axis: int = -1,
+    from_logits: bool = True,
+    batch_dims: int = 1,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Tversky loss (Salehi et al., 2017), per example: the class mean of ``1 - TI_c`` with
 
@@ -183,8 +211,14 @@ def tversky(
       0.2562
     """
     ctx, tp, ps, ts = _sums(
-        predictions, targets, axis=axis, from_logits=from_logits, batch_dims=batch_dims,
-        ignore_index=ignore_index, where=where, reduction=reduction,
+        predictions,
+        targets,
+        axis=axis,
+        from_logits=from_logits,
+        batch_dims=batch_dims,
+        ignore_index=ignore_index,
+        where=where,
+        reduction=reduction,
     )
     ctx = ctx.enforce(tversky, alpha=alpha, beta=beta, smooth=smooth, epsilon=epsilon)
     s = ctx.cast(smooth)
@@ -193,11 +227,25 @@ def tversky(
     return ctx.reduce(_class_mean(ctx, per_class, class_weights), weights=weights)
 
 
-@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
+@_core.domain(
+    predictions=_core.when("from_logits", False, _core.PROBABILITY),
+    targets=_TARGETS,
+    smooth=_core.NONNEGATIVE,
+    epsilon=_core.NONNEGATIVE,
+)
 def dice(
-    predictions: ArrayLike, targets: ArrayLike, *, smooth: ArrayLike = 1.0, epsilon: ArrayLike = 0.0,
-    axis: int = -1, from_logits: bool = True, batch_dims: int = 1, class_weights: ArrayLike | None = None,
-    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    smooth: ArrayLike = 1.0,
+    epsilon: ArrayLike = 0.0,
+    axis: int = -1,
+    from_logits: bool = True,
+    batch_dims: int = 1,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Soft Dice loss (Milletari et al., 2016), per example: the class mean of ``1 - D_c`` with
@@ -232,17 +280,42 @@ def dice(
       0.3333
     """
     return tversky(
-        predictions, targets, alpha=0.5, beta=0.5, smooth=smooth, epsilon=epsilon, axis=axis,
-        from_logits=from_logits, batch_dims=batch_dims, class_weights=class_weights, ignore_index=ignore_index,
-        weights=weights, where=where, reduction=reduction,
+        predictions,
+        targets,
+        alpha=0.5,
+        beta=0.5,
+        smooth=smooth,
+        epsilon=epsilon,
+        axis=axis,
+        from_logits=from_logits,
+        batch_dims=batch_dims,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        weights=weights,
+        where=where,
+        reduction=reduction,
     )
 
 
-@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE, epsilon=_core.NONNEGATIVE)
+@_core.domain(
+    predictions=_core.when("from_logits", False, _core.PROBABILITY),
+    targets=_TARGETS,
+    smooth=_core.NONNEGATIVE,
+    epsilon=_core.NONNEGATIVE,
+)
 def jaccard(
-    predictions: ArrayLike, targets: ArrayLike, *, smooth: ArrayLike = 1.0, epsilon: ArrayLike = 0.0,
-    axis: int = -1, from_logits: bool = True, batch_dims: int = 1, class_weights: ArrayLike | None = None,
-    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    smooth: ArrayLike = 1.0,
+    epsilon: ArrayLike = 0.0,
+    axis: int = -1,
+    from_logits: bool = True,
+    batch_dims: int = 1,
+    class_weights: ArrayLike | None = None,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Soft Jaccard (IoU) loss, per example: the class mean of ``1 - J_c`` with
@@ -268,18 +341,40 @@ def jaccard(
       0.5
     """
     return tversky(
-        predictions, targets, alpha=1.0, beta=1.0, smooth=smooth, epsilon=epsilon, axis=axis,
-        from_logits=from_logits, batch_dims=batch_dims, class_weights=class_weights, ignore_index=ignore_index,
-        weights=weights, where=where, reduction=reduction,
+        predictions,
+        targets,
+        alpha=1.0,
+        beta=1.0,
+        smooth=smooth,
+        epsilon=epsilon,
+        axis=axis,
+        from_logits=from_logits,
+        batch_dims=batch_dims,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        weights=weights,
+        where=where,
+        reduction=reduction,
     )
 
 
-@_core.domain(predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE)
+@_core.domain(
+    predictions=_core.when("from_logits", False, _core.PROBABILITY), targets=_TARGETS, smooth=_core.NONNEGATIVE
+)
 def generalized_dice(
-    predictions: ArrayLike, targets: ArrayLike, *, smooth: ArrayLike = 1e-5, axis: int = -1,
-    from_logits: bool = True, batch_dims: int = 1, class_weights: ArrayLike | None = None,
-    ignore_background: bool = False, ignore_index: int | None = None,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    predictions: ArrayLike,
+    targets: ArrayLike,
+    *,
+    smooth: ArrayLike = 1e-5,
+    axis: int = -1,
+    from_logits: bool = True,
+    batch_dims: int = 1,
+    class_weights: ArrayLike | None = None,
+    ignore_background: bool = False,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array:
     """Generalized Dice loss (Sudre et al., 2017), per example:
 
@@ -319,8 +414,14 @@ def generalized_dice(
       0.2727
     """
     ctx, tp, ps, ts = _sums(
-        predictions, targets, axis=axis, from_logits=from_logits, batch_dims=batch_dims,
-        ignore_index=ignore_index, where=where, reduction=reduction,
+        predictions,
+        targets,
+        axis=axis,
+        from_logits=from_logits,
+        batch_dims=batch_dims,
+        ignore_index=ignore_index,
+        where=where,
+        reduction=reduction,
     )
     ctx = ctx.enforce(generalized_dice, smooth=smooth)
     num_classes = tp.shape[-1]
@@ -328,7 +429,9 @@ def generalized_dice(
     cw = _core.class_weight_array(class_weights, num_classes, ctx.dtype)
     if ignore_background:
         if num_classes < 2:
-            raise ValueError(f"ignore_background needs at least 2 classes (class 0 is the background); got {num_classes}")
+            raise ValueError(
+                f"ignore_background needs at least 2 classes (class 0 is the background); got {num_classes}"
+            )
         tp, ps, ts = tp[..., 1:], ps[..., 1:], ts[..., 1:]
         cw = None if cw is None else cw[1:]
     present = ts > 0

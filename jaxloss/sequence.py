@@ -82,6 +82,7 @@ def _ctc_log_likelihood(log_probs, frame_valid, labels, label_len, blank_id, log
     # the skip s-2 -> s is allowed into a label that differs from the previous label, penalised into a
     # repeated label, and never allowed into a blank (it would drop a label).
     is_label = (jnp.arange(ext.shape[1]) % 2) == 1
+
     def shift(a, k, fill):
         # a[:, s - k] (``fill`` for s < k), also when there are fewer than k states
         return jnp.concatenate([jnp.full((batch, k), fill, a.dtype), a], axis=1)[:, :num_states]
@@ -107,7 +108,9 @@ def _ctc_log_likelihood(log_probs, frame_valid, labels, label_len, blank_id, log
 
 
 @functools.partial(jax.jit, static_argnames=("blank_id", "zero_infinity", "normalize_length", "with_alpha"))
-def _ctc_per_sequence(x, y, frame_valid, label_valid, log_epsilon, *, blank_id, zero_infinity, normalize_length, with_alpha):
+def _ctc_per_sequence(
+    x, y, frame_valid, label_valid, log_epsilon, *, blank_id, zero_infinity, normalize_length, with_alpha
+):
     """The per-sequence CTC loss ``[B]`` of logits ``[B, T, K]`` (jitted: the scan compiles once per shape);
     with ``with_alpha`` also the forward log-variables ``[B, T, 2N + 1]``."""
     num_classes = x.shape[-1]
@@ -129,11 +132,21 @@ def _ctc_per_sequence(x, y, frame_valid, label_valid, log_epsilon, *, blank_id, 
 
 @_core.domain(labels=_core.ClassIndex(what="label (never blank_id)"))
 def ctc(
-    logits: ArrayLike, labels: ArrayLike, *, logit_paddings: ArrayLike | None = None,
-    label_paddings: ArrayLike | None = None, input_lengths: ArrayLike | None = None,
-    label_lengths: ArrayLike | None = None, blank_id: int = 0, log_epsilon: ArrayLike = -1e5,
-    zero_infinity: bool = False, normalize_length: bool = False, return_forward_probs: bool = False,
-    weights: ArrayLike | None = None, where: ArrayLike | None = None, reduction: Reduction = "mean",
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    logit_paddings: ArrayLike | None = None,
+    label_paddings: ArrayLike | None = None,
+    input_lengths: ArrayLike | None = None,
+    label_lengths: ArrayLike | None = None,
+    blank_id: int = 0,
+    log_epsilon: ArrayLike = -1e5,
+    zero_infinity: bool = False,
+    normalize_length: bool = False,
+    return_forward_probs: bool = False,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
+    reduction: Reduction = "mean",
 ) -> Array | tuple[Array, Array]:
     """Connectionist temporal classification: ``-log p(labels | logits)`` per sequence (Graves et al., 2006).
 
@@ -224,10 +237,14 @@ def ctc(
             f"and labels.shape={y.shape}"
         )
     if not unbatched and y.shape[0] != x.shape[0]:
-        raise ValueError(f"logits and labels must have the same batch size; got logits.shape={x.shape} and labels.shape={y.shape}")
+        raise ValueError(
+            f"logits and labels must have the same batch size; got logits.shape={x.shape} and labels.shape={y.shape}"
+        )
     if not isinstance(blank_id, int) or not 0 <= blank_id < x.shape[-1]:
         raise ValueError(f"blank_id must be an int in [0, {x.shape[-1]}); got {blank_id!r}")
-    frame_valid, bad_frames = _steps_mask(logit_paddings, input_lengths, x.shape[:-1], ("logit_paddings", "input_lengths"))
+    frame_valid, bad_frames = _steps_mask(
+        logit_paddings, input_lengths, x.shape[:-1], ("logit_paddings", "input_lengths")
+    )
     label_valid, bad_labels = _steps_mask(label_paddings, label_lengths, y.shape, ("label_paddings", "label_lengths"))
 
     ctx = _core.context(x.shape[:-2], x.dtype, where=where, reduction=reduction)
@@ -258,8 +275,14 @@ def ctc(
         "exceed the padded sizes; found an invalid sequence",
     )
     out = _ctc_per_sequence(
-        x, y, frame_valid, label_valid, ctx.cast(log_epsilon),
-        blank_id=blank_id, zero_infinity=bool(zero_infinity), normalize_length=bool(normalize_length),
+        x,
+        y,
+        frame_valid,
+        label_valid,
+        ctx.cast(log_epsilon),
+        blank_id=blank_id,
+        zero_infinity=bool(zero_infinity),
+        normalize_length=bool(normalize_length),
         with_alpha=bool(return_forward_probs),
     )
     loss = out[0] if return_forward_probs else out
@@ -278,9 +301,16 @@ def ctc(
 
 @_core.domain(labels=_core.CLASS_LABELS, label_smoothing=_core.PROBABILITY)
 def sequence_cross_entropy(
-    logits: ArrayLike, labels: ArrayLike, *, paddings: ArrayLike | None = None, lengths: ArrayLike | None = None,
-    normalize: Literal["tokens", "sequences"] = "tokens", label_smoothing: ArrayLike = 0.0,
-    ignore_index: int | None = None, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    logits: ArrayLike,
+    labels: ArrayLike,
+    *,
+    paddings: ArrayLike | None = None,
+    lengths: ArrayLike | None = None,
+    normalize: Literal["tokens", "sequences"] = "tokens",
+    label_smoothing: ArrayLike = 0.0,
+    ignore_index: int | None = None,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """Softmax cross-entropy of integer token labels over padded sequences (token classification, seq2seq).
@@ -348,7 +378,9 @@ def sequence_cross_entropy(
     seq_mask = _core._make_mask(where, y.shape[:-1])
     token_mask = valid
     if seq_mask is not None:
-        token_mask = jnp.broadcast_to(seq_mask[..., None], y.shape) if token_mask is None else token_mask & seq_mask[..., None]
+        token_mask = (
+            jnp.broadcast_to(seq_mask[..., None], y.shape) if token_mask is None else token_mask & seq_mask[..., None]
+        )
     tok = cross_entropy(x.astype(dtype), y, label_smoothing=label_smoothing, where=token_mask, reduction="none")
     if token_mask is None:
         count = jnp.full(y.shape[:-1], y.shape[-1], dtype)
@@ -356,7 +388,11 @@ def sequence_cross_entropy(
         count = jnp.sum(token_mask, axis=-1, dtype=dtype)
     per_seq = jnp.sum(tok, axis=-1) / jnp.maximum(count, 1.0)
     ctx = _core.context(
-        y.shape[:-1], x.dtype, where=where, reduction=reduction, invalid=bad_len,
+        y.shape[:-1],
+        x.dtype,
+        where=where,
+        reduction=reduction,
+        invalid=bad_len,
         extra_mask=None if token_mask is None else count > 0,
     )
     return ctx.reduce(per_seq, weights=weights)
@@ -368,7 +404,11 @@ def sequence_cross_entropy(
 
 
 def z_loss(
-    logits: ArrayLike, *, axis: int = -1, weights: ArrayLike | None = None, where: ArrayLike | None = None,
+    logits: ArrayLike,
+    *,
+    axis: int = -1,
+    weights: ArrayLike | None = None,
+    where: ArrayLike | None = None,
     reduction: Reduction = "mean",
 ) -> Array:
     """The log-partition penalty ``logsumexp(x)^2`` per example (PaLM's / ST-MoE's auxiliary z-loss).

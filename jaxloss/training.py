@@ -72,7 +72,9 @@ class TrainStep:
         if not callable(objective):
             raise TypeError(f"objective must be a function objective(params, batch) -> scalar; got {objective!r}")
         if not isinstance(optimizer, optax.GradientTransformation):
-            raise TypeError(f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)); got {optimizer!r}")
+            raise TypeError(
+                f"optimizer must be an optax.GradientTransformation (e.g. optax.adam(1e-3)); got {optimizer!r}"
+            )
         self.objective = objective
         f, g = objective, None
         if prox_step is not None:
@@ -142,7 +144,9 @@ class TrainStep:
 
         return jax.jit(evaluate)
 
-    def __call__(self, params: PyTree, opt_state: optax.OptState, batch: PyTree) -> Tuple[PyTree, optax.OptState, Dict[str, Array]]:
+    def __call__(
+        self, params: PyTree, opt_state: optax.OptState, batch: PyTree
+    ) -> Tuple[PyTree, optax.OptState, Dict[str, Array]]:
         diff, held = _models.partition(params, self.objective)  # Flax / Equinox models (jaxloss._models)
         fn = self._jitted.get("step")  # held is a pytree argument: jit caches by its static part
         if fn is None:
@@ -287,8 +291,17 @@ class EarlyStopping(Callback):
       (True, True)
     """
 
-    def __init__(self, monitor: str = "val_loss", *, min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
-                 baseline: Optional[float] = None, restore_best: bool = False, start_from_epoch: int = 0) -> None:
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        *,
+        min_delta: float = 0.0,
+        patience: int = 0,
+        mode: str = "auto",
+        baseline: Optional[float] = None,
+        restore_best: bool = False,
+        start_from_epoch: int = 0,
+    ) -> None:
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max'; got {mode!r}")
         if min_delta < 0 or patience < 0 or start_from_epoch < 0:
@@ -403,15 +416,23 @@ _NAMED_METRICS = {"accuracy": _accuracy, "acc": _accuracy}
 def _metric_fns(metrics) -> Dict[str, Callable]:
     if metrics is None:
         return {}
-    items = metrics.items() if isinstance(metrics, Mapping) else [(m if isinstance(m, str) else getattr(m, "__name__", None), m) for m in metrics]
+    items = (
+        metrics.items()
+        if isinstance(metrics, Mapping)
+        else [(m if isinstance(m, str) else getattr(m, "__name__", None), m) for m in metrics]
+    )
     out = {}
     for name, fn in items:
         if isinstance(fn, str):
             if fn not in _NAMED_METRICS:
-                raise ValueError(f"unknown metric {fn!r}: pass one of {sorted(_NAMED_METRICS)} or a function fn(predictions, targets)")
+                raise ValueError(
+                    f"unknown metric {fn!r}: pass one of {sorted(_NAMED_METRICS)} or a function fn(predictions, targets)"
+                )
             fn = _NAMED_METRICS[fn]
         if not callable(fn) or not name:
-            raise TypeError(f"metrics must be names or named functions fn(predictions, targets), or a dict name -> fn; got {metrics!r}")
+            raise TypeError(
+                f"metrics must be names or named functions fn(predictions, targets), or a dict name -> fn; got {metrics!r}"
+            )
         if name in ("loss", "grad_norm") or name.startswith("val_"):
             raise ValueError(f"metric name {name!r} is reserved")
         out[name] = fn
@@ -447,7 +468,9 @@ def _as_dataset(data, name):
     sizes = {int(np.shape(x)[0]) for x in leaves}
     if len(sizes) != 1:
         shapes = [tuple(np.shape(x)) for x in leaves]
-        raise ValueError(f"the arrays of {name} must have the same number of examples (leading size); got shapes {shapes}")
+        raise ValueError(
+            f"the arrays of {name} must have the same number of examples (leading size); got shapes {shapes}"
+        )
     return data, sizes.pop()
 
 
@@ -464,8 +487,9 @@ class _Batches:
     """Resolves :func:`fit`'s ``batches`` argument once; ``epoch_batches(epoch)`` gives that epoch's."""
 
     def __init__(self, data, batch_size, drop_last, shuffle, seed, epochs, name="batches"):
-        if batch_size is not None and (not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool)
-                                       or batch_size < 1):
+        if batch_size is not None and (
+            not isinstance(batch_size, (int, np.integer)) or isinstance(batch_size, bool) or batch_size < 1
+        ):
             raise ValueError(f"batch_size must be a positive integer or None; got {batch_size!r}")
         self.name, self.batch_size, self.drop_last, self.shuffle = name, batch_size, drop_last, shuffle
         self.rng = np.random.default_rng(seed)
@@ -499,7 +523,9 @@ class _Batches:
                 f"epoch -> batches, or an iterable of batches; got {type(data).__name__}"
             )
         if self.kind != "dataset" and batch_size is not None:
-            raise ValueError(f"batch_size= needs {name} as arrays (a tuple or dict of arrays); got a {self.kind} of batches")
+            raise ValueError(
+                f"batch_size= needs {name} as arrays (a tuple or dict of arrays); got a {self.kind} of batches"
+            )
 
     def epoch_batches(self, epoch):
         if self.kind == "function":
@@ -655,12 +681,21 @@ def fit(
     val = None
     if validation_data is not None:
         vbs = validation_batch_size if validation_batch_size is not None else batch_size
-        val = _Batches(validation_data, vbs if _is_array(validation_data) or isinstance(validation_data, (tuple, Mapping)) else None,
-                       False, False, 0, epochs, name="validation_data")
+        val = _Batches(
+            validation_data,
+            vbs if _is_array(validation_data) or isinstance(validation_data, (tuple, Mapping)) else None,
+            False,
+            False,
+            0,
+            epochs,
+            name="validation_data",
+        )
     cbs = [c if isinstance(c, Callback) else _FunctionCallback(c) for c in callbacks]
     bad = [c for c in cbs if isinstance(c, _FunctionCallback) and not callable(c.fn)]
     if bad:
-        raise TypeError(f"callbacks must be jaxloss.Callback objects or functions fn(epoch, logs, state); got {bad[0].fn!r}")
+        raise TypeError(
+            f"callbacks must be jaxloss.Callback objects or functions fn(epoch, logs, state); got {bad[0].fn!r}"
+        )
     if verbose is None:
         verbose = 1 if _interactive() else 0
 

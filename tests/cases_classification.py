@@ -58,11 +58,27 @@ def extreme_soft(dtype):
 
 
 CASES = [
-    LossCase("cross_entropy", jaxloss.cross_entropy, int_labels, kwargs=dict(label_smoothing=0.1), extreme=extreme_logits),
+    LossCase(
+        "cross_entropy", jaxloss.cross_entropy, int_labels, kwargs=dict(label_smoothing=0.1), extreme=extreme_logits
+    ),
     LossCase("nll", jaxloss.nll, log_probs, extreme=extreme_log_probs),
-    LossCase("binary_cross_entropy", jaxloss.binary_cross_entropy, binary, kwargs=dict(pos_weight=2.0), diff=(0, 1), extreme=extreme_binary),
+    LossCase(
+        "binary_cross_entropy",
+        jaxloss.binary_cross_entropy,
+        binary,
+        kwargs=dict(pos_weight=2.0),
+        diff=(0, 1),
+        extreme=extreme_binary,
+    ),
     LossCase("focal", jaxloss.focal, binary, kwargs=dict(alpha=0.25, gamma=2.0), diff=(0, 1), extreme=extreme_binary),
-    LossCase("multiclass_focal", jaxloss.multiclass_focal, prob_targets, kwargs=dict(gamma=2.0), diff=(0, 1), extreme=extreme_soft),
+    LossCase(
+        "multiclass_focal",
+        jaxloss.multiclass_focal,
+        prob_targets,
+        kwargs=dict(gamma=2.0),
+        diff=(0, 1),
+        extreme=extreme_soft,
+    ),
     LossCase("hinge", jaxloss.hinge, signed),
     LossCase("squared_hinge", jaxloss.squared_hinge, signed),
     LossCase("multiclass_hinge", jaxloss.multiclass_hinge, int_labels, extreme=extreme_logits),
@@ -71,8 +87,23 @@ CASES = [
 
 # Variants that take other code paths: probability targets, probabilities in.
 VARIANTS = [
-    LossCase("cross_entropy", jaxloss.cross_entropy, prob_targets, kwargs=dict(label_smoothing=0.1), diff=(0, 1), extreme=extreme_soft),
-    LossCase("binary_cross_entropy", jaxloss.binary_cross_entropy, binary_probs, kwargs=dict(from_logits=False), diff=(0, 1), extreme=extreme_probs, bf16_rtol=5e-2),
+    LossCase(
+        "cross_entropy",
+        jaxloss.cross_entropy,
+        prob_targets,
+        kwargs=dict(label_smoothing=0.1),
+        diff=(0, 1),
+        extreme=extreme_soft,
+    ),
+    LossCase(
+        "binary_cross_entropy",
+        jaxloss.binary_cross_entropy,
+        binary_probs,
+        kwargs=dict(from_logits=False),
+        diff=(0, 1),
+        extreme=extreme_probs,
+        bf16_rtol=5e-2,
+    ),
     LossCase("multiclass_focal", jaxloss.multiclass_focal, int_labels, kwargs=dict(gamma=0.5), extreme=extreme_logits),
 ]
 CASES += VARIANTS
@@ -92,16 +123,35 @@ def multilabel_targets(rng, dtype, batch):
 
 CASES += [
     LossCase("soft_margin", jaxloss.soft_margin, signed),
-    LossCase("multilabel_soft_margin", jaxloss.multilabel_soft_margin, binary,
-             kwargs=dict(class_weights=np.array([0.5, 1.0, 2.0])), diff=(0, 1), extreme=extreme_binary),
+    LossCase(
+        "multilabel_soft_margin",
+        jaxloss.multilabel_soft_margin,
+        binary,
+        kwargs=dict(class_weights=np.array([0.5, 1.0, 2.0])),
+        diff=(0, 1),
+        extreme=extreme_binary,
+    ),
     LossCase("multilabel_margin", jaxloss.multilabel_margin, multilabel_targets),
 ]
 
 CASES += [
     LossCase("poly1", jaxloss.poly1, int_labels, kwargs=dict(epsilon=2.0), extreme=extreme_logits),
     LossCase("poly1", jaxloss.poly1, prob_targets, kwargs=dict(epsilon=-0.5), diff=(0, 1), extreme=extreme_soft),
-    LossCase("generalized_cross_entropy", jaxloss.generalized_cross_entropy, int_labels, kwargs=dict(q=0.7), extreme=extreme_logits),
-    LossCase("generalized_cross_entropy", jaxloss.generalized_cross_entropy, prob_targets, kwargs=dict(q=0.4), diff=(0, 1), extreme=extreme_soft),
+    LossCase(
+        "generalized_cross_entropy",
+        jaxloss.generalized_cross_entropy,
+        int_labels,
+        kwargs=dict(q=0.7),
+        extreme=extreme_logits,
+    ),
+    LossCase(
+        "generalized_cross_entropy",
+        jaxloss.generalized_cross_entropy,
+        prob_targets,
+        kwargs=dict(q=0.4),
+        diff=(0, 1),
+        extreme=extreme_soft,
+    ),
     LossCase("categorical_hinge", jaxloss.categorical_hinge, int_labels, extreme=extreme_logits),
     LossCase("categorical_hinge", jaxloss.categorical_hinge, prob_targets, diff=(0, 1), extreme=extreme_soft),
 ]

@@ -71,10 +71,21 @@ def extreme_entropy_probs(dtype):
 
 
 CASES += [
-    LossCase("generalized_kl", jaxloss.generalized_kl, measures, diff=(0, 1), extreme=extreme_measures,
-             hessian_extreme=hessian_extreme_measures),
+    LossCase(
+        "generalized_kl",
+        jaxloss.generalized_kl,
+        measures,
+        diff=(0, 1),
+        extreme=extreme_measures,
+        hessian_extreme=hessian_extreme_measures,
+    ),
     LossCase("entropy", jaxloss.entropy, logits_only, extreme=extreme_entropy_logits, shape_error=False),
     LossCase(
-        "entropy", jaxloss.entropy, probs_only, kwargs=dict(from_logits=False), extreme=extreme_entropy_probs, shape_error=False
+        "entropy",
+        jaxloss.entropy,
+        probs_only,
+        kwargs=dict(from_logits=False),
+        extreme=extreme_entropy_probs,
+        shape_error=False,
     ),
 ]

@@ -28,7 +28,11 @@ def pair_binary(rng, dtype, batch):
 
 
 def scores_signed(rng, dtype, batch):
-    return rng.normal(size=(batch, 3)).astype(dtype), rng.normal(size=(batch, 3)).astype(dtype), rng.choice([-1.0, 1.0], size=(batch, 3)).astype(dtype)
+    return (
+        rng.normal(size=(batch, 3)).astype(dtype),
+        rng.normal(size=(batch, 3)).astype(dtype),
+        rng.choice([-1.0, 1.0], size=(batch, 3)).astype(dtype),
+    )
 
 
 def distances_signed(rng, dtype, batch):
@@ -93,24 +97,71 @@ def extreme_groups(dtype):
 
 
 CASES = [
-    LossCase("cosine_similarity", jaxloss.cosine_similarity, pair, diff=(0, 1), extreme=extreme_pairs,
-             hessian_extreme=hessian_extreme_pairs),
-    LossCase("cosine_distance", jaxloss.cosine_distance, pair, diff=(0, 1), extreme=extreme_pairs,
-             hessian_extreme=hessian_extreme_pairs),
-    LossCase("cosine_embedding", jaxloss.cosine_embedding, pair_signed, kwargs=dict(margin=0.1), diff=(0, 1),
-             extreme=extreme_pairs_signed, hessian_extreme=lambda d: (*hessian_extreme_pairs(d), np.array([1, -1, 1]))),
+    LossCase(
+        "cosine_similarity",
+        jaxloss.cosine_similarity,
+        pair,
+        diff=(0, 1),
+        extreme=extreme_pairs,
+        hessian_extreme=hessian_extreme_pairs,
+    ),
+    LossCase(
+        "cosine_distance",
+        jaxloss.cosine_distance,
+        pair,
+        diff=(0, 1),
+        extreme=extreme_pairs,
+        hessian_extreme=hessian_extreme_pairs,
+    ),
+    LossCase(
+        "cosine_embedding",
+        jaxloss.cosine_embedding,
+        pair_signed,
+        kwargs=dict(margin=0.1),
+        diff=(0, 1),
+        extreme=extreme_pairs_signed,
+        hessian_extreme=lambda d: (*hessian_extreme_pairs(d), np.array([1, -1, 1])),
+    ),
     LossCase("margin_ranking", jaxloss.margin_ranking, scores_signed, kwargs=dict(margin=0.3), diff=(0, 1)),
     LossCase("hinge_embedding", jaxloss.hinge_embedding, distances_signed, kwargs=dict(margin=1.2)),
-    LossCase("triplet_margin", jaxloss.triplet_margin, triplets, kwargs=dict(margin=0.8, eps=0.0), diff=(0, 1, 2), extreme=extreme_triplets),
-    LossCase("contrastive", jaxloss.contrastive, pair_binary, kwargs=dict(margin=2.0), diff=(0, 1), extreme=extreme_pairs_binary),
+    LossCase(
+        "triplet_margin",
+        jaxloss.triplet_margin,
+        triplets,
+        kwargs=dict(margin=0.8, eps=0.0),
+        diff=(0, 1, 2),
+        extreme=extreme_triplets,
+    ),
+    LossCase(
+        "contrastive",
+        jaxloss.contrastive,
+        pair_binary,
+        kwargs=dict(margin=2.0),
+        diff=(0, 1),
+        extreme=extreme_pairs_binary,
+    ),
     LossCase("ntxent", jaxloss.ntxent, groups, kwargs=dict(temperature=0.5), extreme=extreme_groups),
     LossCase("circle", jaxloss.circle, unit_groups, kwargs=dict(gamma=16.0, margin=0.25), extreme=extreme_groups),
 ]
 
 # Variants that take other code paths: other norm degrees and the distance swap; Keras' default scale.
 VARIANTS = [
-    LossCase("triplet_margin", jaxloss.triplet_margin, triplets, kwargs=dict(p=1.0, swap=True), diff=(0, 1, 2), extreme=extreme_triplets),
-    LossCase("triplet_margin", jaxloss.triplet_margin, triplets, kwargs=dict(p=3.0, margin=2.0), diff=(0, 1, 2), extreme=extreme_triplets),
+    LossCase(
+        "triplet_margin",
+        jaxloss.triplet_margin,
+        triplets,
+        kwargs=dict(p=1.0, swap=True),
+        diff=(0, 1, 2),
+        extreme=extreme_triplets,
+    ),
+    LossCase(
+        "triplet_margin",
+        jaxloss.triplet_margin,
+        triplets,
+        kwargs=dict(p=3.0, margin=2.0),
+        diff=(0, 1, 2),
+        extreme=extreme_triplets,
+    ),
     LossCase("circle", jaxloss.circle, unit_groups, kwargs=dict(remove_diagonal=False), extreme=extreme_groups),
 ]
 CASES += VARIANTS

@@ -27,7 +27,9 @@ def linear_cross_entropy(hidden, labels, **kw):
     """``jaxloss.linear_cross_entropy`` with the fixed ``[H, V]`` weight and ``[V]`` bias, in hidden's dtype."""
     dt = jnp.asarray(hidden).dtype
     dt = dt if jnp.issubdtype(dt, jnp.floating) else np.float32
-    return jaxloss.linear_cross_entropy(hidden, jnp.asarray(_W, dt), labels, bias=jnp.asarray(_B, dt), chunk_size=10, **kw)
+    return jaxloss.linear_cross_entropy(
+        hidden, jnp.asarray(_W, dt), labels, bias=jnp.asarray(_B, dt), chunk_size=10, **kw
+    )
 
 
 # functools.wraps sets __wrapped__, which inspect.signature would follow to the public (hidden, weight, labels):

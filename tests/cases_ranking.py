@@ -26,7 +26,9 @@ def float_lists(rng, dtype, batch):
 
 
 def extreme_lists(dtype):
-    s = np.array([[1e4, -1e4, 0, 1e4, -1e4], [0, 0, 0, 0, 0], [1e4, 1e4, 1e4, 1e4, 1e4], [-1e4, 1e4, -1e4, 1e4, 0]], dtype)
+    s = np.array(
+        [[1e4, -1e4, 0, 1e4, -1e4], [0, 0, 0, 0, 0], [1e4, 1e4, 1e4, 1e4, 1e4], [-1e4, 1e4, -1e4, 1e4, 0]], dtype
+    )
     y = np.array([[0, 3, 1, 2, 0], [1, 1, 1, 1, 1], [0, 1, 2, 3, 4], [3, 0, 2, 0, 1]])
     return s, y
 

@@ -30,7 +30,9 @@ def nonzero_targets(rng, dtype, batch):
 
 
 def extreme_mape(dtype):
-    return np.array([[1e4, -1e4, 0.0], [3.0, 0.0, -1e4]], dtype), np.array([[0.0, 1e4, 0.0], [-1e-30, 1e-4, 1e4]], dtype)
+    return np.array([[1e4, -1e4, 0.0], [3.0, 0.0, -1e4]], dtype), np.array(
+        [[0.0, 1e4, 0.0], [-1e-30, 1e-4, 1e4]], dtype
+    )
 
 
 def nonneg_pair(rng, dtype, batch):
@@ -38,7 +40,9 @@ def nonneg_pair(rng, dtype, batch):
 
 
 def extreme_msle(dtype):
-    return np.array([[1e4, 0.0, -0.999], [0.0, 1e-30, 1e4]], dtype), np.array([[0.0, 1e4, 0.0], [-0.999, 1e4, 1e4]], dtype)
+    return np.array([[1e4, 0.0, -0.999], [0.0, 1e-30, 1e4]], dtype), np.array(
+        [[0.0, 1e4, 0.0], [-0.999, 1e4, 1e4]], dtype
+    )
 
 
 def log_rates_counts(rng, dtype, batch):
@@ -51,7 +55,9 @@ def rates_counts(rng, dtype, batch):
 
 def extreme_log_rates(dtype):
     # exp(x) of a log-rate above ~88 overflows float32 (as in PyTorch): 80 is the largest tested here.
-    return np.array([[-1e4, 80.0, 0.0], [-1e4, -80.0, 20.0]], dtype), np.array([[1e4, 0.0, 1.0], [0.0, 1e4, 2.0]], dtype)
+    return np.array([[-1e4, 80.0, 0.0], [-1e4, -80.0, 20.0]], dtype), np.array(
+        [[1e4, 0.0, 1.0], [0.0, 1e4, 2.0]], dtype
+    )
 
 
 def extreme_rates(dtype):
@@ -91,7 +97,14 @@ def extreme_gamma(dtype):
 CASES += [
     LossCase("mape", jaxloss.mape, nonzero_targets, diff=(0, 1), extreme=extreme_mape),
     LossCase("msle", jaxloss.msle, nonneg_pair, diff=(0, 1), extreme=extreme_msle),
-    LossCase("poisson_nll", jaxloss.poisson_nll, log_rates_counts, kwargs=dict(full=True), diff=(0, 1), extreme=extreme_log_rates),
+    LossCase(
+        "poisson_nll",
+        jaxloss.poisson_nll,
+        log_rates_counts,
+        kwargs=dict(full=True),
+        diff=(0, 1),
+        extreme=extreme_log_rates,
+    ),
     LossCase("gaussian_nll", jaxloss.gaussian_nll, gaussian_inputs, diff=(0, 2), extreme=extreme_gaussian),
     LossCase("tweedie", jaxloss.tweedie, tweedie_inputs, kwargs=dict(power=1.5), diff=(0, 1), extreme=extreme_tweedie),
     LossCase("general_robust", jaxloss.general_robust, pair, kwargs=dict(alpha=0.5, scale=0.8), diff=(0, 1)),
@@ -99,7 +112,14 @@ CASES += [
     LossCase("geman_mcclure", jaxloss.geman_mcclure, pair, kwargs=dict(scale=0.8), diff=(0, 1)),
     LossCase("welsch", jaxloss.welsch, pair, kwargs=dict(scale=0.8), diff=(0, 1)),
     # variants that take other code paths
-    LossCase("poisson_nll", jaxloss.poisson_nll, rates_counts, kwargs=dict(log_input=False), diff=(0, 1), extreme=extreme_rates),
+    LossCase(
+        "poisson_nll",
+        jaxloss.poisson_nll,
+        rates_counts,
+        kwargs=dict(log_input=False),
+        diff=(0, 1),
+        extreme=extreme_rates,
+    ),
     LossCase("tweedie", jaxloss.tweedie, tweedie_inputs, kwargs=dict(power=1), diff=(0, 1), extreme=extreme_tweedie),
     LossCase("tweedie", jaxloss.tweedie, positive_pair, kwargs=dict(power=2), diff=(0, 1), extreme=extreme_gamma),
     LossCase("general_robust", jaxloss.general_robust, pair, kwargs=dict(alpha=0.0), diff=(0, 1)),
@@ -125,6 +145,12 @@ def extreme_huber_scale(dtype):
 CASES += [
     LossCase("smoothed_quantile", jaxloss.smoothed_quantile, pair, kwargs=dict(tau=0.8, smoothing=0.6), diff=(0, 1)),
     LossCase("smoothed_quantile", jaxloss.smoothed_quantile, pair, kwargs=dict(tau=0.3, smoothing=0.0), diff=(0, 1)),
-    LossCase("concomitant_huber", jaxloss.concomitant_huber, huber_scale_inputs, kwargs=dict(delta=0.9), diff=(0, 1, 2),
-             extreme=extreme_huber_scale),
+    LossCase(
+        "concomitant_huber",
+        jaxloss.concomitant_huber,
+        huber_scale_inputs,
+        kwargs=dict(delta=0.9),
+        diff=(0, 1, 2),
+        extreme=extreme_huber_scale,
+    ),
 ]

@@ -9,11 +9,19 @@ A = 4
 
 
 def pg(rng, dtype, batch):
-    return (rng.normal(size=(batch, A)) * 2).astype(dtype), rng.integers(0, A, size=batch), rng.normal(size=batch).astype(dtype)
+    return (
+        (rng.normal(size=(batch, A)) * 2).astype(dtype),
+        rng.integers(0, A, size=batch),
+        rng.normal(size=batch).astype(dtype),
+    )
 
 
 def pg_extreme(dtype):
-    return np.array([[1e4, -1e4, 0.0, 0.0], [-1e4, 1e4, 1e4, 0.0]], dtype), np.array([1, 3]), np.array([1e4, -1e4], dtype)
+    return (
+        np.array([[1e4, -1e4, 0.0, 0.0], [-1e4, 1e4, 1e4, 0.0]], dtype),
+        np.array([1, 3]),
+        np.array([1e4, -1e4], dtype),
+    )
 
 
 def ppo(rng, dtype, batch):
@@ -35,8 +43,11 @@ def td(rng, dtype, batch):
 
 def q(rng, dtype, batch):
     return (
-        rng.normal(size=(batch, A)).astype(dtype), rng.integers(0, A, size=batch), rng.normal(size=batch).astype(dtype),
-        rng.uniform(0.0, 1.0, size=batch).astype(dtype), rng.normal(size=(batch, A)).astype(dtype),
+        rng.normal(size=(batch, A)).astype(dtype),
+        rng.integers(0, A, size=batch),
+        rng.normal(size=batch).astype(dtype),
+        rng.uniform(0.0, 1.0, size=batch).astype(dtype),
+        rng.normal(size=(batch, A)).astype(dtype),
     )
 
 
@@ -57,7 +68,9 @@ CASES = [
 # Gradients through the targets (stop_target_gradients=False) and the Huber variants.
 VARIANTS = [
     LossCase("policy_gradient", jaxloss.policy_gradient, pg, kwargs=NO_STOP, diff=(0, 2), extreme=pg_extreme),
-    LossCase("ppo_clip", jaxloss.ppo_clip, ppo, kwargs=dict(epsilon=0.3, **NO_STOP), diff=(0, 1, 2), extreme=ppo_extreme),
+    LossCase(
+        "ppo_clip", jaxloss.ppo_clip, ppo, kwargs=dict(epsilon=0.3, **NO_STOP), diff=(0, 1, 2), extreme=ppo_extreme
+    ),
     LossCase("td_error", jaxloss.td_error, td, kwargs=dict(loss="huber", delta=0.5, **NO_STOP), diff=(0, 1, 2, 3)),
     LossCase("q_learning", jaxloss.q_learning, q, kwargs=dict(loss="huber", **NO_STOP), diff=(0, 2, 3, 4)),
     LossCase("value_loss", jaxloss.value_loss, values, kwargs=dict(loss="huber", delta=0.7, **NO_STOP), diff=(0, 1)),

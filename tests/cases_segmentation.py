@@ -28,7 +28,9 @@ def probs_extreme(dtype):
 
 
 def binary(rng, dtype, batch):
-    return (rng.normal(size=(batch, 4, 4, 1)) * 2).astype(dtype), rng.integers(0, 2, size=(batch, 4, 4, 1)).astype(dtype)
+    return (rng.normal(size=(batch, 4, 4, 1)) * 2).astype(dtype), rng.integers(0, 2, size=(batch, 4, 4, 1)).astype(
+        dtype
+    )
 
 
 def labels_missing_class(rng, dtype, batch):
@@ -39,7 +41,14 @@ def labels_missing_class(rng, dtype, batch):
 
 CASES = [
     LossCase("dice", jaxloss.dice, logits_labels),
-    LossCase("tversky", jaxloss.tversky, probs_soft, kwargs=dict(alpha=0.3, beta=0.7, from_logits=False), diff=(0, 1), extreme=probs_extreme),
+    LossCase(
+        "tversky",
+        jaxloss.tversky,
+        probs_soft,
+        kwargs=dict(alpha=0.3, beta=0.7, from_logits=False),
+        diff=(0, 1),
+        extreme=probs_extreme,
+    ),
     LossCase("jaccard", jaxloss.jaccard, binary, kwargs=dict(smooth=0.5)),
     LossCase("generalized_dice", jaxloss.generalized_dice, labels_missing_class),
 ]

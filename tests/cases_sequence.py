@@ -35,12 +35,26 @@ def logits_only(rng, dtype, batch):
 
 CASES = [
     LossCase("ctc", jaxloss.ctc, ctc_inputs, extreme=ctc_extreme),
-    LossCase("sequence_cross_entropy", jaxloss.sequence_cross_entropy, tokens, kwargs=dict(label_smoothing=0.1), extreme=tokens_extreme),
+    LossCase(
+        "sequence_cross_entropy",
+        jaxloss.sequence_cross_entropy,
+        tokens,
+        kwargs=dict(label_smoothing=0.1),
+        extreme=tokens_extreme,
+    ),
     LossCase("z_loss", jaxloss.z_loss, logits_only),
 ]
 
 VARIANTS = [
-    LossCase("ctc", jaxloss.ctc, ctc_inputs, kwargs=dict(zero_infinity=True, normalize_length=True), extreme=ctc_extreme),
-    LossCase("sequence_cross_entropy", jaxloss.sequence_cross_entropy, tokens, kwargs=dict(normalize="sequences"), extreme=tokens_extreme),
+    LossCase(
+        "ctc", jaxloss.ctc, ctc_inputs, kwargs=dict(zero_infinity=True, normalize_length=True), extreme=ctc_extreme
+    ),
+    LossCase(
+        "sequence_cross_entropy",
+        jaxloss.sequence_cross_entropy,
+        tokens,
+        kwargs=dict(normalize="sequences"),
+        extreme=tokens_extreme,
+    ),
 ]
 CASES += VARIANTS

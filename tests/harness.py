@@ -132,7 +132,10 @@ def check_reference(jfn, ref_value, ref_grads, arrays, dtype, argnums=(0,), rtol
 
 def numeric_grads(f64_fn: Callable, arrays: Sequence, argnums=(0,), h=1e-6):
     """Central finite differences in float64 of a NumPy scalar function (an independent gradient)."""
-    arrays = [np.array(a, dtype=np.float64) if np.issubdtype(np.asarray(a).dtype, np.floating) else np.asarray(a) for a in arrays]
+    arrays = [
+        np.array(a, dtype=np.float64) if np.issubdtype(np.asarray(a).dtype, np.floating) else np.asarray(a)
+        for a in arrays
+    ]
     grads = []
     for i in argnums:
         g = np.zeros_like(arrays[i])
@@ -188,7 +191,8 @@ def check_where_equals_slicing(case: LossCase):
     where = _example_mask(case, arrays, keep)
     # NaN in the masked examples' float inputs must not leak into the value or the gradients.
     poisoned = tuple(
-        np.where(_broadcast_keep(keep, a), a, np.nan).astype(a.dtype) if i in case.diff else a for i, a in enumerate(arrays)
+        np.where(_broadcast_keep(keep, a), a, np.nan).astype(a.dtype) if i in case.diff else a
+        for i, a in enumerate(arrays)
     )
     sliced = tuple(a[keep] for a in arrays)
     v_mask, g_mask = jax_value_and_grads(case.fn, poisoned, case.diff, where=where, **case.kwargs)
@@ -199,7 +203,9 @@ def check_where_equals_slicing(case: LossCase):
         assert_close(gm[keep], gs, np.float32, rtol=1e-5, atol=1e-6)
         assert np.all(gm[~keep] == 0), "masked entries must have zero gradient"
     # sum and none agree with slicing too
-    assert_close(case.call(*arrays, where=where, reduction="sum"), case.call(*sliced, reduction="sum"), np.float32, rtol=1e-5)
+    assert_close(
+        case.call(*arrays, where=where, reduction="sum"), case.call(*sliced, reduction="sum"), np.float32, rtol=1e-5
+    )
     none = np.asarray(case.call(*poisoned, where=where, reduction="none"))
     assert np.all(none[~keep] == 0) and all_finite(none)
     w = _weights_for(case, arrays)
@@ -234,7 +240,9 @@ def check_fully_masked(case: LossCase):
     for weights in (None, w) if w is not None else (None,):
         kw = {} if weights is None else dict(weights=weights)
         none = np.asarray(case.call(*arrays, where=where, reduction="none", **kw))
-        assert np.all(none == 0), f"reduction='none' must be exactly 0 at masked entries (weights={weights is not None})"
+        assert np.all(none == 0), (
+            f"reduction='none' must be exactly 0 at masked entries (weights={weights is not None})"
+        )
         if weights is not None:
             assert float(case.call(*arrays, where=where, weights=weights)) == 0.0
 

@@ -33,8 +33,9 @@ def main(pid: int, nproc: int, port: int, out: str):
 
     if nproc > 1:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-        jax.distributed.initialize(coordinator_address=f"127.0.0.1:{port}", num_processes=nproc, process_id=pid,
-                                   initialization_timeout=120)
+        jax.distributed.initialize(
+            coordinator_address=f"127.0.0.1:{port}", num_processes=nproc, process_id=pid, initialization_timeout=120
+        )
     import jax.numpy as jnp  # noqa: F401
     import numpy as np
     import optax

@@ -80,7 +80,8 @@ def main(out_path):
     def batch_sharded(tree, n=BATCH):
         """Every array with a leading axis of ``n`` sharded on it, the rest replicated."""
         return jax.tree_util.tree_map(
-            lambda x: jax.device_put(x, named("d") if np.ndim(x) and np.shape(x)[0] == n else named()), tree)
+            lambda x: jax.device_put(x, named("d") if np.ndim(x) and np.shape(x)[0] == n else named()), tree
+        )
 
     def on_one(tree):
         return jax.tree_util.tree_map(lambda x: jax.device_put(x, one), tree)
@@ -132,7 +133,9 @@ def main(out_path):
                         full[i] = d
                     return case.call(*full, where=where, **extra)
 
-                value, grads = jax.value_and_grad(f, argnums=tuple(range(len(case.diff))))(*[arrays[i] for i in case.diff])
+                value, grads = jax.value_and_grad(f, argnums=tuple(range(len(case.diff))))(
+                    *[arrays[i] for i in case.diff]
+                )
                 out[cid] = (value, grads, case.call(*arrays, where=where, reduction="none"))
             return out
 
@@ -145,11 +148,15 @@ def main(out_path):
                 results[cid] = [False, f"{family} failed to run: {type(e).__name__}: {e}"]
             continue
         for cid, _ in cases:
+
             def check(cid=cid, sharded=sharded, single=single):
                 close(sharded[cid], single[cid], cid)
                 layout = [spec0(g) for g in sharded[cid][1]] + [spec0(sharded[cid][2])]
-                assert all(s == ("d",) for s in layout), f"gradients / per-example losses not sharded on the batch: {layout}"
+                assert all(s == ("d",) for s in layout), (
+                    f"gradients / per-example losses not sharded on the batch: {layout}"
+                )
                 return "equal; gradients and per-example losses sharded on the batch"
+
             record(cid, check)
 
     # -- 2. linear_cross_entropy: data, vocabulary and 2-D parallel ------------------------------------
@@ -177,37 +184,69 @@ def main(out_path):
         "bf16": dict(t=y, kw=dict(label_smoothing=0.1), bf16=True),
     }
     for vname, var in variants.items():
+
         def lce(h, w, b, t, mask, tok_w, cw, var=var):
             """value_and_grad of the mean (one pass, chunk 64) and of the summed per-token losses (chunk 4)."""
             outs = []
             for reduction, chunk in (("mean", 64), ("none", 4)):
+
                 def f(h, w, b, reduction=reduction, chunk=chunk):
-                    out = jaxloss.linear_cross_entropy(h, w, t, bias=b, chunk_size=chunk, where=mask, weights=tok_w,
-                                                       class_weights=cw, reduction=reduction, **var["kw"])
+                    out = jaxloss.linear_cross_entropy(
+                        h,
+                        w,
+                        t,
+                        bias=b,
+                        chunk_size=chunk,
+                        where=mask,
+                        weights=tok_w,
+                        class_weights=cw,
+                        reduction=reduction,
+                        **var["kw"],
+                    )
                     return jnp.sum(out.astype(jnp.float32))
+
                 outs.append(jax.value_and_grad(f, (0, 1, 2))(h, w, b))
             return outs
 
         fn = jax.jit(lce)
         dt = jnp.bfloat16 if var.get("bf16") else np.float32
-        args = (jnp.asarray(h, dt), jnp.asarray(w, dt), jnp.asarray(b, dt), var["t"], mask, tok_w,
-                cw if var.get("cw") else None)
+        args = (
+            jnp.asarray(h, dt),
+            jnp.asarray(w, dt),
+            jnp.asarray(b, dt),
+            var["t"],
+            mask,
+            tok_w,
+            cw if var.get("cw") else None,
+        )
         single = fn(*on_one(args))
         for lname, lay in layouts.items():
+
             def check(lname=lname, lay=lay, args=args, single=single, fn=fn, var=var):
                 rows, vec = lay["rows"], lay["vec"]
-                t_sharding = rows if np.ndim(args[3]) == 1 else NamedSharding(
-                    rows.mesh, P(rows.spec[0] if rows.spec else None, vec.spec[0] if vec.spec else None))
+                t_sharding = (
+                    rows
+                    if np.ndim(args[3]) == 1
+                    else NamedSharding(
+                        rows.mesh, P(rows.spec[0] if rows.spec else None, vec.spec[0] if vec.spec else None)
+                    )
+                )
                 shard = [rows, lay["w"], vec, t_sharding, rows, rows, vec]
                 outs = fn(*[a if a is None else jax.device_put(a, s) for a, s in zip(args, shard)])
                 tol = dict(rtol=2e-2, atol=2e-2) if var.get("bf16") else dict(rtol=RTOL, atol=ATOL)
                 for (value, grads), (ref_v, ref_g), red in zip(outs, single, ("mean", "none")):
-                    for x, ref, what in zip((value,) + tuple(grads), (ref_v,) + tuple(ref_g), ("value", "dh", "dw", "db")):
-                        np.testing.assert_allclose(np.asarray(x, np.float64), np.asarray(ref, np.float64), **tol,
-                                                   err_msg=f"{red}: {what}")
+                    for x, ref, what in zip(
+                        (value,) + tuple(grads), (ref_v,) + tuple(ref_g), ("value", "dh", "dw", "db")
+                    ):
+                        np.testing.assert_allclose(
+                            np.asarray(x, np.float64), np.asarray(ref, np.float64), **tol, err_msg=f"{red}: {what}"
+                        )
                     for g, s, what in zip(grads, shard[:3], ("hidden", "weight", "bias")):
-                        assert g.sharding.is_equivalent_to(s, g.ndim), f"{red}: {what} gradient {g.sharding.spec} != {s.spec}"
+                        assert g.sharding.is_equivalent_to(s, g.ndim), (
+                            f"{red}: {what} gradient {g.sharding.spec} != {s.spec}"
+                        )
                 return "equal (mean: one pass; none: vocabulary chunks); gradients sharded like hidden / weight / bias"
+
             record(f"linear_cross_entropy-{vname}-{lname}", check)
 
     def lce_hlo():
@@ -231,8 +270,10 @@ def main(out_path):
         target = single / 8 + n * hd * 4 / 2**20
         assert mib(vp) <= target, (mib(vp), target)
         assert mib(dp) <= single / 3, (mib(dp), single)  # falls with the token shard (1/4 at the benchmark size)
-        return (f"temp MiB per device: one device {single:.2f}, vocabulary parallel {mib(vp):.2f} (target {target:.2f}), "
-                f"data parallel {mib(dp):.2f}; naive vocabulary parallel {mib(naive_vp):.2f}; no large all-gather")
+        return (
+            f"temp MiB per device: one device {single:.2f}, vocabulary parallel {mib(vp):.2f} (target {target:.2f}), "
+            f"data parallel {mib(dp):.2f}; naive vocabulary parallel {mib(naive_vp):.2f}; no large all-gather"
+        )
 
     record("linear_cross_entropy-hlo-memory", lce_hlo)
 
@@ -260,27 +301,41 @@ def main(out_path):
                 assert specs == {("d",)}, f"per-example outputs not sharded on the batch: {specs}"
                 return "equal; per-example outputs sharded on the batch"
             return "equal"
+
         record(name, run)
 
     check_same("objective", lambda p, d: jax.value_and_grad(obj)(p, d))
     check_same("train_step", lambda p, d: jaxloss.train_step(obj, optax.adam(0.1))(p, optax.adam(0.1).init(p), d)[::2])
     for chunk in (None, 8):
         tag = f"chunk{chunk}"
-        check_same(f"per_sample_grads-{tag}", lambda p, d, c=chunk: jaxloss.per_sample_grads(obj, p, d, chunk_size=c),
-                   batch_leaves=lambda out: out)
-        check_same(f"per_sample_grad_norms-{tag}",
-                   lambda p, d, c=chunk: jaxloss.per_sample_grad_norms(obj, p, d, chunk_size=c, per_layer=True),
-                   batch_leaves=lambda out: out)
-        check_same(f"clipped_mean_grad-{tag}",
-                   lambda p, d, c=chunk: jaxloss.clipped_mean_grad(obj, p, d, 0.5, 1.0, jax.random.PRNGKey(3), chunk_size=c),
-                   batch_leaves=lambda out: (out.norms, out.losses))
+        check_same(
+            f"per_sample_grads-{tag}",
+            lambda p, d, c=chunk: jaxloss.per_sample_grads(obj, p, d, chunk_size=c),
+            batch_leaves=lambda out: out,
+        )
+        check_same(
+            f"per_sample_grad_norms-{tag}",
+            lambda p, d, c=chunk: jaxloss.per_sample_grad_norms(obj, p, d, chunk_size=c, per_layer=True),
+            batch_leaves=lambda out: out,
+        )
+        check_same(
+            f"clipped_mean_grad-{tag}",
+            lambda p, d, c=chunk: jaxloss.clipped_mean_grad(obj, p, d, 0.5, 1.0, jax.random.PRNGKey(3), chunk_size=c),
+            batch_leaves=lambda out: (out.norms, out.losses),
+        )
         check_same(f"grad_statistics-{tag}", lambda p, d, c=chunk: jaxloss.grad_statistics(obj, p, d, chunk_size=c))
 
         def no_batch_gather(c=chunk):
-            hlo = jax.jit(lambda p, d: jaxloss.per_sample_grad_norms(obj, p, d, chunk_size=c)).lower(params_rep, data_sh).compile().as_text()
+            hlo = (
+                jax.jit(lambda p, d: jaxloss.per_sample_grad_norms(obj, p, d, chunk_size=c))
+                .lower(params_rep, data_sh)
+                .compile()
+                .as_text()
+            )
             found = [g for g in gathers(hlo, 1) if f"[{B}," in g or f"[{B}]" in g]
             assert not found, found
             return "no all-gather of the batch in the compiled HLO"
+
         record(f"per_sample_no_batch_gather-{tag}", no_batch_gather)
 
     def minimize_check():
@@ -289,15 +344,19 @@ def main(out_path):
         close(s.params, a.params, "minimize params")
         close(s.value, a.value, "minimize value")
         return f"equal after {int(a.num_steps)} L-BFGS steps"
+
     record("minimize", minimize_check)
 
     def fit_check():
         halves = [(x[:16], labels[:16]), (x[16:], labels[16:])]
         a = jaxloss.fit(obj, params_one, [on_one(hb) for hb in halves], optax.adam(0.05), epochs=3, verbose=0)
-        s = jaxloss.fit(obj, params_rep, [batch_sharded(hb, 16) for hb in halves], optax.adam(0.05), epochs=3, verbose=0)
+        s = jaxloss.fit(
+            obj, params_rep, [batch_sharded(hb, 16) for hb in halves], optax.adam(0.05), epochs=3, verbose=0
+        )
         close(s.params, a.params, "fit params")
         close(s.history["loss"], a.history["loss"], "fit history")
         return "equal params and loss history over 3 epochs of 2 batches"
+
     record("fit", fit_check)
 
     def noise_check():
@@ -316,6 +375,7 @@ def main(out_path):
         # 400 keys x 18 coordinates: the relative standard error of the variance is sqrt(2 / 7200) = 1.7%
         assert abs(var / expected - 1) < 0.1, (var, expected)
         return f"noise variance {var:.3e} vs (sigma C / B)^2 = {expected:.3e} (once, not per device: 8x would be {8 * expected:.3e})"
+
     record("clipped_mean_grad-noise-variance", noise_check)
 
     with open(out_path, "w") as f:

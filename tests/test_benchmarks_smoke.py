@@ -14,8 +14,19 @@ def test_quick_suite_runs_and_compares_like_with_like(tmp_path):
     assert out.read_text() == text
     rows = [line for line in text.splitlines() if line.startswith("| ") and "×" in line and "MiB" not in line]
     names = {line.split(" | ")[0][2:] for line in rows}
-    for name in ("mse", "mae", "huber", "log_cosh", "binary_cross_entropy", "focal", "hinge", "kl_divergence",
-                 "multiclass_hinge", "cross_entropy (int labels)", "cross_entropy (probabilities)"):
+    for name in (
+        "mse",
+        "mae",
+        "huber",
+        "log_cosh",
+        "binary_cross_entropy",
+        "focal",
+        "hinge",
+        "kl_divergence",
+        "multiclass_hinge",
+        "cross_entropy (int labels)",
+        "cross_entropy (probabilities)",
+    ):
         assert name in names, name
     for line in rows:  # every jaxloss time and the floor are numbers
         cells = [c.strip() for c in line.strip("|").split("|")]

@@ -63,10 +63,24 @@ def test_cross_entropy_int_labels_against_pytorch(setting, dtype):
     eps = setting.get("smoothing", 0.0)
     kw = dict(class_weights=w, label_smoothing=eps, ignore_index=-100 if setting.get("ignore") else None)
     for reduction in ("mean", "sum"):
-        tfn = lambda a: F.cross_entropy(a, torch.tensor(y), weight=None if w is None else torch.tensor(w), ignore_index=-100, label_smoothing=eps, reduction=reduction)
+        tfn = lambda a: F.cross_entropy(
+            a,
+            torch.tensor(y),
+            weight=None if w is None else torch.tensor(w),
+            ignore_index=-100,
+            label_smoothing=eps,
+            reduction=reduction,
+        )
         ref_v, ref_g = torch_value_and_grads(tfn, (x,))
         check_reference(lambda a: jaxloss.cross_entropy(a, y, reduction=reduction, **kw), ref_v, ref_g, (x,), dtype)
-    tnone = F.cross_entropy(torch.tensor(x), torch.tensor(y), weight=None if w is None else torch.tensor(w), ignore_index=-100, label_smoothing=eps, reduction="none")
+    tnone = F.cross_entropy(
+        torch.tensor(x),
+        torch.tensor(y),
+        weight=None if w is None else torch.tensor(w),
+        ignore_index=-100,
+        label_smoothing=eps,
+        reduction="none",
+    )
     assert_close(jaxloss.cross_entropy(x, y, reduction="none", **kw), tnone.numpy(), dtype)
 
 
@@ -178,7 +192,13 @@ def test_nll_against_pytorch(dtype):
     for reduction in ("mean", "sum"):
         tfn = lambda a: F.nll_loss(a, torch.tensor(y), weight=torch.tensor(w), ignore_index=-100, reduction=reduction)
         ref_v, ref_g = torch_value_and_grads(tfn, (lp,))
-        check_reference(lambda a: jaxloss.nll(a, y, class_weights=w, ignore_index=-100, reduction=reduction), ref_v, ref_g, (lp,), dtype)
+        check_reference(
+            lambda a: jaxloss.nll(a, y, class_weights=w, ignore_index=-100, reduction=reduction),
+            ref_v,
+            ref_g,
+            (lp,),
+            dtype,
+        )
 
 
 # ---------------------------------------------------------------------------------------------- binary
@@ -236,7 +256,14 @@ def test_focal_against_optax(alpha, gamma, dtype):
     x, y = binary(dtype)
     ref = lambda a: optax.losses.sigmoid_focal_loss(a, y, alpha=alpha, gamma=gamma).mean()
     ref_v, ref_g = jax_value_and_grads(ref, (x,))
-    check_reference(lambda a: jaxloss.focal(a, y, alpha=alpha, gamma=gamma), ref_v, ref_g, (x,), dtype, rtol=1e-4 if dtype == np.float32 else None)
+    check_reference(
+        lambda a: jaxloss.focal(a, y, alpha=alpha, gamma=gamma),
+        ref_v,
+        ref_g,
+        (x,),
+        dtype,
+        rtol=1e-4 if dtype == np.float32 else None,
+    )
 
 
 def test_focal_gamma_zero_is_bce_and_extremes_are_finite():
@@ -257,11 +284,15 @@ def test_categorical_focal_against_keras(dtype):
 
     x, y = logits_labels(dtype)
     onehot = np.eye(C, dtype=dtype)[y]
-    ref = lambda a: jnp.mean(keras.losses.categorical_focal_crossentropy(onehot, a, alpha=0.25, gamma=2.0, from_logits=True))
+    ref = lambda a: jnp.mean(
+        keras.losses.categorical_focal_crossentropy(onehot, a, alpha=0.25, gamma=2.0, from_logits=True)
+    )
     ref_v, ref_g = jax_value_and_grads(ref, (x,))
     tol = dict(rtol=1e-5) if dtype == np.float32 else dict(rtol=1e-6)  # Keras clips probabilities at 1e-7
     check_reference(lambda a: jaxloss.multiclass_focal(a, y, alpha=0.25, gamma=2.0), ref_v, ref_g, (x,), dtype, **tol)
-    check_reference(lambda a: jaxloss.multiclass_focal(a, onehot, alpha=0.25, gamma=2.0), ref_v, ref_g, (x,), dtype, **tol)
+    check_reference(
+        lambda a: jaxloss.multiclass_focal(a, onehot, alpha=0.25, gamma=2.0), ref_v, ref_g, (x,), dtype, **tol
+    )
 
 
 def test_categorical_focal_gamma_zero_is_cross_entropy():
@@ -310,11 +341,21 @@ def test_multi_margin_against_pytorch(p, margin, weighted, dtype):
     tw = None if w is None else torch.tensor(w)
     tfn = lambda a: F.multi_margin_loss(a, torch.tensor(y), p=p, margin=margin, weight=tw, reduction="sum")
     ref_v, ref_g = torch_value_and_grads(tfn, (x,))
-    check_reference(lambda a: jaxloss.multi_margin(a, y, p=p, margin=margin, class_weights=w, reduction="sum"), ref_v, ref_g, (x,), dtype)
-    tnone = F.multi_margin_loss(torch.tensor(x), torch.tensor(y), p=p, margin=margin, weight=tw, reduction="none").numpy()
+    check_reference(
+        lambda a: jaxloss.multi_margin(a, y, p=p, margin=margin, class_weights=w, reduction="sum"),
+        ref_v,
+        ref_g,
+        (x,),
+        dtype,
+    )
+    tnone = F.multi_margin_loss(
+        torch.tensor(x), torch.tensor(y), p=p, margin=margin, weight=tw, reduction="none"
+    ).numpy()
     assert_close(jaxloss.multi_margin(x, y, p=p, margin=margin, class_weights=w, reduction="none"), tnone, dtype)
     denom = B if w is None else w.astype(np.float64)[y].sum()
-    assert_close(jaxloss.multi_margin(x, y, p=p, margin=margin, class_weights=w), tnone.astype(np.float64).sum() / denom, dtype)
+    assert_close(
+        jaxloss.multi_margin(x, y, p=p, margin=margin, class_weights=w), tnone.astype(np.float64).sum() / denom, dtype
+    )
     with pytest.raises(ValueError, match="p must be 1 or 2"):
         jaxloss.multi_margin(x, y, p=3)
 
@@ -378,7 +419,9 @@ def test_multilabel_soft_margin_vs_pytorch(dtype):
     x = (r.normal(size=(NB, NC)) * 2).astype(dtype)
     y = r.uniform(0, 1, size=(NB, NC)).astype(dtype)  # soft targets: the gradient w.r.t. labels is checked too
     w = r.uniform(0.5, 2.0, size=NC).astype(dtype)
-    v, g = torch_value_and_grads(lambda a, b: F.multilabel_soft_margin_loss(a, b, weight=torch.tensor(w)), [x, y], argnums=(0, 1))
+    v, g = torch_value_and_grads(
+        lambda a, b: F.multilabel_soft_margin_loss(a, b, weight=torch.tensor(w)), [x, y], argnums=(0, 1)
+    )
     check_reference(jaxloss.multilabel_soft_margin, v, g, [x, y], dtype, argnums=(0, 1), class_weights=w)
     # hard {0, 1} int labels, no class weights, per-example values; the class axis may be elsewhere.
     yi = (y > 0.5).astype(np.int32)
@@ -457,7 +500,9 @@ def test_poly1_vs_optax(dtype):
         check_reference(jaxloss.poly1, v, g, [x, y], dtype, epsilon=eps)
     # epsilon is traceable: d loss / d epsilon = mean(1 - p_t), as in optax.
     d_ours = jax.grad(lambda e: jaxloss.poly1(x, y, epsilon=e))(jnp.asarray(2.0, dtype))
-    d_ref = jax.grad(lambda e: jnp.mean(optax.losses.poly_loss_cross_entropy(x, onehot, epsilon=e)))(jnp.asarray(2.0, dtype))
+    d_ref = jax.grad(lambda e: jnp.mean(optax.losses.poly_loss_cross_entropy(x, onehot, epsilon=e)))(
+        jnp.asarray(2.0, dtype)
+    )
     assert_close(d_ours, d_ref, dtype)
 
 

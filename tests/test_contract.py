@@ -31,7 +31,9 @@ def test_every_loss_has_a_case():
     public = _registry.loss_names()
     registered = {c.name for c in CASES}
     assert public - registered == set(), f"losses without a contract case: {sorted(public - registered)}"
-    assert registered - public == set(), f"contract cases of names that are not public losses: {sorted(registered - public)}"
+    assert registered - public == set(), (
+        f"contract cases of names that are not public losses: {sorted(registered - public)}"
+    )
 
 
 def test_cases_call_the_public_function():

@@ -33,7 +33,9 @@ def test_where_must_be_boolean_and_broadcastable():
     x, y = data()
     with pytest.raises(TypeError, match="where must be a boolean mask; got dtype"):
         jaxloss.mse(x, x, where=np.ones(x.shape, np.float32))
-    with pytest.raises(ValueError, match=r"where with shape \(3,\) does not broadcast to the unreduced loss, of shape \(8, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"where with shape \(3,\) does not broadcast to the unreduced loss, of shape \(8, 4\)"
+    ):
         jaxloss.mse(x, x, where=np.ones(3, bool))
 
 
@@ -239,8 +241,9 @@ def test_binary_cross_entropy_probabilities_outside_unit_interval_pytorch_raises
 
     with pytest.raises(RuntimeError):
         torch.nn.functional.binary_cross_entropy(torch.tensor([1.3]), torch.tensor([1.0]))
-    out = jaxloss.binary_cross_entropy(np.array([0.3, 1.3], np.float32), np.array([1.0, 1.0], np.float32),
-                                       from_logits=False, reduction="none")
+    out = jaxloss.binary_cross_entropy(
+        np.array([0.3, 1.3], np.float32), np.array([1.0, 1.0], np.float32), from_logits=False, reduction="none"
+    )
     assert np.isnan(float(out[1])) and np.isclose(float(out[0]), -np.log(0.3), rtol=1e-6)
 
 
@@ -280,7 +283,9 @@ def test_class_axis_tuple_and_class_masks_equal_optax():
     ref_p = optax.losses.softmax_cross_entropy(logits, probs, where=cm)
     v, g = jax.value_and_grad(lambda a: jaxloss.cross_entropy(a, labels, where=cm, reduction="sum"))(poisoned)
     assert_close(v, np.sum(ref_i), np.float32)
-    g_ref = jax.grad(lambda a: optax.losses.softmax_cross_entropy_with_integer_labels(a, labels, where=cm).sum())(logits)
+    g_ref = jax.grad(lambda a: optax.losses.softmax_cross_entropy_with_integer_labels(a, labels, where=cm).sum())(
+        logits
+    )
     assert_close(np.where(cm, g, 0.0), np.where(cm, g_ref, 0.0), np.float32)
     assert all_finite(g) and np.all(np.asarray(g)[~cm] == 0)
     assert_close(jaxloss.cross_entropy(poisoned, probs, where=cm, reduction="none"), ref_p, np.float32)

@@ -53,7 +53,9 @@ def test_kl_log_targets_against_pytorch(dtype):
     """torch kl_div(log_target=True), gradients w.r.t. both arguments."""
     lp, t = dists(dtype, zeros=False)
     lt = np.log(t).astype(dtype)
-    ref_v, ref_g = torch_value_and_grads(lambda a, b: F.kl_div(a, b, reduction="batchmean", log_target=True), (lp, lt), (0, 1))
+    ref_v, ref_g = torch_value_and_grads(
+        lambda a, b: F.kl_div(a, b, reduction="batchmean", log_target=True), (lp, lt), (0, 1)
+    )
     check_reference(jaxloss.kl_divergence, ref_v, ref_g, (lp, lt), dtype, (0, 1), log_targets=True)
 
 
@@ -102,7 +104,16 @@ def test_js_against_scipy_and_finite_differences(dtype):
     # At t = 0 the derivative is -inf (from t log t). jaxloss drops the t-terms' derivative there and keeps
     # the finite part through m = (p + t)/2: d/dt [0.5 p log(p/m)] = -p / (4m) = -1/2 at m = p/2, over B.
     ref_g[1][t == 0] = -0.5 / B
-    check_reference(jaxloss.js_divergence, ref_v, ref_g, (lp, t), dtype, (0, 1), rtol=2e-5 if dtype == np.float32 else 1e-6, atol=1e-6 if dtype == np.float32 else 1e-8)
+    check_reference(
+        jaxloss.js_divergence,
+        ref_v,
+        ref_g,
+        (lp, t),
+        dtype,
+        (0, 1),
+        rtol=2e-5 if dtype == np.float32 else 1e-6,
+        atol=1e-6 if dtype == np.float32 else 1e-8,
+    )
 
 
 def test_js_symmetric_and_bounded():
@@ -148,7 +159,9 @@ def test_generalized_kl_against_scipy_kl_div(dtype):
     per = np.sum(scipy.special.kl_div(t64, p64), axis=-1)
     assert_close(jaxloss.generalized_kl(p, t, reduction="none"), per, dtype)
     assert_close(jaxloss.generalized_kl(p, t, reduction="sum"), per.sum(), dtype)
-    assert_close(jaxloss.generalized_kl(p, t, axis=0, reduction="none"), np.sum(scipy.special.kl_div(t64, p64), axis=0), dtype)
+    assert_close(
+        jaxloss.generalized_kl(p, t, axis=0, reduction="none"), np.sum(scipy.special.kl_div(t64, p64), axis=0), dtype
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -207,7 +220,11 @@ def test_entropy_of_probabilities_against_scipy_and_pytorch(dtype):
     q = np.random.default_rng(3).dirichlet(np.ones(4), size=5)
     q[0] = [0.0, 0.3, 0.7, 0.0]
     q = q.astype(dtype)
-    assert_close(jaxloss.entropy(q, from_logits=False, reduction="none"), scipy.stats.entropy(q.astype(np.float64), axis=-1), dtype)
+    assert_close(
+        jaxloss.entropy(q, from_logits=False, reduction="none"),
+        scipy.stats.entropy(q.astype(np.float64), axis=-1),
+        dtype,
+    )
     ref_v, (ref_g,) = torch_value_and_grads(lambda a: torch.special.entr(a).sum(-1).mean(), (q,), (0,))
     v, (g,) = jax_value_and_grads(jaxloss.entropy, (q,), (0,), from_logits=False)
     assert_close(v, ref_v, dtype)

@@ -56,7 +56,9 @@ def test_api_reference_lists_every_public_name():
     pages = {module: site.api_page(module, names) for module, names in site.api_groups()}
     rendered = []
     for module, text in pages.items():
-        rendered += [m.rsplit(".", 1)[-1] for m in re.findall(r"^::: (jaxloss\.\w+)$", text, flags=re.M) if module == "jaxloss"]
+        rendered += [
+            m.rsplit(".", 1)[-1] for m in re.findall(r"^::: (jaxloss\.\w+)$", text, flags=re.M) if module == "jaxloss"
+        ]
         rendered += re.findall(r"^        - (\w+)$", text, flags=re.M)
         if module != "jaxloss":
             rendered += [module.rsplit(".", 1)[-1]] if module.rsplit(".", 1)[-1] in jaxloss.__all__ else []

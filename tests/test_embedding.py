@@ -37,7 +37,9 @@ def signs(seed=1, shape=(B,), dtype=np.float64):
 def test_cosine_similarity_against_pytorch(dtype):
     """torch.nn.functional.cosine_similarity (eps=1e-8): per-pair values, and mean value and gradients."""
     x1, x2 = vectors(dtype)
-    ref_v, ref_g = torch_value_and_grads(lambda a, b: F.cosine_similarity(a, b, dim=-1, eps=1e-8).mean(), (x1, x2), (0, 1))
+    ref_v, ref_g = torch_value_and_grads(
+        lambda a, b: F.cosine_similarity(a, b, dim=-1, eps=1e-8).mean(), (x1, x2), (0, 1)
+    )
     check(jaxloss.cosine_similarity, ref_v, ref_g, (x1, x2), dtype, (0, 1))
     per_pair = F.cosine_similarity(torch.tensor(x1), torch.tensor(x2), dim=-1).numpy()
     assert_close(jitted(jaxloss.cosine_similarity, reduction="none")(x1, x2), per_pair, dtype)
@@ -55,7 +57,10 @@ def test_cosine_similarity_feature_axis_against_pytorch(dtype):
 def test_cosine_similarity_and_distance_against_optax(dtype):
     """optax.losses.cosine_similarity / cosine_distance (non-degenerate inputs), values and gradients."""
     x1, x2 = vectors(dtype, seed=5)
-    for jfn, ofn in ((jaxloss.cosine_similarity, optax.losses.cosine_similarity), (jaxloss.cosine_distance, optax.losses.cosine_distance)):
+    for jfn, ofn in (
+        (jaxloss.cosine_similarity, optax.losses.cosine_similarity),
+        (jaxloss.cosine_distance, optax.losses.cosine_distance),
+    ):
         ref_v, ref_g = jit_value_and_grads(lambda a, b: jnp.mean(ofn(a, b)), (x1, x2), (0, 1))
         check(jfn, ref_v, ref_g, (x1, x2), dtype, (0, 1))
         assert_close(jfn(x1, x2, reduction="none"), ofn(jnp.asarray(x1), jnp.asarray(x2)), dtype)
@@ -75,7 +80,9 @@ def test_peer_trap_cosine_zero_vector(dtype):
     eps = 1e-8
 
     # optax: NaN
-    o_val, o_grad = jax.value_and_grad(lambda a, b: optax.losses.cosine_similarity(a, b))(jnp.asarray(zero), jnp.asarray(other))
+    o_val, o_grad = jax.value_and_grad(lambda a, b: optax.losses.cosine_similarity(a, b))(
+        jnp.asarray(zero), jnp.asarray(other)
+    )
     assert np.isnan(o_val) and np.all(np.isnan(o_grad))
 
     # jaxloss: value 0, finite gradient = the clamped formula's gradient (independent float64 NumPy)
@@ -88,7 +95,9 @@ def test_peer_trap_cosine_zero_vector(dtype):
     assert float(dist) == 1.0 and all_finite(dist_g)
 
     # PyTorch agrees with jaxloss (value and gradient)
-    t_val, t_grads = torch_value_and_grads(lambda a, b: F.cosine_similarity(a, b, dim=-1, eps=eps), (zero, other), (0, 1))
+    t_val, t_grads = torch_value_and_grads(
+        lambda a, b: F.cosine_similarity(a, b, dim=-1, eps=eps), (zero, other), (0, 1)
+    )
     assert float(t_val) == 0.0
     assert_close(g1, t_grads[0], dtype)
 
@@ -109,9 +118,13 @@ def test_cosine_embedding_against_pytorch(dtype):
     """torch cosine_embedding_loss (margin 0.2), mean value and gradients; labels {0, 1} equal {-1, 1}."""
     x1, x2 = vectors(dtype, seed=11)
     y = signs(12, dtype=dtype)
-    ref_v, ref_g = torch_value_and_grads(lambda a, b, t: F.cosine_embedding_loss(a, b, t, margin=0.2), (x1, x2, y), (0, 1))
+    ref_v, ref_g = torch_value_and_grads(
+        lambda a, b, t: F.cosine_embedding_loss(a, b, t, margin=0.2), (x1, x2, y), (0, 1)
+    )
     check(jaxloss.cosine_embedding, ref_v, ref_g, (x1, x2, y), dtype, (0, 1), margin=0.2)
-    ref_none = F.cosine_embedding_loss(torch.tensor(x1), torch.tensor(x2), torch.tensor(y), margin=-0.3, reduction="none").numpy()
+    ref_none = F.cosine_embedding_loss(
+        torch.tensor(x1), torch.tensor(x2), torch.tensor(y), margin=-0.3, reduction="none"
+    ).numpy()
     none = jitted(jaxloss.cosine_embedding, margin=-0.3, reduction="none")
     assert_close(none(x1, x2, y), ref_none, dtype)
     assert_close(none(x1, x2, (y > 0).astype(np.int32)), ref_none, dtype)
@@ -122,7 +135,9 @@ def test_margin_ranking_against_pytorch(dtype):
     """torch margin_ranking_loss (margin 0.3), mean value and gradients w.r.t. both scores, and "none"."""
     x1, x2 = vectors(dtype, seed=13, shape=(B, 3))
     y = signs(14, shape=(B, 3), dtype=dtype)
-    ref_v, ref_g = torch_value_and_grads(lambda a, b, t: F.margin_ranking_loss(a, b, t, margin=0.3), (x1, x2, y), (0, 1))
+    ref_v, ref_g = torch_value_and_grads(
+        lambda a, b, t: F.margin_ranking_loss(a, b, t, margin=0.3), (x1, x2, y), (0, 1)
+    )
     check(jaxloss.margin_ranking, ref_v, ref_g, (x1, x2, y), dtype, (0, 1), margin=0.3)
     ref_none = F.margin_ranking_loss(torch.tensor(x1), torch.tensor(x2), torch.tensor(y), reduction="none").numpy()
     assert_close(jitted(jaxloss.margin_ranking, reduction="none")(x1, x2, y), ref_none, dtype)
@@ -134,7 +149,9 @@ def test_hinge_embedding_against_pytorch(dtype):
     x = np.random.default_rng(15).uniform(-0.5, 2.5, size=(B, 3)).astype(dtype)
     y = signs(16, shape=(B, 3), dtype=dtype)
     for reduction in ("mean", "sum"):
-        ref_v, ref_g = torch_value_and_grads(lambda a, t: F.hinge_embedding_loss(a, t, margin=1.5, reduction=reduction), (x, y))
+        ref_v, ref_g = torch_value_and_grads(
+            lambda a, t: F.hinge_embedding_loss(a, t, margin=1.5, reduction=reduction), (x, y)
+        )
         check(jaxloss.hinge_embedding, ref_v, ref_g, (x, y), dtype, margin=1.5, reduction=reduction)
 
 
@@ -220,7 +237,17 @@ def test_ntxent_against_optax(dtype):
     y[0] = y[2]  # one class of three (uneven positives), one singleton
     t = 0.07 if dtype == np.float32 else 0.5  # optax's default temperature, and a milder one
     ref_v, ref_g = jit_value_and_grads(lambda x: optax.ntxent(x, jnp.asarray(y), temperature=t), (e,))
-    check(jaxloss.ntxent, ref_v, ref_g, (e,), dtype, (0,), rtol=5e-5 if dtype == np.float32 else None, labels=y, temperature=t)
+    check(
+        jaxloss.ntxent,
+        ref_v,
+        ref_g,
+        (e,),
+        dtype,
+        (0,),
+        rtol=5e-5 if dtype == np.float32 else None,
+        labels=y,
+        temperature=t,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -233,7 +260,17 @@ def test_ntxent_groups_against_optax(dtype):
     ref_v, ref_g = jit_value_and_grads(
         lambda x: jnp.mean(jax.vmap(lambda a, b: optax.ntxent(a, b, temperature=0.2))(x, jnp.asarray(y))), (e,)
     )
-    check(jaxloss.ntxent, ref_v, ref_g, (e,), dtype, (0,), rtol=5e-5 if dtype == np.float32 else None, labels=y, temperature=0.2)
+    check(
+        jaxloss.ntxent,
+        ref_v,
+        ref_g,
+        (e,),
+        dtype,
+        (0,),
+        rtol=5e-5 if dtype == np.float32 else None,
+        labels=y,
+        temperature=0.2,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -296,7 +333,12 @@ def test_circle_against_keras(remove_diagonal, dtype):
     e, y = circle_inputs(dtype)
     kw = dict(gamma=20.0, margin=0.3, remove_diagonal=remove_diagonal)
     ref_none = np.asarray(jax.jit(lambda x: keras.losses.circle(y, x, **kw))(e))
-    assert_close(jitted(jaxloss.circle, reduction="none", **kw)(e, y), ref_none, dtype, rtol=5e-5 if dtype == np.float32 else None)
+    assert_close(
+        jitted(jaxloss.circle, reduction="none", **kw)(e, y),
+        ref_none,
+        dtype,
+        rtol=5e-5 if dtype == np.float32 else None,
+    )
     ref_v, ref_g = jit_value_and_grads(lambda x: jnp.mean(keras.losses.circle(y, x, **kw)), (e,))
     check(jaxloss.circle, ref_v, ref_g, (e,), dtype, (0,), rtol=5e-5 if dtype == np.float32 else None, labels=y, **kw)
 
@@ -329,6 +371,8 @@ def test_circle_item_mask_equals_slicing(dtype):
     assert all_finite(none) and all_finite(g) and np.all(none[~keep] == 0) and np.all(g[~keep] == 0)
     for k in range(2):
         ek, yk = e[k][keep[k]], y[k][keep[k]]
-        assert_close(none[k][keep[k]], jitted(jaxloss.circle, gamma=10.0, reduction="none")(ek, yk), dtype, rtol=1e-5, atol=1e-6)
+        assert_close(
+            none[k][keep[k]], jitted(jaxloss.circle, gamma=10.0, reduction="none")(ek, yk), dtype, rtol=1e-5, atol=1e-6
+        )
         _, (gk,) = jit_value_and_grads(lambda x: jaxloss.circle(x, yk, gamma=10.0, reduction="sum"), (ek,))
         assert_close(g[k][keep[k]], gk, dtype, rtol=1e-5, atol=1e-6)

@@ -18,8 +18,14 @@ def _run(name, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
     env.pop("XLA_FLAGS", None)  # one device, as a user runs it
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", f"{name}.py"), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=400, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", f"{name}.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=400,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / f"{name}.png").stat().st_size > 10_000
     return proc.stdout
@@ -29,7 +35,7 @@ def _row(stdout, label):
     """The numbers of the table row that starts with ``label``."""
     for line in stdout.splitlines():
         if line.strip().startswith(label):
-            rest = line.strip()[len(label):]
+            rest = line.strip()[len(label) :]
             return [float(v) for v in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", rest)]
     raise AssertionError(f"no row {label!r} in:\n{stdout}")
 

@@ -18,8 +18,14 @@ def _run(name, tmp_path):
     env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
     env.pop("XLA_FLAGS", None)
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "examples", f"{name}.py"), "--quick", "--out", str(out)],
-                          capture_output=True, text=True, env=env, timeout=900, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "examples", f"{name}.py"), "--quick", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (out / f"{name}.png").stat().st_size > 10_000
     return proc.stdout
@@ -28,7 +34,7 @@ def _run(name, tmp_path):
 def _numbers(stdout, label):
     for line in stdout.splitlines():
         if line.strip().startswith(label):
-            return [float(v) for v in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", line.strip()[len(label):])]
+            return [float(v) for v in re.findall(r"-?\d+\.?\d*(?:e-?\d+)?", line.strip()[len(label) :])]
     raise AssertionError(f"no line {label!r} in:\n{stdout}")
 
 

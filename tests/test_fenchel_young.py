@@ -77,7 +77,9 @@ def test_sparsemax_instance_against_optax_and_numpy(dtype):
     rng = np.random.default_rng(1)
     s, y = scores_labels(rng, dtype, 6)
     # optax in float64 (under x64 its simplex projection's JVP mixes dtypes on float32 inputs)
-    ref_v, ref_g = jax_value_and_grads(lambda a: jnp.mean(optax.losses.multiclass_sparsemax_loss(a, y)), (s.astype(np.float64),))
+    ref_v, ref_g = jax_value_and_grads(
+        lambda a: jnp.mean(optax.losses.multiclass_sparsemax_loss(a, y)), (s.astype(np.float64),)
+    )
     check_reference(lambda a: FY_SPARSEMAX(a, y), ref_v, ref_g, (s,), dtype)
     p, s64 = np_sparsemax(s), s.astype(np.float64)
     want = np.sum(p * s64, -1) - 0.5 * (np.sum(p * p, -1) - 1) - s64[np.arange(6), y]
@@ -86,7 +88,9 @@ def test_sparsemax_instance_against_optax_and_numpy(dtype):
     _, q = scores_probs(rng, dtype, 6)
     s64, q64 = s.astype(np.float64), q.astype(np.float64)
     p = np_sparsemax(s64)
-    want = np.sum(p * s64, -1) - 0.5 * (np.sum(p * p, -1) - 1) - np.sum(s64 * q64, -1) + 0.5 * (np.sum(q64 * q64, -1) - 1)
+    want = (
+        np.sum(p * s64, -1) - 0.5 * (np.sum(p * p, -1) - 1) - np.sum(s64 * q64, -1) + 0.5 * (np.sum(q64 * q64, -1) - 1)
+    )
     assert np.all(want >= -1e-12)
     check_reference(lambda a: FY_SPARSEMAX(a, q, reduction="sum"), want.sum(), [p - q64], (s,), dtype)
     # zero exactly at a perfect prediction (targets = sparsemax(scores))

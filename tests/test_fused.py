@@ -52,7 +52,9 @@ OPTIONS = [
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
-@pytest.mark.parametrize("dtype,options", [(np.float32, i) for i in range(len(OPTIONS))] + [(np.float64, 1), (np.float64, 3)])
+@pytest.mark.parametrize(
+    "dtype,options", [(np.float32, i) for i in range(len(OPTIONS))] + [(np.float64, 1), (np.float64, 3)]
+)
 def test_equals_naive_cross_entropy(dtype, options, reduction):
     """Value and grads (hidden, weight, bias) equal jaxloss.cross_entropy on the materialised logits."""
     h, w, b, y = _data(dtype)
@@ -103,14 +105,21 @@ def test_pytorch_linear_cross_entropy(dtype):
         ref_v, ref_g = harness.torch_value_and_grads(tfn, (h, w, b, y), argnums=(0, 1, 2))
         harness.check_reference(
             lambda h, w, b, y: jaxloss.linear_cross_entropy(h, w, y, bias=b, chunk_size=10, **kw),
-            ref_v, ref_g, (h, w, b, y), dtype, argnums=(0, 1, 2), rtol=1e-5 if dtype == np.float32 else None,
+            ref_v,
+            ref_g,
+            (h, w, b, y),
+            dtype,
+            argnums=(0, 1, 2),
+            rtol=1e-5 if dtype == np.float32 else None,
         )
 
 
 def test_chunk_sizes_and_no_bias():
     """Any chunk size (1, dividing or not, larger than the vocabulary) gives the naive values."""
     h, w, b, y = _data(np.float64, n=200)  # chunk 20: row blocks of 108 rows, the second a tail of 92
-    v2, g2 = _value_and_grads(lambda h, w, b, y, **kw: jaxloss.cross_entropy(h @ w, y, **kw), h, w, b, y, label_smoothing=0.3)
+    v2, g2 = _value_and_grads(
+        lambda h, w, b, y, **kw: jaxloss.cross_entropy(h @ w, y, **kw), h, w, b, y, label_smoothing=0.3
+    )
     for chunk in (1, 5, 20, 37, 1000):
         for reduction in ("mean", "none"):
             fn = lambda h, w, b, y, **kw: jaxloss.linear_cross_entropy(h, w, y, chunk_size=chunk, **kw)  # noqa: E731
@@ -129,8 +138,11 @@ def test_vmap_grad_and_traced_hyperparameters():
     w, b = _data(np.float32)[1:3]
     y = rng.integers(0, V, size=(3, 5))
     for reduction in ("mean", "none"):
+
         def loss(fn, h, w, y, eps, z):
-            return jnp.sum(jax.vmap(lambda hh, yy: fn(hh, w, b, yy, label_smoothing=eps, z_loss=z, reduction=reduction))(h, y))
+            return jnp.sum(
+                jax.vmap(lambda hh, yy: fn(hh, w, b, yy, label_smoothing=eps, z_loss=z, reduction=reduction))(h, y)
+            )
 
         fused = jax.jit(jax.value_and_grad(lambda *a: loss(_fused, *a[:3], *a[3:]), (0, 1, 3, 4)))
         naive = jax.value_and_grad(lambda *a: loss(_naive, *a[:3], *a[3:]), (0, 1, 3, 4))
@@ -146,7 +158,9 @@ def test_bfloat16_inputs_are_reduced_in_float32():
     h, w, b, y = (jnp.asarray(a, jnp.bfloat16) if a.dtype != np.int64 else a for a in _data(np.float32))
     up = [jnp.asarray(a, jnp.float32) for a in (h, w, b)]
     for reduction in ("mean", "none"):
-        v1, g1 = jax.value_and_grad(lambda *a: jnp.sum(_fused(*a, y, chunk_size=8, reduction=reduction)), (0, 1, 2))(h, w, b)
+        v1, g1 = jax.value_and_grad(lambda *a: jnp.sum(_fused(*a, y, chunk_size=8, reduction=reduction)), (0, 1, 2))(
+            h, w, b
+        )
         v2, g2 = jax.value_and_grad(lambda *a: jnp.sum(_naive(*a, y, reduction=reduction)), (0, 1, 2))(*up)
         assert v1.dtype == jnp.bfloat16 and all(g.dtype == jnp.bfloat16 for g in g1)
         assert_close(v1, v2, np.float32, rtol=1e-2, atol=1e-2)
@@ -195,9 +209,14 @@ def _temp_bytes(fn, *args):
 def test_compiled_memory_is_far_below_the_naive_path(reduction):
     """Compiled temp memory of value_and_grad (compile only, nothing runs): the [N, V] logits are never held."""
     n, hidden, vocab, chunk = 1024, 64, 8192, 512
-    args = (jax.ShapeDtypeStruct((n, hidden), jnp.float32), jax.ShapeDtypeStruct((hidden, vocab), jnp.float32),
-            jax.ShapeDtypeStruct((n,), jnp.int32))
-    fused = _temp_bytes(lambda h, w, y: jnp.sum(jaxloss.linear_cross_entropy(h, w, y, chunk_size=chunk, reduction=reduction)), *args)
+    args = (
+        jax.ShapeDtypeStruct((n, hidden), jnp.float32),
+        jax.ShapeDtypeStruct((hidden, vocab), jnp.float32),
+        jax.ShapeDtypeStruct((n,), jnp.int32),
+    )
+    fused = _temp_bytes(
+        lambda h, w, y: jnp.sum(jaxloss.linear_cross_entropy(h, w, y, chunk_size=chunk, reduction=reduction)), *args
+    )
     naive = _temp_bytes(lambda h, w, y: jnp.sum(jaxloss.cross_entropy(h @ w, y, reduction=reduction)), *args)
     logits_bytes = n * vocab * 4
     assert naive >= logits_bytes  # the naive path keeps at least the logits for its backward pass
@@ -220,8 +239,13 @@ def test_class_weights_and_probability_targets_equal_naive(kind, class_weights, 
     h, w, b, y = _data(np.float32)
     t = _targets(kind, y, np.float32)
     rng = np.random.default_rng(4)
-    kw = dict(label_smoothing=0.1, z_loss=1e-3, reduction=reduction, where=rng.uniform(size=len(y)) > 0.2,
-              weights=rng.uniform(0.5, 2.0, size=len(y)).astype(np.float32))
+    kw = dict(
+        label_smoothing=0.1,
+        z_loss=1e-3,
+        reduction=reduction,
+        where=rng.uniform(size=len(y)) > 0.2,
+        weights=rng.uniform(0.5, 2.0, size=len(y)).astype(np.float32),
+    )
     if class_weights:
         kw["class_weights"] = rng.uniform(0.2, 3.0, size=V).astype(np.float32)
     v2, g2 = _value_and_grads(_naive, h, w, b, t, **kw)
@@ -240,12 +264,20 @@ def test_pytorch_class_weights_and_probability_targets(kind):
     t = _targets(kind, y, np.float64)
     cw = np.random.default_rng(5).uniform(0.2, 3.0, size=V)
     for reduction in ("mean", "sum"):
+
         def tfn(h, w, b, t):
-            return torch.nn.functional.cross_entropy(h @ w + b, t, weight=torch.tensor(cw), label_smoothing=0.2, reduction=reduction)
+            return torch.nn.functional.cross_entropy(
+                h @ w + b, t, weight=torch.tensor(cw), label_smoothing=0.2, reduction=reduction
+            )
 
         ref_v, ref_g = harness.torch_value_and_grads(tfn, (h, w, b, t), argnums=(0, 1, 2))
         harness.check_reference(
-            lambda h, w, b, t: jaxloss.linear_cross_entropy(h, w, t, bias=b, class_weights=cw, label_smoothing=0.2,
-                                                            chunk_size=10, reduction=reduction),
-            ref_v, ref_g, (h, w, b, t), np.float64, argnums=(0, 1, 2),
+            lambda h, w, b, t: jaxloss.linear_cross_entropy(
+                h, w, t, bias=b, class_weights=cw, label_smoothing=0.2, chunk_size=10, reduction=reduction
+            ),
+            ref_v,
+            ref_g,
+            (h, w, b, t),
+            np.float64,
+            argnums=(0, 1, 2),
         )

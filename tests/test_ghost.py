@@ -16,10 +16,20 @@ import pytest
 import jaxloss
 from benchmarks import ghost_models as gm
 
-CASES = [("nnx", "mlp"), ("nnx", "cnn"), ("nnx", "transformer"), ("equinox", "mlp"), ("equinox", "cnn"),
-         ("equinox", "transformer"), ("plain", "mlp")]
-KINDS = {"mlp": {"dense", "elementwise"}, "cnn": {"conv", "dense", "elementwise"},
-         "transformer": {"embedding", "dense", "elementwise"}}
+CASES = [
+    ("nnx", "mlp"),
+    ("nnx", "cnn"),
+    ("nnx", "transformer"),
+    ("equinox", "mlp"),
+    ("equinox", "cnn"),
+    ("equinox", "transformer"),
+    ("plain", "mlp"),
+]
+KINDS = {
+    "mlp": {"dense", "elementwise"},
+    "cnn": {"conv", "dense", "elementwise"},
+    "transformer": {"embedding", "dense", "elementwise"},
+}
 
 
 def _run(f, *args):
@@ -114,7 +124,10 @@ def test_unrecognised_uses_take_the_exact_path_for_that_leaf_alone():
     for a, b in zip(_leaves(g[1]), _leaves(v[1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     gc, vc = _run(
-        lambda p, b: (jaxloss.clipped_mean_grad(fn, p, b, 1.0, method="ghost"), jaxloss.clipped_mean_grad(fn, p, b, 1.0)),
+        lambda p, b: (
+            jaxloss.clipped_mean_grad(fn, p, b, 1.0, method="ghost"),
+            jaxloss.clipped_mean_grad(fn, p, b, 1.0),
+        ),
         params,
         (tokens, y),
     )
@@ -137,13 +150,23 @@ def test_conv_with_strides_dilations_and_explicit_padding():
 
     def fn(p, b):
         x, y = b
-        h = jax.lax.conv_general_dilated(x, p["k"], (2, 1), ((1, 2), (0, 1)), lhs_dilation=(1, 2), rhs_dilation=(2, 1),
-                                         dimension_numbers=("NCHW", "OIHW", "NCHW"))
+        h = jax.lax.conv_general_dilated(
+            x,
+            p["k"],
+            (2, 1),
+            ((1, 2), (0, 1)),
+            lhs_dilation=(1, 2),
+            rhs_dilation=(2, 1),
+            dimension_numbers=("NCHW", "OIHW", "NCHW"),
+        )
         return jnp.mean((jnp.tanh(h).sum((1, 2, 3)) - y) ** 2)
 
     params = {"k": jnp.asarray(rng.normal(size=(3, 2, 3, 2)), jnp.float32)}
     batch = (jnp.asarray(rng.normal(size=(5, 2, 9, 7)), jnp.float32), jnp.asarray(rng.normal(size=5), jnp.float32))
     assert jaxloss.ghost_plan(fn, params, batch).kinds == {"['k']": "conv"}
-    g, v = _run(lambda p, b: (jaxloss.per_sample_grad_norms(fn, p, b, method="ghost"), jaxloss.per_sample_grad_norms(fn, p, b)),
-                params, batch)
+    g, v = _run(
+        lambda p, b: (jaxloss.per_sample_grad_norms(fn, p, b, method="ghost"), jaxloss.per_sample_grad_norms(fn, p, b)),
+        params,
+        batch,
+    )
     np.testing.assert_allclose(np.asarray(g), np.asarray(v), rtol=1e-5)

@@ -51,7 +51,11 @@ def _aug(x):
 def test_ridge_hypergradient_equals_closed_form():
     """d(validation loss)/d(alpha) through the solve == the derivative of the normal equations."""
     alpha = 0.05
-    hyper = jax.jit(jax.value_and_grad(lambda a: _val_loss(_solve(jaxloss.ridge_regression(a), (jnp.asarray(X), jnp.asarray(Y))).params)))
+    hyper = jax.jit(
+        jax.value_and_grad(
+            lambda a: _val_loss(_solve(jaxloss.ridge_regression(a), (jnp.asarray(X), jnp.asarray(Y))).params)
+        )
+    )
     value, grad = hyper(alpha)
     a = _aug(X)
     dmat = np.diag([1.0] * D + [0.0])
@@ -63,10 +67,22 @@ def test_ridge_hypergradient_equals_closed_form():
     np.testing.assert_allclose(float(value), 0.5 * np.mean(r**2), rtol=1e-10)
     np.testing.assert_allclose(float(grad), (av.T @ r / len(YV)) @ dtheta, rtol=1e-8)
     # forward mode and vmap agree with reverse mode
-    jvp = jax.jit(lambda a: jax.jvp(lambda b: _val_loss(_solve(jaxloss.ridge_regression(b), (jnp.asarray(X), jnp.asarray(Y))).params), (a,), (1.0,))[1])
+    jvp = jax.jit(
+        lambda a: jax.jvp(
+            lambda b: _val_loss(_solve(jaxloss.ridge_regression(b), (jnp.asarray(X), jnp.asarray(Y))).params),
+            (a,),
+            (1.0,),
+        )[1]
+    )
     np.testing.assert_allclose(float(jvp(alpha)), float(grad), rtol=1e-10)
-    batched = jax.jit(jax.vmap(jax.grad(lambda a: _val_loss(_solve(jaxloss.ridge_regression(a), (jnp.asarray(X), jnp.asarray(Y))).params))))
-    np.testing.assert_allclose(np.asarray(batched(jnp.array([alpha, 0.2]))), [float(grad), float(hyper(0.2)[1])], rtol=1e-9)
+    batched = jax.jit(
+        jax.vmap(
+            jax.grad(lambda a: _val_loss(_solve(jaxloss.ridge_regression(a), (jnp.asarray(X), jnp.asarray(Y))).params))
+        )
+    )
+    np.testing.assert_allclose(
+        np.asarray(batched(jnp.array([alpha, 0.2]))), [float(grad), float(hyper(0.2)[1])], rtol=1e-9
+    )
 
 
 def test_ridge_data_gradient_and_initial_params():
@@ -170,8 +186,11 @@ def test_lasso_and_elastic_net_hypergradient_on_active_set(l1_ratio):
     assert 0 < len(s) < 6  # a non-trivial active set
 
     def make(a):
-        return jaxloss.lasso_regression(a) if l1_ratio == 1.0 else jaxloss.least_squares() .replace(
-            jaxloss.elastic_net(a, l1_ratio, mask=lambda path: path.endswith("w")))
+        return (
+            jaxloss.lasso_regression(a)
+            if l1_ratio == 1.0
+            else jaxloss.least_squares().replace(jaxloss.elastic_net(a, l1_ratio, mask=lambda path: path.endswith("w")))
+        )
 
     def sol(a):
         res = _solve(make(a), (jnp.asarray(x), jnp.asarray(y)), tol=1e-12, max_steps=20000)
@@ -200,24 +219,32 @@ def test_non_negative_and_box_match_scipy():
     x = r.normal(size=(25, 5))
     y = x @ np.array([1.0, -2.0, 0.5, -0.3, 2.0]) + 0.1 * r.normal(size=25)
     obj, data = _ls(x, y)
-    res = jaxloss.minimize(obj, {"w": jnp.zeros(5)}, data, constraint=jaxloss.prox.NonNegative(), tol=1e-12, max_steps=5000)
+    res = jaxloss.minimize(
+        obj, {"w": jnp.zeros(5)}, data, constraint=jaxloss.prox.NonNegative(), tol=1e-12, max_steps=5000
+    )
     ref, _ = scipy.optimize.nnls(x, y)
     assert bool(res.converged)
     np.testing.assert_allclose(np.asarray(res.params["w"]), ref, rtol=0, atol=1e-6)
     lo, hi = -0.5, 1.2
-    box = jaxloss.minimize(obj, {"w": jnp.zeros(5)}, data, constraint=jaxloss.prox.Box(lo, hi), tol=1e-12, max_steps=5000)
+    box = jaxloss.minimize(
+        obj, {"w": jnp.zeros(5)}, data, constraint=jaxloss.prox.Box(lo, hi), tol=1e-12, max_steps=5000
+    )
     ref = scipy.optimize.lsq_linear(x, y, bounds=(lo, hi), tol=1e-14, method="bvls").x
     np.testing.assert_allclose(np.asarray(box.params["w"]), ref, rtol=0, atol=1e-6)
 
     # d w*/d(upper): 1 on coordinates at the upper bound, the free block's response elsewhere; checked
     # against central differences of lsq_linear solutions.
     def sol(u):
-        return jaxloss.minimize(obj, {"w": jnp.zeros(5)}, data, constraint=jaxloss.prox.Box(lo, u), tol=1e-12, max_steps=5000).params["w"]
+        return jaxloss.minimize(
+            obj, {"w": jnp.zeros(5)}, data, constraint=jaxloss.prox.Box(lo, u), tol=1e-12, max_steps=5000
+        ).params["w"]
 
     jac = np.asarray(jax.jit(jax.jacfwd(sol))(hi))
     h = 1e-5
-    fd = (scipy.optimize.lsq_linear(x, y, bounds=(lo, hi + h), tol=1e-14, method="bvls").x
-          - scipy.optimize.lsq_linear(x, y, bounds=(lo, hi - h), tol=1e-14, method="bvls").x) / (2 * h)
+    fd = (
+        scipy.optimize.lsq_linear(x, y, bounds=(lo, hi + h), tol=1e-14, method="bvls").x
+        - scipy.optimize.lsq_linear(x, y, bounds=(lo, hi - h), tol=1e-14, method="bvls").x
+    ) / (2 * h)
     np.testing.assert_allclose(jac, fd, rtol=1e-5, atol=1e-6)
 
 
@@ -226,27 +253,46 @@ def test_simplex_and_l2_ball():
     x = r.normal(size=(25, 4))
     y = x @ np.array([0.8, 0.5, -0.2, 0.1]) + 0.1 * r.normal(size=25)
     obj, data = _ls(x, y)
-    res = jaxloss.minimize(obj, {"w": jnp.full(4, 0.25)}, data, constraint=jaxloss.prox.Simplex(), tol=1e-12, max_steps=5000)
+    res = jaxloss.minimize(
+        obj, {"w": jnp.full(4, 0.25)}, data, constraint=jaxloss.prox.Simplex(), tol=1e-12, max_steps=5000
+    )
     ref = scipy.optimize.minimize(
-        lambda w: 0.5 * np.mean((x @ w - y) ** 2), np.full(4, 0.25), jac=lambda w: x.T @ (x @ w - y) / len(y),
-        method="SLSQP", bounds=[(0, None)] * 4, constraints=[{"type": "eq", "fun": lambda w: np.sum(w) - 1}],
+        lambda w: 0.5 * np.mean((x @ w - y) ** 2),
+        np.full(4, 0.25),
+        jac=lambda w: x.T @ (x @ w - y) / len(y),
+        method="SLSQP",
+        bounds=[(0, None)] * 4,
+        constraints=[{"type": "eq", "fun": lambda w: np.sum(w) - 1}],
         options={"ftol": 1e-15, "maxiter": 1000},
     ).x
     np.testing.assert_allclose(np.asarray(res.params["w"]), ref, rtol=0, atol=1e-6)
     assert abs(float(jnp.sum(res.params["w"])) - 1) < 1e-12
 
     radius = 0.6
-    ball = jaxloss.minimize(obj, {"w": jnp.zeros(4)}, data, constraint=jaxloss.prox.L2Ball(radius), tol=1e-12, max_steps=5000)
+    ball = jaxloss.minimize(
+        obj, {"w": jnp.zeros(4)}, data, constraint=jaxloss.prox.L2Ball(radius), tol=1e-12, max_steps=5000
+    )
     g, b = x.T @ x / len(y), x.T @ y / len(y)
-    mu = scipy.optimize.brentq(lambda m: np.linalg.norm(np.linalg.solve(g + m * np.eye(4), b)) - radius, 0.0, 100.0, xtol=1e-15)
+    mu = scipy.optimize.brentq(
+        lambda m: np.linalg.norm(np.linalg.solve(g + m * np.eye(4), b)) - radius, 0.0, 100.0, xtol=1e-15
+    )
     ref = np.linalg.solve(g + mu * np.eye(4), b)
     np.testing.assert_allclose(np.asarray(ball.params["w"]), ref, rtol=0, atol=1e-6)
     # d w*/d radius: on the sphere, w*(r) = (G + mu(r) I)^{-1} b; central differences of the secular root
-    jac = np.asarray(jax.jit(jax.jacfwd(lambda rr: jaxloss.minimize(
-        obj, {"w": jnp.zeros(4)}, data, constraint=jaxloss.prox.L2Ball(rr), tol=1e-12, max_steps=5000).params["w"]))(radius))
+    jac = np.asarray(
+        jax.jit(
+            jax.jacfwd(
+                lambda rr: jaxloss.minimize(
+                    obj, {"w": jnp.zeros(4)}, data, constraint=jaxloss.prox.L2Ball(rr), tol=1e-12, max_steps=5000
+                ).params["w"]
+            )
+        )(radius)
+    )
 
     def ref_sol(rr):
-        m = scipy.optimize.brentq(lambda m: np.linalg.norm(np.linalg.solve(g + m * np.eye(4), b)) - rr, 0.0, 100.0, xtol=1e-15)
+        m = scipy.optimize.brentq(
+            lambda m: np.linalg.norm(np.linalg.solve(g + m * np.eye(4), b)) - rr, 0.0, 100.0, xtol=1e-15
+        )
         return np.linalg.solve(g + m * np.eye(4), b)
 
     np.testing.assert_allclose(jac, (ref_sol(radius + 1e-5) - ref_sol(radius - 1e-5)) / 2e-5, rtol=1e-5, atol=1e-7)
@@ -257,7 +303,12 @@ def test_constraint_errors():
     with pytest.raises(TypeError, match="constraint must be"):
         jaxloss.minimize(obj, {"w": jnp.zeros(D)}, data, constraint="non_negative")
     with pytest.raises(NotImplementedError, match="no closed form"):
-        jaxloss.minimize(jaxloss.lasso_regression(0.1, fit_intercept=False), {"w": jnp.zeros(D)}, data, constraint=jaxloss.prox.Simplex())
+        jaxloss.minimize(
+            jaxloss.lasso_regression(0.1, fit_intercept=False),
+            {"w": jnp.zeros(D)},
+            data,
+            constraint=jaxloss.prox.Simplex(),
+        )
     with pytest.raises(ValueError, match="lower <= upper"):
         jaxloss.prox.Box(1.0, 0.0)
 

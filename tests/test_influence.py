@@ -66,7 +66,9 @@ def test_influence_matches_leave_one_out_retraining(cancer):
     assert corr >= 0.98
     assert len(top_pred & top_actual) >= 8
     # chunked, CG and weighted (all weights 2: the same objective) give the same scores
-    chunked = jaxloss.influence(obj, params, train, test, chunk_size=100, implicit_diff=jaxloss.ImplicitDiff(solver="cg", tol=1e-12))
+    chunked = jaxloss.influence(
+        obj, params, train, test, chunk_size=100, implicit_diff=jaxloss.ImplicitDiff(solver="cg", tol=1e-12)
+    )
     np.testing.assert_allclose(np.asarray(chunked), pred, rtol=1e-8, atol=1e-14)
     weighted = jaxloss.influence(obj, params, (*train, jnp.full(n, 2.0)), test)
     np.testing.assert_allclose(np.asarray(weighted), pred, rtol=1e-10, atol=1e-15)

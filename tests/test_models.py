@@ -196,7 +196,10 @@ def test_linen_batch_stats_carried_not_differentiated():
     assert set(got) == {"params"}
     for i in range(N):
         ref = jax.grad(
-            lambda p: _ce(LinenNet(train=False).apply({"params": p, "batch_stats": new["batch_stats"]}, X[i : i + 1]), Y[i : i + 1])
+            lambda p: _ce(
+                LinenNet(train=False).apply({"params": p, "batch_stats": new["batch_stats"]}, X[i : i + 1]),
+                Y[i : i + 1],
+            )
         )(new["params"])
         _close(tmap(lambda g: g[i], got["params"]), ref)
 
@@ -219,13 +222,25 @@ def test_plain_function_and_equinox_through_every_entry_point():
     st = jaxloss.grad_statistics(eobj, m, (X, Y))
     _close(st.mean, tmap(lambda *gs: sum(gs) / N, *ref), rtol=1e-5, atol=1e-7)
     infl = jaxloss.tracin_influence(eobj, m, (X[:2], Y[:2]), (X[2:4], Y[2:4]))
-    dots = [[sum(float(jnp.vdot(a, b)) for a, b in zip(jax.tree_util.tree_leaves(ref[i]), jax.tree_util.tree_leaves(ref[j]))) for j in (2, 3)] for i in (0, 1)]
+    dots = [
+        [
+            sum(
+                float(jnp.vdot(a, b))
+                for a, b in zip(jax.tree_util.tree_leaves(ref[i]), jax.tree_util.tree_leaves(ref[j]))
+            )
+            for j in (2, 3)
+        ]
+        for i in (0, 1)
+    ]
     np.testing.assert_allclose(np.asarray(infl), dots, rtol=1e-5)
     # minimize and fit keep the module form; the static fields come back unchanged
     res = jaxloss.minimize(eobj, m, (X, Y), optax.sgd(0.1), max_steps=1, tol=0.0)
     assert isinstance(res.params, EqxNet) and res.params.act is jax.nn.relu
     full = eqx.filter_grad(lambda mod: _ce(jax.vmap(mod)(X), Y))(m)
-    _close(eqx.filter(res.params, eqx.is_inexact_array), tmap(lambda p, g: p - 0.1 * g, eqx.filter(m, eqx.is_inexact_array), full))
+    _close(
+        eqx.filter(res.params, eqx.is_inexact_array),
+        tmap(lambda p, g: p - 0.1 * g, eqx.filter(m, eqx.is_inexact_array), full),
+    )
 
 
 def test_adapter_rejects_a_non_model():

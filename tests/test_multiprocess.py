@@ -32,11 +32,24 @@ def _env():
 
 def test_two_processes_equal_one(tmp_path):
     ref_out, out = tmp_path / "one.json", tmp_path / "two.json"
-    subprocess.run([sys.executable, str(WORKER), "0", "1", "0", str(ref_out)], env=_env(), check=True, timeout=300,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, str(WORKER), "0", "1", "0", str(ref_out)],
+        env=_env(),
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
     port = str(_free_port())
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), "2", port, str(out)], env=_env(),
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), str(i), "2", port, str(out)],
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
     logs = []
     for p in procs:
         try:

@@ -144,7 +144,9 @@ def test_equinox_module_model():
     assert_tree_close(eqx.filter(g, eqx.is_array), eqx.filter(g_ref, eqx.is_array), np.float64)
     arrays = [a for a in jax.tree_util.tree_leaves(model) if eqx.is_array(a)]
     assert_close(reg(model), 0.05 * sum(float(jnp.sum(a**2)) for a in arrays), np.float64)
-    assert_close(obj.per_sample(model, (x, y)), jaxloss.cross_entropy(jax.vmap(model)(x), y, reduction="none"), np.float64)
+    assert_close(
+        obj.per_sample(model, (x, y)), jaxloss.cross_entropy(jax.vmap(model)(x), y, reduction="none"), np.float64
+    )
 
 
 def _lin(params, x):
@@ -171,30 +173,65 @@ def _softplus(z):
 # float64 NumPy formulas of the ready objectives (the conventions in their docstrings).
 READY = {
     "least_squares": (lambda: jaxloss.least_squares(), {}, lambda p, x, y: 0.5 * np.mean((_lin(p, x) - y) ** 2)),
-    "ridge_regression": (lambda: jaxloss.ridge_regression(0.3), {},
-              lambda p, x, y: 0.5 * np.mean((_lin(p, x) - y) ** 2) + 0.15 * np.sum(p["w"] ** 2)),
-    "lasso_regression": (lambda: jaxloss.lasso_regression(0.3), {},
-              lambda p, x, y: 0.5 * np.mean((_lin(p, x) - y) ** 2) + 0.3 * np.sum(np.abs(p["w"]))),
-    "logistic_binary": (lambda: jaxloss.logistic_regression(0.2), dict(classes=2),
-                        lambda p, x, y: np.mean(_softplus(_lin(p, x)) - y * _lin(p, x)) + 0.1 * np.sum(p["w"] ** 2)),
+    "ridge_regression": (
+        lambda: jaxloss.ridge_regression(0.3),
+        {},
+        lambda p, x, y: 0.5 * np.mean((_lin(p, x) - y) ** 2) + 0.15 * np.sum(p["w"] ** 2),
+    ),
+    "lasso_regression": (
+        lambda: jaxloss.lasso_regression(0.3),
+        {},
+        lambda p, x, y: 0.5 * np.mean((_lin(p, x) - y) ** 2) + 0.3 * np.sum(np.abs(p["w"])),
+    ),
+    "logistic_binary": (
+        lambda: jaxloss.logistic_regression(0.2),
+        dict(classes=2),
+        lambda p, x, y: np.mean(_softplus(_lin(p, x)) - y * _lin(p, x)) + 0.1 * np.sum(p["w"] ** 2),
+    ),
     "logistic_multinomial": (
-        lambda: jaxloss.logistic_regression(0.2, num_classes=K), dict(classes=K),
-        lambda p, x, y: np.mean(np.log(np.exp(_lin(p, x)).sum(-1)) - _lin(p, x)[np.arange(N), y]) + 0.1 * np.sum(p["w"] ** 2)),
-    "svm_hinge": (lambda: jaxloss.linear_svm(0.2), dict(classes=2),
-                  lambda p, x, y: np.mean(np.maximum(0, 1 - (2 * y - 1) * _lin(p, x))) + 0.1 * np.sum(p["w"] ** 2)),
+        lambda: jaxloss.logistic_regression(0.2, num_classes=K),
+        dict(classes=K),
+        lambda p, x, y: (
+            np.mean(np.log(np.exp(_lin(p, x)).sum(-1)) - _lin(p, x)[np.arange(N), y]) + 0.1 * np.sum(p["w"] ** 2)
+        ),
+    ),
+    "svm_hinge": (
+        lambda: jaxloss.linear_svm(0.2),
+        dict(classes=2),
+        lambda p, x, y: np.mean(np.maximum(0, 1 - (2 * y - 1) * _lin(p, x))) + 0.1 * np.sum(p["w"] ** 2),
+    ),
     "svm_squared_hinge_penalized_b": (
-        lambda: jaxloss.linear_svm(0.2, loss="squared_hinge", penalize_intercept=True), dict(classes=2),
-        lambda p, x, y: np.mean(np.maximum(0, 1 - (2 * y - 1) * _lin(p, x)) ** 2) + 0.1 * (np.sum(p["w"] ** 2) + p["b"] ** 2)),
-    "huber": (lambda: jaxloss.huber_regression(0.8, 0.2), {},
-              lambda p, x, y: np.mean(_huber(_lin(p, x) - y, 0.8)) + 0.1 * np.sum(p["w"] ** 2)),
+        lambda: jaxloss.linear_svm(0.2, loss="squared_hinge", penalize_intercept=True),
+        dict(classes=2),
+        lambda p, x, y: (
+            np.mean(np.maximum(0, 1 - (2 * y - 1) * _lin(p, x)) ** 2) + 0.1 * (np.sum(p["w"] ** 2) + p["b"] ** 2)
+        ),
+    ),
+    "huber": (
+        lambda: jaxloss.huber_regression(0.8, 0.2),
+        {},
+        lambda p, x, y: np.mean(_huber(_lin(p, x) - y, 0.8)) + 0.1 * np.sum(p["w"] ** 2),
+    ),
     "huber_fit_scale": (
-        lambda: jaxloss.huber_regression(0.8, 0.2, fit_scale=True), {},
-        lambda p, x, y: np.mean(np.exp(p["log_scale"]) * (1 + 2 * _huber((y - _lin(p, x)) / np.exp(p["log_scale"]), 0.8)))
-        + 0.1 * np.sum(p["w"] ** 2)),
-    "quantile": (lambda: jaxloss.quantile_regression(0.3, 0.1), {},
-                 lambda p, x, y: np.mean(np.maximum(0.3 * (y - _lin(p, x)), -0.7 * (y - _lin(p, x)))) + 0.1 * np.sum(np.abs(p["w"]))),
-    "poisson": (lambda: jaxloss.poisson_regression(0.2), dict(counts=True),
-                lambda p, x, y: np.mean(np.exp(_lin(p, x)) - y * _lin(p, x)) + 0.1 * np.sum(p["w"] ** 2)),
+        lambda: jaxloss.huber_regression(0.8, 0.2, fit_scale=True),
+        {},
+        lambda p, x, y: (
+            np.mean(np.exp(p["log_scale"]) * (1 + 2 * _huber((y - _lin(p, x)) / np.exp(p["log_scale"]), 0.8)))
+            + 0.1 * np.sum(p["w"] ** 2)
+        ),
+    ),
+    "quantile": (
+        lambda: jaxloss.quantile_regression(0.3, 0.1),
+        {},
+        lambda p, x, y: (
+            np.mean(np.maximum(0.3 * (y - _lin(p, x)), -0.7 * (y - _lin(p, x)))) + 0.1 * np.sum(np.abs(p["w"]))
+        ),
+    ),
+    "poisson": (
+        lambda: jaxloss.poisson_regression(0.2),
+        dict(counts=True),
+        lambda p, x, y: np.mean(np.exp(_lin(p, x)) - y * _lin(p, x)) + 0.1 * np.sum(p["w"] ** 2),
+    ),
 }
 
 
@@ -208,7 +245,10 @@ def test_ready_objective_vs_numpy_formula(name, dtype):
     p64 = _np_params(3, k, extra=name == "huber_fit_scale")
     init = obj.init_params(x.astype(dtype))
     assert jax.tree_util.tree_structure(init) == jax.tree_util.tree_structure(p64)
-    assert all(a.shape == np.shape(b) and a.dtype == dtype for a, b in zip(jax.tree_util.tree_leaves(init), jax.tree_util.tree_leaves(p64)))
+    assert all(
+        a.shape == np.shape(b) and a.dtype == dtype
+        for a, b in zip(jax.tree_util.tree_leaves(init), jax.tree_util.tree_leaves(p64))
+    )
     p = jax.tree_util.tree_map(lambda a: jnp.asarray(a, dtype), p64)
     xd = x.astype(dtype)
     yd = y if data_kw.get("classes") else y.astype(dtype)
@@ -249,4 +289,6 @@ def test_objectives_are_pytrees_of_their_hyperparameters():
     assert_close(by_delta, [obj(p, (x, y)), jaxloss.huber_regression(1.5, 0.2)(p, (x, y))], np.float64)
     reg = jaxloss.elastic_net(0.3, 0.4, mask={"w": True, "b": False})
     assert jax.tree_util.tree_leaves(reg) == [0.3, 0.4]
-    assert jax.tree_util.tree_structure(reg) == jax.tree_util.tree_structure(jaxloss.elastic_net(1.0, 0.9, mask={"w": True, "b": False}))
+    assert jax.tree_util.tree_structure(reg) == jax.tree_util.tree_structure(
+        jaxloss.elastic_net(1.0, 0.9, mask={"w": True, "b": False})
+    )

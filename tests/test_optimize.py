@@ -72,12 +72,15 @@ def test_regularization_path_compiles_once_and_vmaps():
     p0 = jaxloss.lasso_regression(1.0).init_params(x)
     first = jaxloss.minimize(jaxloss.lasso_regression(alphas[0]), p0, (x, y), tol=1e-10, max_steps=2000)
     n_cached = len(jaxloss.optimize._CACHE)
-    path = [first] + [jaxloss.minimize(jaxloss.lasso_regression(a), p0, (x, y), tol=1e-10, max_steps=2000) for a in alphas[1:]]
+    path = [first] + [
+        jaxloss.minimize(jaxloss.lasso_regression(a), p0, (x, y), tol=1e-10, max_steps=2000) for a in alphas[1:]
+    ]
     assert len(jaxloss.optimize._CACHE) == n_cached
     nonzeros = [int(np.sum(np.asarray(r.params["w"]) != 0)) for r in path]
     assert nonzeros == sorted(nonzeros, reverse=True) and nonzeros[0] > nonzeros[-1]
-    batched = jax.vmap(lambda a: jaxloss.minimize(jaxloss.lasso_regression(a), p0, (x, y), tol=1e-10, max_steps=2000).params)(
-        jnp.asarray(alphas))
+    batched = jax.vmap(
+        lambda a: jaxloss.minimize(jaxloss.lasso_regression(a), p0, (x, y), tol=1e-10, max_steps=2000).params
+    )(jnp.asarray(alphas))
     for i, r in enumerate(path):
         assert_tree_close(jax.tree_util.tree_map(lambda a: a[i], batched), r.params, np.float64, rtol=0, atol=1e-8)
 
@@ -136,7 +139,9 @@ def test_train_step_equals_hand_written_optax_loop():
         p, s, m = step(p, s, batch)
         v, g = jax.value_and_grad(obj)(q, batch)
         assert_close(m["loss"], v, np.float64)
-        assert_close(m["grad_norm"], np.sqrt(sum(float(jnp.sum(a**2)) for a in jax.tree_util.tree_leaves(g))), np.float64)
+        assert_close(
+            m["grad_norm"], np.sqrt(sum(float(jnp.sum(a**2)) for a in jax.tree_util.tree_leaves(g))), np.float64
+        )
         assert_close(m["mae"], jnp.mean(jnp.abs(x[i * 10 : (i + 1) * 10] @ q["w"] + q["b"] - batch[1])), np.float64)
         u, t = opt.update(g, t, q)
         q = optax.apply_updates(q, u)
@@ -169,8 +174,9 @@ def test_flax_linen_through_minimize():
     model = nn.Dense(1)
     variables = model.init(jax.random.PRNGKey(0), x)
     variables = jax.tree_util.tree_map(lambda a: a.astype(jnp.float64), variables)
-    obj = jaxloss.objective(model, lambda p, t, **kw: 0.5 * jaxloss.mse(p[:, 0], t, **kw),
-                            jaxloss.l2(0.1, mask=jaxloss.not_bias))
+    obj = jaxloss.objective(
+        model, lambda p, t, **kw: 0.5 * jaxloss.mse(p[:, 0], t, **kw), jaxloss.l2(0.1, mask=jaxloss.not_bias)
+    )
     res = jaxloss.minimize(obj, variables, (x, y), tol=1e-10)
     w, b = _ridge_solution(x, y, 0.1)
     assert bool(res.converged)
@@ -183,8 +189,9 @@ def test_demo_functions_at_reduced_size(tmp_path):
     from jaxloss import _demo
 
     # Two of the six fits (each fit is one compilation; `make demo` runs all of them).
-    rows, curves = _demo.fit_ready_objectives(max_steps=300, mlp_epochs=2, verbose=False,
-                                              names=("lasso", "MLP cross-entropy"))
+    rows, curves = _demo.fit_ready_objectives(
+        max_steps=300, mlp_epochs=2, verbose=False, names=("lasso", "MLP cross-entropy")
+    )
     assert [r["objective"] for r in rows] == ["lasso", "MLP cross-entropy"]
     lasso, net = rows
     assert lasso["converged"] and lasso["steps"] > 0 and lasso["metric"] == "R^2" and 0.2 < lasso["score"] < 1
@@ -248,7 +255,9 @@ def test_progress_and_concise_repr(capfd):
     out = capfd.readouterr().out
     assert [line.split()[2] for line in out.strip().splitlines()] == ["2", "4", "6"]
     seen = []
-    jaxloss.minimize(obj, obj.init_params(x), (x, y), optax.sgd(0.1), max_steps=3, progress=lambda k, v, g: seen.append(int(k)))
+    jaxloss.minimize(
+        obj, obj.init_params(x), (x, y), optax.sgd(0.1), max_steps=3, progress=lambda k, v, g: seen.append(int(k))
+    )
     assert seen == [1, 2, 3]
     text = repr(res)
     assert text.startswith("OptimizeResult(status=max_steps") and "num_steps=6" in text and len(text) < 200

@@ -45,7 +45,10 @@ def _linreg(dtype, n=7, seed=0):
 
 def _mlp_params(rng, sizes, dtype, bias=True):
     return [
-        ((rng.normal(size=(a, b)) / np.sqrt(a)).astype(dtype), (rng.normal(size=b) * 0.1).astype(dtype) if bias else None)
+        (
+            (rng.normal(size=(a, b)) / np.sqrt(a)).astype(dtype),
+            (rng.normal(size=b) * 0.1).astype(dtype) if bias else None,
+        )
         for a, b in zip(sizes[:-1], sizes[1:])
     ]
 
@@ -161,7 +164,9 @@ def test_per_sample_grads_equal_loop_of_jax_grad(model, dtype):
     harness.assert_close(losses, loop_losses, dtype)
     harness.assert_close(norms, np.linalg.norm(_flat(want), axis=1), dtype, rtol=1e-4 if dtype == np.float32 else 1e-9)
     if model != "dict_batch":  # a plain mean objective: the mean of per-example grads is the batch grad
-        harness.assert_tree_close(tmap(lambda g: jnp.mean(g, 0), got), batch_grad, dtype, rtol=1e-4 if dtype == np.float32 else 1e-9)
+        harness.assert_tree_close(
+            tmap(lambda g: jnp.mean(g, 0), got), batch_grad, dtype, rtol=1e-4 if dtype == np.float32 else 1e-9
+        )
 
 
 def test_acceptance_line_with_jaxloss_objective():
@@ -169,7 +174,9 @@ def test_acceptance_line_with_jaxloss_objective():
     jax.grad over single examples, and the objective's own per-example data term."""
     _, params, batch = _mlp(np.float64)
     obj = jaxloss.objective(functools.partial(jaxloss.dense_stack_apply, activation=jnp.tanh), jaxloss.cross_entropy)
-    g, losses = jax.jit(lambda p, b: (jaxloss.per_sample_grads(obj, p, b), jaxloss.per_sample_losses(obj, p, b)))(params, batch)
+    g, losses = jax.jit(lambda p, b: (jaxloss.per_sample_grads(obj, p, b), jaxloss.per_sample_losses(obj, p, b)))(
+        params, batch
+    )
     harness.assert_tree_close(g, _loop_grads(obj, params, batch, 7), np.float64)
     harness.assert_close(losses, obj.per_sample(params, batch), np.float64)
 
@@ -188,7 +195,10 @@ def test_per_layer_norms():
     fn, params, batch = _mlp(np.float64)
     want = _loop_grads(fn, params, batch, 7)
     norms, per_leaf, (_, per_layer) = jax.jit(
-        lambda p, b: jaxloss.per_sample_grad_norms(fn, p, b, per_layer=True) + (jaxloss.per_sample_grad_norms(fn, p, b, per_layer=1),)
+        lambda p, b: (
+            jaxloss.per_sample_grad_norms(fn, p, b, per_layer=True)
+            + (jaxloss.per_sample_grad_norms(fn, p, b, per_layer=1),)
+        )
     )(params, batch)
     harness.assert_tree_close(per_leaf, tmap(lambda g: np.linalg.norm(g.reshape(7, -1), axis=1), want), np.float64)
     assert sorted(per_layer) == ["[0]", "[1]"]
@@ -200,7 +210,9 @@ def test_per_layer_norms():
     want = _loop_grads(fn, params, batch, 7)
     _, per_module = jax.jit(functools.partial(jaxloss.per_sample_grad_norms, fn, per_layer=2))(params, batch)
     assert sorted(per_module) == ["['params']['Dense_0']", "['params']['Dense_1']", "['params']['LayerNorm_0']"]
-    harness.assert_close(per_module["['params']['Dense_1']"], np.linalg.norm(_flat(want["params"]["Dense_1"]), axis=1), np.float64)
+    harness.assert_close(
+        per_module["['params']['Dense_1']"], np.linalg.norm(_flat(want["params"]["Dense_1"]), axis=1), np.float64
+    )
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -267,7 +279,9 @@ def test_ghost_norms_equal_vmap_norms(activation, bias, tokens, dtype):
     shape = (n, 2) if tokens is None else (n, tokens, 2)
     x = rng.normal(size=shape).astype(dtype)
     y = rng.integers(0, 3, size=shape[:-1])
-    loss = ce_none if tokens is None else (lambda out, t: jnp.sum(jaxloss.cross_entropy(out, t, reduction="none"), axis=1))
+    loss = (
+        ce_none if tokens is None else (lambda out, t: jnp.sum(jaxloss.cross_entropy(out, t, reduction="none"), axis=1))
+    )
     fn = jaxloss.dense_stack_objective(loss, activation)
 
     @jax.jit
@@ -541,7 +555,9 @@ def test_cosine_similarity_matches_numpy_and_is_finite_for_zero_grads():
     harness.assert_close(got, want, np.float64)
     sub = tmap(lambda a: a[:3], g)
     harness.assert_close(cos(g, sub), want[:, :3], np.float64)
-    assert np.all(np.isfinite(np.asarray(jax.jit(jax.jacobian(lambda t: jaxloss.grad_cosine_similarity({"a": t})))(flat))))
+    assert np.all(
+        np.isfinite(np.asarray(jax.jit(jax.jacobian(lambda t: jaxloss.grad_cosine_similarity({"a": t})))(flat)))
+    )
 
 
 def test_tracin_matches_numpy_dot_products():
@@ -598,8 +614,10 @@ def test_errors_name_the_problem():
 def _tanh_mlp_problem(n=8, d=3, h=4, seed=21):
     rng = np.random.default_rng(seed)
     params = {
-        "W1": rng.normal(size=(d, h)) * 0.8, "b1": rng.normal(size=h) * 0.3,
-        "W2": rng.normal(size=h) * 1.2, "b2": np.asarray(0.1),
+        "W1": rng.normal(size=(d, h)) * 0.8,
+        "b1": rng.normal(size=h) * 0.3,
+        "W2": rng.normal(size=h) * 1.2,
+        "b2": np.asarray(0.1),
     }
     x = rng.normal(size=(n, d)) * 1.5
     y = rng.normal(size=n) * 2.0

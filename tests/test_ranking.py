@@ -63,7 +63,12 @@ def pairwise_reference(s, y, pair_loss, pair_grad, valid=None):
     valid = np.ones(s.shape, bool) if valid is None else valid
     per, grad, counted = np.zeros(s.shape[0]), np.zeros_like(s), []
     for b in range(s.shape[0]):
-        pairs = [(i, j) for i in range(s.shape[1]) for j in range(s.shape[1]) if valid[b, i] and valid[b, j] and y[b, i] > y[b, j]]
+        pairs = [
+            (i, j)
+            for i in range(s.shape[1])
+            for j in range(s.shape[1])
+            if valid[b, i] and valid[b, j] and y[b, i] > y[b, j]
+        ]
         if not pairs:
             continue
         counted.append(b)
@@ -135,7 +140,9 @@ def test_ranking_softmax_item_mask_against_optax(dtype):
     keep[3] = False
     keep[0, :2] = True
     ref_none = optax.losses.ranking_softmax_loss(jnp.asarray(s), jnp.asarray(y, s.dtype), where=keep, reduce_fn=None)
-    assert_close(jitted(jaxloss.ranking_softmax, reduction="none")(s, y, where=keep)[:3], np.asarray(ref_none)[:3], dtype)
+    assert_close(
+        jitted(jaxloss.ranking_softmax, reduction="none")(s, y, where=keep)[:3], np.asarray(ref_none)[:3], dtype
+    )
     ref_mean = optax.losses.ranking_softmax_loss(jnp.asarray(s), jnp.asarray(y, s.dtype), where=keep)
     assert_close(jitted(jaxloss.ranking_softmax)(s, y, where=keep), ref_mean, dtype)
 

@@ -39,7 +39,9 @@ def test_every_public_module_is_registered():
     on_disk = {p.stem for p in PACKAGE.glob("*.py")} | {p.parent.name for p in PACKAGE.glob("*/__init__.py")}
     public = {m for m in on_disk if not m.startswith("_")}
     registered = set(_registry.LOSS_FAMILIES) | set(_registry.TOOLS) | {"prox"}
-    assert public - registered == set(), f"public modules missing from jaxloss/_registry.py: {sorted(public - registered)}"
+    assert public - registered == set(), (
+        f"public modules missing from jaxloss/_registry.py: {sorted(public - registered)}"
+    )
     assert registered - public == set(), f"registered modules that do not exist: {sorted(registered - public)}"
 
 

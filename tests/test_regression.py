@@ -9,7 +9,6 @@ Keras 3 on the JAX backend (mean_absolute_percentage_error, mean_squared_logarit
 and float64 central finite differences where a reference has no gradient.
 """
 
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -84,7 +83,14 @@ def test_mean_bias_error_float64_formula(dtype):
     """float64 NumPy: mean(p - t); gradient 1/n and -1/n; positive means over-prediction."""
     p, t = data(dtype)
     n = p.size
-    check_reference(jaxloss.mean_bias_error, np.mean(p.astype(np.float64) - t), [np.full(p.shape, 1 / n), np.full(p.shape, -1 / n)], (p, t), dtype, (0, 1))
+    check_reference(
+        jaxloss.mean_bias_error,
+        np.mean(p.astype(np.float64) - t),
+        [np.full(p.shape, 1 / n), np.full(p.shape, -1 / n)],
+        (p, t),
+        dtype,
+        (0, 1),
+    )
     assert float(jaxloss.mean_bias_error(np.ones(3, dtype), np.zeros(3, dtype))) == 1.0
 
 
@@ -139,12 +145,17 @@ def test_bad_hyperparameters_raise():
 
 
 def test_shape_mismatch_names_both_shapes():
-    with pytest.raises(ValueError, match=r"predictions and targets must have the same shape; got predictions.shape=\(3,\) and targets.shape=\(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"predictions and targets must have the same shape; got predictions.shape=\(3,\) and targets.shape=\(4,\)",
+    ):
         jaxloss.mse(np.zeros(3, np.float32), np.zeros(4, np.float32))
 
 
 def test_weights_shape_error():
-    with pytest.raises(ValueError, match=r"weights with shape \(4,\) does not broadcast to the unreduced loss, of shape \(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"weights with shape \(4,\) does not broadcast to the unreduced loss, of shape \(2, 3\)"
+    ):
         jaxloss.mse(np.zeros((2, 3), np.float32), np.zeros((2, 3), np.float32), weights=np.ones(4, np.float32))
 
 
@@ -187,8 +198,11 @@ def test_concomitant_huber_against_sklearn_huber_regressor_objective(dtype):
 def _np_smoothed_quantile(p, t, tau, mu):
     """float64 NumPy: the Moreau envelope min_z pinball(z) + (r - z)^2 / (2 mu) in its three pieces."""
     r = np.asarray(t, np.float64) - np.asarray(p, np.float64)
-    return np.where(r > tau * mu, tau * r - mu * tau**2 / 2,
-                    np.where(r < (tau - 1) * mu, (tau - 1) * r - mu * (1 - tau) ** 2 / 2, r * r / (2 * mu)))
+    return np.where(
+        r > tau * mu,
+        tau * r - mu * tau**2 / 2,
+        np.where(r < (tau - 1) * mu, (tau - 1) * r - mu * (1 - tau) ** 2 / 2, r * r / (2 * mu)),
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -208,12 +222,21 @@ def test_smoothed_quantile_against_numpy_envelope(dtype):
     f = lambda a, b: np.mean(_np_smoothed_quantile(a, b, tau, mu))
     from harness import numeric_grads
 
-    check_reference(lambda a, b: jaxloss.smoothed_quantile(a, b, tau=tau, smoothing=mu), f(p, t),
-                    numeric_grads(f, (p, t), (0, 1)), (p, t), dtype, argnums=(0, 1),
-                    **({} if dtype == np.float32 else dict(rtol=1e-7, atol=1e-9)))
+    check_reference(
+        lambda a, b: jaxloss.smoothed_quantile(a, b, tau=tau, smoothing=mu),
+        f(p, t),
+        numeric_grads(f, (p, t), (0, 1)),
+        (p, t),
+        dtype,
+        argnums=(0, 1),
+        **({} if dtype == np.float32 else dict(rtol=1e-7, atol=1e-9)),
+    )
     assert_close(jaxloss.smoothed_quantile(p, t, tau=tau, smoothing=mu, reduction="none"), want, dtype)
-    assert_close(jaxloss.smoothed_quantile(p, t, tau=tau, smoothing=0.0),
-                 mean_pinball_loss(t.ravel(), p.ravel(), alpha=tau), dtype)
+    assert_close(
+        jaxloss.smoothed_quantile(p, t, tau=tau, smoothing=0.0),
+        mean_pinball_loss(t.ravel(), p.ravel(), alpha=tau),
+        dtype,
+    )
     half = F.huber_loss(torch.tensor(p), torch.tensor(t), delta=mu / 2, reduction="mean").numpy() / mu
     assert_close(jaxloss.smoothed_quantile(p, t, tau=0.5, smoothing=mu), half, dtype)
 
@@ -228,12 +251,16 @@ def test_objective_losses_follow_the_contract_edge_cases():
     p, t = data(np.float64, seed=13)
     zero = np.zeros_like(p)
     assert float(jaxloss.quantile(p, t, tau=0.3, weights=zero)) == 0.0
-    for fn, args, kw in ((jaxloss.smoothed_quantile, (p, t), dict(tau=0.3, smoothing=0.5)),
-                         (jaxloss.concomitant_huber, (p, t, 0.8), dict(delta=1.1))):
+    for fn, args, kw in (
+        (jaxloss.smoothed_quantile, (p, t), dict(tau=0.3, smoothing=0.5)),
+        (jaxloss.concomitant_huber, (p, t, 0.8), dict(delta=1.1)),
+    ):
         v, g = jax.value_and_grad(lambda a: fn(a, *args[1:], weights=zero, **kw))(p)
         assert float(v) == 0.0 and np.all(np.asarray(g) == 0)
         keep = np.array([True, False, True, True, False, True])
-        assert_close(fn(*args, where=keep[:, None], **kw), fn(*(a[keep] if np.ndim(a) else a for a in args), **kw), np.float64)
+        assert_close(
+            fn(*args, where=keep[:, None], **kw), fn(*(a[keep] if np.ndim(a) else a for a in args), **kw), np.float64
+        )
     x = np.random.default_rng(14).normal(size=(6, 2))
     y = x @ np.array([1.0, -2.0]) + 0.3
     for obj in (jaxloss.quantile_regression(0.3, smoothing=0.5), jaxloss.huber_regression(1.1, fit_scale=True)):
@@ -441,7 +468,9 @@ def test_gaussian_nll_against_pytorch(full, dtype):
         tfn = lambda a, b, v: F.gaussian_nll_loss(a, b, v, full=full, eps=1e-6, reduction=reduction)
         ref_v, ref_g = torch_value_and_grads(tfn, (p, t, var), (0, 1, 2))
         # the clamped entries' var-gradients are ~1e12: compare relatively
-        check_reference(jaxloss.gaussian_nll, ref_v, ref_g, (p, t, var), dtype, (0, 1, 2), full=full, reduction=reduction)
+        check_reference(
+            jaxloss.gaussian_nll, ref_v, ref_g, (p, t, var), dtype, (0, 1, 2), full=full, reduction=reduction
+        )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -501,10 +530,20 @@ def test_tweedie_against_sklearn(power, dtype):
 
     mu, y = tweedie_data(dtype, power)
     f64 = lambda m, t: mean_tweedie_deviance(t, m, power=power)
-    assert_close(jaxloss.tweedie(mu, y, power=power), f64(mu.astype(np.float64), y.astype(np.float64)), dtype, rtol=1e-5 if dtype == np.float32 else None)
+    assert_close(
+        jaxloss.tweedie(mu, y, power=power),
+        f64(mu.astype(np.float64), y.astype(np.float64)),
+        dtype,
+        rtol=1e-5 if dtype == np.float32 else None,
+    )
     w = rng_for(7).uniform(0.5, 2.0, size=8)
     ref_w = mean_tweedie_deviance(y.astype(np.float64), mu.astype(np.float64), power=power, sample_weight=w)
-    assert_close(jaxloss.tweedie(mu, y, power=power, weights=w.astype(dtype)), ref_w, dtype, rtol=1e-5 if dtype == np.float32 else None)
+    assert_close(
+        jaxloss.tweedie(mu, y, power=power, weights=w.astype(dtype)),
+        ref_w,
+        dtype,
+        rtol=1e-5 if dtype == np.float32 else None,
+    )
     argnums = (0, 1) if (power <= 0 or power >= 2) else (0,)  # d/dy at y = 0 is infinite for 1 <= p < 2
     ref_g = numeric_grads(f64, (mu, y), argnums)
     _, grads = jax_value_and_grads(lambda m, t: jaxloss.tweedie(m, t, power=power), (mu, y), argnums)
@@ -589,7 +628,9 @@ def test_general_robust_against_barron_eq1(alpha, dtype):
     if np.isfinite(alpha) and alpha not in (0.0, 2.0):
         f_alpha = lambda a: np.mean(barron_eq1(p.astype(np.float64) - t, float(a), c))
         (ref_ga,) = numeric_grads(f_alpha, (np.asarray(alpha, np.float64),), (0,))
-        _, (ga,) = jax_value_and_grads(lambda a: jaxloss.general_robust(p, t, alpha=a, scale=c), (np.asarray(alpha, dtype),), (0,))
+        _, (ga,) = jax_value_and_grads(
+            lambda a: jaxloss.general_robust(p, t, alpha=a, scale=c), (np.asarray(alpha, dtype),), (0,)
+        )
         assert_close(ga, ref_ga, dtype, **(FD_TOL[dtype] if dtype == np.float64 else dict(rtol=1e-4, atol=1e-6)))
 
 
@@ -622,7 +663,9 @@ def test_general_robust_stable_near_special_alphas(alpha, dtype):
     h = mpmath.mpf("1e-25")
     ref_v = float(mean(a))
     ref_ga = float((mean(a + h) - mean(a - h)) / (2 * h))
-    v, (ga,) = jax_value_and_grads(lambda al: jaxloss.general_robust(p, t, alpha=al, scale=1.3), (np.asarray(alpha, dtype),), (0,))
+    v, (ga,) = jax_value_and_grads(
+        lambda al: jaxloss.general_robust(p, t, alpha=al, scale=1.3), (np.asarray(alpha, dtype),), (0,)
+    )
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
     assert_close(v, ref_v, dtype, **tol)
     if abs(alpha - 2.0) > 1e-4:  # the alpha-derivative is unbounded at 2 (grows like log 1/|alpha - 2|)
@@ -641,7 +684,12 @@ def test_general_robust_alpha_array_and_within_eps_of_two(dtype):
         assert_close(per_elem[:, j], jaxloss.general_robust(p[:, j], t[:, j], alpha=a, reduction="none"), dtype)
     x = p.astype(np.float64) - t
     near2 = np.nextafter(np.asarray(2.0, dtype), np.asarray(0.0, dtype))
-    assert_close(jaxloss.general_robust(p, t, alpha=near2, reduction="none"), 0.5 * x**2, dtype, rtol=1e-5 if dtype == np.float32 else 1e-12)
+    assert_close(
+        jaxloss.general_robust(p, t, alpha=near2, reduction="none"),
+        0.5 * x**2,
+        dtype,
+        rtol=1e-5 if dtype == np.float32 else 1e-12,
+    )
     assert_close(jaxloss.general_robust(p, t, alpha=1.0, reduction="none"), np.sqrt(x**2 + 1) - 1, dtype)
 
 
@@ -655,7 +703,9 @@ def test_named_special_cases(name, alpha, dtype):
     and Barron (CVPR 2019) Eq. 1 / its limits in float64 NumPy."""
     p, t = robust_data(dtype)
     fn = getattr(jaxloss, name)
-    v_gen, g_gen = jax_value_and_grads(lambda a, b: jaxloss.general_robust(a, b, alpha=alpha, scale=0.7), (p, t), (0, 1))
+    v_gen, g_gen = jax_value_and_grads(
+        lambda a, b: jaxloss.general_robust(a, b, alpha=alpha, scale=0.7), (p, t), (0, 1)
+    )
     check_reference(fn, v_gen, g_gen, (p, t), dtype, (0, 1), scale=0.7)
     f64 = lambda a, b: np.sum(barron_eq1(a - b, alpha, 0.7))
     ref_g = numeric_grads(f64, (p, t), (0, 1))

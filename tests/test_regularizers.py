@@ -137,7 +137,12 @@ def test_composition_add_scale_sum():
 
 def test_grad_of_sum_is_sum_of_grads():
     p = jax.tree_util.tree_map(jnp.asarray, _params())
-    parts = [jaxloss.l2(0.1), jaxloss.l1(0.2, mask=jaxloss.not_bias), jaxloss.orthogonal(0.05), jaxloss.group_lasso(0.3)]
+    parts = [
+        jaxloss.l2(0.1),
+        jaxloss.l1(0.2, mask=jaxloss.not_bias),
+        jaxloss.orthogonal(0.05),
+        jaxloss.group_lasso(0.3),
+    ]
     total = jax.grad(sum(parts))(p)
     expected = functools.reduce(lambda x, y: jax.tree_util.tree_map(jnp.add, x, y), [jax.grad(r)(p) for r in parts])
     assert_tree_close(total, expected, np.float64)
@@ -172,8 +177,9 @@ def test_mask_excludes_exactly_the_masked_parameters(kind, mask_name):
     if full.has_prox:
         out = masked.prox(p, 0.5)
         ref = full.prox(p, 0.5)
-        for (path, a), b, x in zip(jax.tree_util.tree_flatten_with_path(out)[0], jax.tree_util.tree_leaves(ref),
-                                   jax.tree_util.tree_leaves(p)):
+        for (path, a), b, x in zip(
+            jax.tree_util.tree_flatten_with_path(out)[0], jax.tree_util.tree_leaves(ref), jax.tree_util.tree_leaves(p)
+        ):
             name = jax.tree_util.keystr(path, simple=True, separator="/")
             np.testing.assert_array_equal(np.asarray(a), np.asarray(b if keep[name] else x), err_msg=name)
 
@@ -203,11 +209,16 @@ def _brute_prox(np_penalty, x, step):
 PROX_CASES = {
     "l2": (lambda: jaxloss.l2(0.8), lambda z: 0.4 * np.sum(z * z)),
     "l1": (lambda: jaxloss.l1(0.8), lambda z: 0.8 * np.sum(np.abs(z))),
-    "elastic_net": (lambda: jaxloss.elastic_net(0.8, 0.6), lambda z: 0.8 * (0.6 * np.sum(np.abs(z)) + 0.2 * np.sum(z * z))),
+    "elastic_net": (
+        lambda: jaxloss.elastic_net(0.8, 0.6),
+        lambda z: 0.8 * (0.6 * np.sum(np.abs(z)) + 0.2 * np.sum(z * z)),
+    ),
     "group_lasso": (lambda: jaxloss.group_lasso(0.8, axis=-1), lambda z: 0.8 * np.linalg.norm(z, axis=-1).sum()),
     "l1+l2": (lambda: jaxloss.l1(0.8) + jaxloss.l2(0.5), lambda z: 0.8 * np.sum(np.abs(z)) + 0.25 * np.sum(z * z)),
-    "2*group_lasso+l2": (lambda: 2.0 * jaxloss.group_lasso(0.4) + jaxloss.l2(0.3),
-                         lambda z: 0.8 * np.linalg.norm(z) + 0.15 * np.sum(z * z)),
+    "2*group_lasso+l2": (
+        lambda: 2.0 * jaxloss.group_lasso(0.4) + jaxloss.l2(0.3),
+        lambda z: 0.8 * np.linalg.norm(z) + 0.15 * np.sum(z * z),
+    ),
 }
 
 

@@ -46,8 +46,14 @@ def test_policy_gradient_against_numpy(dtype):
     grad_x = (soft - np.eye(A)[a]) * adv64[:, None] / B
     check_reference(lambda l: jaxloss.policy_gradient(l, a, adv), np.mean(-log_pi * adv64), [grad_x], (x,), dtype)
     assert zero_grads(lambda l, v: jaxloss.policy_gradient(l, a, v), (x, adv), (1,))
-    check_reference(lambda l, v: jaxloss.policy_gradient(l, a, v, stop_target_gradients=False),
-                    np.mean(-log_pi * adv64), [grad_x, -log_pi / B], (x, adv), dtype, argnums=(0, 1))
+    check_reference(
+        lambda l, v: jaxloss.policy_gradient(l, a, v, stop_target_gradients=False),
+        np.mean(-log_pi * adv64),
+        [grad_x, -log_pi / B],
+        (x, adv),
+        dtype,
+        argnums=(0, 1),
+    )
 
 
 def np_ppo(lp, old, adv, eps):
@@ -70,8 +76,15 @@ def test_ppo_clip_against_numpy(dtype):
     ref = f(*arrays)
     check_reference(jaxloss.ppo_clip, ref, numeric_grads(f, arrays), arrays, dtype, **tol(dtype))
     assert zero_grads(jaxloss.ppo_clip, arrays, (1, 2))
-    check_reference(lambda *v: jaxloss.ppo_clip(*v, stop_target_gradients=False), ref, numeric_grads(f, arrays, (0, 1, 2)),
-                    arrays, dtype, argnums=(0, 1, 2), **tol(dtype))
+    check_reference(
+        lambda *v: jaxloss.ppo_clip(*v, stop_target_gradients=False),
+        ref,
+        numeric_grads(f, arrays, (0, 1, 2)),
+        arrays,
+        dtype,
+        argnums=(0, 1, 2),
+        **tol(dtype),
+    )
     assert_close(jaxloss.ppo_clip(*arrays, epsilon=0.5), np_ppo(*arrays, 0.5), dtype)
 
 
@@ -90,16 +103,48 @@ def test_td_error_and_q_learning_against_numpy(dtype):
         td_ref = lambda v0, r_, d, v1: np.mean(np_loss(r_ + d * v1 - v0, loss, delta))
         q_ref = lambda q0, a_, r_, d, q1: np.mean(np_loss(r_ + d * q1.max(-1) - q0[np.arange(B), a_], loss, delta))
         kw = dict(loss=loss, delta=delta)
-        check_reference(lambda *x: jaxloss.td_error(*x, **kw), td_ref(*td_arrays), numeric_grads(td_ref, td_arrays), td_arrays, dtype, **tol(dtype))
+        check_reference(
+            lambda *x: jaxloss.td_error(*x, **kw),
+            td_ref(*td_arrays),
+            numeric_grads(td_ref, td_arrays),
+            td_arrays,
+            dtype,
+            **tol(dtype),
+        )
         assert zero_grads(lambda *x: jaxloss.td_error(*x, **kw), td_arrays, (1, 2, 3))
-        check_reference(lambda *x: jaxloss.td_error(*x, stop_target_gradients=False, **kw), td_ref(*td_arrays),
-                        numeric_grads(td_ref, td_arrays, (0, 1, 2, 3)), td_arrays, dtype, argnums=(0, 1, 2, 3), **tol(dtype))
-        check_reference(lambda *x: jaxloss.q_learning(*x, **kw), q_ref(*q_arrays), numeric_grads(q_ref, q_arrays), q_arrays, dtype, **tol(dtype))
+        check_reference(
+            lambda *x: jaxloss.td_error(*x, stop_target_gradients=False, **kw),
+            td_ref(*td_arrays),
+            numeric_grads(td_ref, td_arrays, (0, 1, 2, 3)),
+            td_arrays,
+            dtype,
+            argnums=(0, 1, 2, 3),
+            **tol(dtype),
+        )
+        check_reference(
+            lambda *x: jaxloss.q_learning(*x, **kw),
+            q_ref(*q_arrays),
+            numeric_grads(q_ref, q_arrays),
+            q_arrays,
+            dtype,
+            **tol(dtype),
+        )
         assert zero_grads(lambda *x: jaxloss.q_learning(*x, **kw), q_arrays, (2, 3, 4))
-        check_reference(lambda *x: jaxloss.q_learning(*x, stop_target_gradients=False, **kw), q_ref(*q_arrays),
-                        numeric_grads(q_ref, q_arrays, (0, 2, 3, 4)), q_arrays, dtype, argnums=(0, 2, 3, 4), **tol(dtype))
+        check_reference(
+            lambda *x: jaxloss.q_learning(*x, stop_target_gradients=False, **kw),
+            q_ref(*q_arrays),
+            numeric_grads(q_ref, q_arrays, (0, 2, 3, 4)),
+            q_arrays,
+            dtype,
+            argnums=(0, 2, 3, 4),
+            **tol(dtype),
+        )
     # a scalar discount broadcasts
-    assert_close(jaxloss.td_error(*td_arrays[:2], 0.9, td_arrays[3], reduction="none"), np_loss(r + 0.9 * v_t - v_tm1, "squared"), dtype)
+    assert_close(
+        jaxloss.td_error(*td_arrays[:2], 0.9, td_arrays[3], reduction="none"),
+        np_loss(r + 0.9 * v_t - v_tm1, "squared"),
+        dtype,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -114,18 +159,33 @@ def test_value_loss_against_numpy(dtype):
     arrays = tuple(x.astype(dtype) for x in (v, ret, old))
     for loss in ("squared", "huber"):
         plain = lambda v_, r_: np.mean(np_loss(v_ - r_, loss, 0.7))
-        check_reference(lambda v_, r_: jaxloss.value_loss(v_, r_, loss=loss, delta=0.7), plain(*arrays[:2]),
-                        numeric_grads(plain, arrays[:2]), arrays[:2], dtype, **tol(dtype))
+        check_reference(
+            lambda v_, r_: jaxloss.value_loss(v_, r_, loss=loss, delta=0.7),
+            plain(*arrays[:2]),
+            numeric_grads(plain, arrays[:2]),
+            arrays[:2],
+            dtype,
+            **tol(dtype),
+        )
 
         def clipped(v_, r_, o_):
             v_clip = o_ + np.clip(v_ - o_, -0.2, 0.2)
             return np.mean(np.maximum(np_loss(v_ - r_, loss, 0.7), np_loss(v_clip - r_, loss, 0.7)))
 
-        jfn = lambda v_, r_, o_, **kw: jaxloss.value_loss(v_, r_, loss=loss, delta=0.7, clip_epsilon=0.2, old_values=o_, **kw)
+        jfn = lambda v_, r_, o_, **kw: jaxloss.value_loss(
+            v_, r_, loss=loss, delta=0.7, clip_epsilon=0.2, old_values=o_, **kw
+        )
         check_reference(jfn, clipped(*arrays), numeric_grads(clipped, arrays), arrays, dtype, **tol(dtype))
         assert zero_grads(jfn, arrays, (1, 2))
-        check_reference(lambda *x: jfn(*x, stop_target_gradients=False), clipped(*arrays), numeric_grads(clipped, arrays, (0, 1, 2)),
-                        arrays, dtype, argnums=(0, 1, 2), **tol(dtype))
+        check_reference(
+            lambda *x: jfn(*x, stop_target_gradients=False),
+            clipped(*arrays),
+            numeric_grads(clipped, arrays, (0, 1, 2)),
+            arrays,
+            dtype,
+            argnums=(0, 1, 2),
+            **tol(dtype),
+        )
 
 
 def test_rl_errors_masks_and_checked_mode():
@@ -153,7 +213,9 @@ def test_rl_errors_masks_and_checked_mode():
     assert err.get() is not None and "actions must lie in [0, 4)" in err.get()
     keep = np.arange(B) != 1
     poisoned = [np.where(keep, x, np.nan).astype(np.float32) for x in (v, v + 1, v - 0.1)]
-    fn = lambda *x: jaxloss.value_loss(x[0], x[1], clip_epsilon=0.2, old_values=x[2], where=keep, stop_target_gradients=False)
+    fn = lambda *x: jaxloss.value_loss(
+        x[0], x[1], clip_epsilon=0.2, old_values=x[2], where=keep, stop_target_gradients=False
+    )
     value, grads = jax_value_and_grads(fn, poisoned, (0, 1, 2))
     ref = jaxloss.value_loss(v[keep], (v + 1)[keep], clip_epsilon=0.2, old_values=(v - 0.1)[keep])
     assert_close(value, ref, np.float32, rtol=1e-6)

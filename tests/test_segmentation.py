@@ -44,8 +44,16 @@ def test_dice_and_tversky_against_optax(dtype):
     x, y, onehot = seg_batch(dtype)
     ref_v, ref_g = jax_value_and_grads(lambda a: jnp.mean(optax.losses.dice_loss(a, onehot)), (x,))
     check_reference(lambda a: jaxloss.dice(a, y), ref_v, ref_g, (x,), dtype)
-    ref_v, ref_g = jax_value_and_grads(lambda a: jnp.sum(optax.losses.dice_loss(a, onehot, alpha=0.3, beta=0.7, smooth=0.5)), (x,))
-    check_reference(lambda a: jaxloss.tversky(a, onehot, alpha=0.3, beta=0.7, smooth=0.5, reduction="sum"), ref_v, ref_g, (x,), dtype)
+    ref_v, ref_g = jax_value_and_grads(
+        lambda a: jnp.sum(optax.losses.dice_loss(a, onehot, alpha=0.3, beta=0.7, smooth=0.5)), (x,)
+    )
+    check_reference(
+        lambda a: jaxloss.tversky(a, onehot, alpha=0.3, beta=0.7, smooth=0.5, reduction="sum"),
+        ref_v,
+        ref_g,
+        (x,),
+        dtype,
+    )
     # optax multiplies by class weights and takes the plain class mean; jaxloss divides by sum(w)
     cw = np.array([0.0, 1.0, 2.0], dtype)
     ref = optax.losses.dice_loss(x, onehot, class_weights=cw) * C / cw.sum()
@@ -65,14 +73,24 @@ def test_dice_and_tversky_against_keras(dtype):
     t = rng.integers(0, 2, size=(B, H, W, 1)).astype(dtype)
     kdice = lambda a: jnp.mean(keras.losses.dice(t, a, axis=(1, 2, 3)))
     ref_v, ref_g = jax_value_and_grads(kdice, (p,))
-    check_reference(lambda a: jaxloss.dice(a, t, smooth=0.0, epsilon=5e-8, from_logits=False), ref_v, ref_g, (p,), dtype)
+    check_reference(
+        lambda a: jaxloss.dice(a, t, smooth=0.0, epsilon=5e-8, from_logits=False), ref_v, ref_g, (p,), dtype
+    )
     ktv = lambda a: jnp.mean(keras.losses.tversky(t, a, alpha=0.7, beta=0.3, axis=(1, 2, 3)))
     ref_v, ref_g = jax_value_and_grads(ktv, (p,))
-    check_reference(lambda a: jaxloss.tversky(a, t, alpha=0.3, beta=0.7, smooth=0.0, epsilon=1e-7, from_logits=False),
-                    ref_v, ref_g, (p,), dtype)
+    check_reference(
+        lambda a: jaxloss.tversky(a, t, alpha=0.3, beta=0.7, smooth=0.0, epsilon=1e-7, from_logits=False),
+        ref_v,
+        ref_g,
+        (p,),
+        dtype,
+    )
     # and the paper's convention (alpha on false positives) from a float64 NumPy formula
-    assert_close(jaxloss.tversky(p, t, alpha=0.3, beta=0.7, smooth=0.0, from_logits=False, reduction="none"),
-                 np_tversky(p, t, 0.3, 0.7, 0.0), dtype)
+    assert_close(
+        jaxloss.tversky(p, t, alpha=0.3, beta=0.7, smooth=0.0, from_logits=False, reduction="none"),
+        np_tversky(p, t, 0.3, 0.7, 0.0),
+        dtype,
+    )
 
 
 def np_generalized_dice(probs, onehot, smooth):
@@ -97,7 +115,9 @@ def test_generalized_dice_and_jaccard_against_numpy(dtype):
     onehot = np.asarray(jax.nn.one_hot(y, C, dtype=dtype))
     f = lambda a: np_generalized_dice(softmax64(a), onehot, 1e-3)
     tol = dict(rtol=1e-6, atol=1e-9) if dtype == np.float64 else {}
-    check_reference(lambda a: jaxloss.generalized_dice(a, y, smooth=1e-3), f(x), numeric_grads(f, (x,)), (x,), dtype, **tol)
+    check_reference(
+        lambda a: jaxloss.generalized_dice(a, y, smooth=1e-3), f(x), numeric_grads(f, (x,)), (x,), dtype, **tol
+    )
     j = lambda a: np.mean(np_tversky(softmax64(a), onehot, 1.0, 1.0, 0.5))
     check_reference(lambda a: jaxloss.jaccard(a, y, smooth=0.5), j(x), numeric_grads(j, (x,)), (x,), dtype, **tol)
     # the formulas' identities: jaccard = tversky(1, 1), dice = tversky(1/2, 1/2)
@@ -126,14 +146,24 @@ def test_segmentation_layout_vmap_ignore_index_and_checks():
     dropping those pixels; smooth=0 on an empty class is finite; out-of-range labels give NaN / checked."""
     x, y, _ = seg_batch(np.float32, seed=4)
     ref = jaxloss.tversky(x, y, alpha=0.2, beta=0.8, reduction="none")
-    assert_close(jaxloss.tversky(np.moveaxis(x, -1, 1), y, alpha=0.2, beta=0.8, axis=1, reduction="none"), ref, np.float32, rtol=1e-6)
+    assert_close(
+        jaxloss.tversky(np.moveaxis(x, -1, 1), y, alpha=0.2, beta=0.8, axis=1, reduction="none"),
+        ref,
+        np.float32,
+        rtol=1e-6,
+    )
     per = jax.vmap(lambda a, b: jaxloss.tversky(a, b, alpha=0.2, beta=0.8, batch_dims=0))(x, y)
     assert_close(per, ref, np.float32, rtol=1e-6)
     # ignore the first row of every image == the images without that row
     y_ign = y.copy()
     y_ign[:, 0] = 255
     for fn in (jaxloss.dice, jaxloss.generalized_dice):
-        assert_close(fn(x, y_ign, ignore_index=255, reduction="none"), fn(x[:, 1:], y[:, 1:], reduction="none"), np.float32, rtol=1e-6)
+        assert_close(
+            fn(x, y_ign, ignore_index=255, reduction="none"),
+            fn(x[:, 1:], y[:, 1:], reduction="none"),
+            np.float32,
+            rtol=1e-6,
+        )
     # empty class, no smoothing: the score of an empty prediction of an empty target is 1, finite gradient
     p0 = np.zeros((1, 2, 2, 1), np.float32)
     v, g = jax_value_and_grads(lambda a: jaxloss.dice(a, p0, smooth=0.0, from_logits=False), (p0,))
@@ -194,10 +224,19 @@ def test_generalized_dice_class_weights_and_ignore_background_against_numpy(dtyp
     tol = dict(rtol=1e-6, atol=1e-9) if dtype == np.float64 else {}
     for kw in (dict(class_weights=cw), dict(ignore_background=True), dict(class_weights=cw, ignore_background=True)):
         f = lambda a: np.mean(np_generalized_dice_weighted(softmax64(a), onehot, 1e-3, **kw))
-        check_reference(lambda a: jaxloss.generalized_dice(a, y, smooth=1e-3, **kw), f(x), numeric_grads(f, (x,)),
-                        (x,), dtype, **tol)
-    assert_close(jaxloss.generalized_dice(x, y, ignore_background=True, reduction="none"),
-                 np_generalized_dice_weighted(softmax64(x), onehot, 1e-5, ignore_background=True), dtype)
+        check_reference(
+            lambda a: jaxloss.generalized_dice(a, y, smooth=1e-3, **kw),
+            f(x),
+            numeric_grads(f, (x,)),
+            (x,),
+            dtype,
+            **tol,
+        )
+    assert_close(
+        jaxloss.generalized_dice(x, y, ignore_background=True, reduction="none"),
+        np_generalized_dice_weighted(softmax64(x), onehot, 1e-5, ignore_background=True),
+        dtype,
+    )
     with pytest.raises(ValueError, match="ignore_background needs at least 2 classes"):
         jaxloss.generalized_dice(x[..., :1], (y > 0).astype(np.int32), ignore_background=True)
     with pytest.raises(ValueError, match=r"class_weights must have shape \(3,\)"):
@@ -226,7 +265,9 @@ def test_dice_on_binary_maps_without_channel_axis(dtype):
     for targets in (y, yf):
         check_reference(lambda a: jaxloss.dice(a, targets, axis=None), ref_v, ref_g, (x,), dtype)
     tol = dict(rtol=1e-6, atol=1e-9) if dtype == np.float64 else {}
-    check_reference(lambda a: jaxloss.dice(a, y, axis=None), np_dice(x), numeric_grads(np_dice, (x,)), (x,), dtype, **tol)
+    check_reference(
+        lambda a: jaxloss.dice(a, y, axis=None), np_dice(x), numeric_grads(np_dice, (x,)), (x,), dtype, **tol
+    )
     for fn in (jaxloss.tversky, jaxloss.jaccard):
         assert_close(fn(x, y, axis=None, reduction="none"), fn(x[..., None], y, reduction="none"), dtype)
     with pytest.raises(ValueError, match="targets must have the shape of predictions"):

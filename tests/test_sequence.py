@@ -39,8 +39,13 @@ def torch_ctc(y, il, ll, reduction="sum", zero_infinity=False):
     """PyTorch's ctc_loss on batch-major logits: log_softmax, then the time-major [T, B, K] layout."""
     yt = torch.tensor(np.where(y < 0, 1, y))
     return lambda a: F.ctc_loss(
-        torch.log_softmax(a, -1).transpose(0, 1), yt, torch.tensor(il), torch.tensor(ll),
-        blank=0, reduction=reduction, zero_infinity=zero_infinity,
+        torch.log_softmax(a, -1).transpose(0, 1),
+        yt,
+        torch.tensor(il),
+        torch.tensor(ll),
+        blank=0,
+        reduction=reduction,
+        zero_infinity=zero_infinity,
     )
 
 
@@ -56,8 +61,13 @@ def test_ctc_against_pytorch(dtype):
     """torch.nn.functional.ctc_loss (lengths style): 'none', 'sum', and 'mean' (= normalize_length=True)."""
     x, y, il, ll = ctc_batch(dtype)
     kw = dict(input_lengths=il, label_lengths=ll)
-    none = F.ctc_loss(torch.log_softmax(torch.tensor(x), -1).transpose(0, 1), torch.tensor(np.where(y < 0, 1, y)),
-                      torch.tensor(il), torch.tensor(ll), reduction="none")
+    none = F.ctc_loss(
+        torch.log_softmax(torch.tensor(x), -1).transpose(0, 1),
+        torch.tensor(np.where(y < 0, 1, y)),
+        torch.tensor(il),
+        torch.tensor(ll),
+        reduction="none",
+    )
     assert_close(jaxloss.ctc(x, y, reduction="none", **kw), none.numpy(), dtype)
     ref_v, ref_g = torch_value_and_grads(torch_ctc(y, il, ll, "sum"), (x,))
     check_reference(lambda a: jaxloss.ctc(a, y, reduction="sum", **kw), ref_v, ref_g, (x,), dtype)
@@ -76,9 +86,15 @@ def test_ctc_against_optax(dtype):
     y = np.where(y < 0, 0, y)
     ref_v, ref_g = jax_value_and_grads(lambda a: jnp.sum(optax.ctc_loss(a, lpad, y, ypad)), (x,))
     kw = dict(logit_paddings=lpad, label_paddings=ypad.astype(bool), reduction="sum")
-    check_reference(lambda a: jaxloss.ctc(a, y, **kw), ref_v, ref_g, (x,), dtype, rtol=1e-5 if dtype == np.float32 else None)
-    assert_close(jaxloss.ctc(x, y, logit_paddings=lpad, label_paddings=ypad, reduction="none"),
-                 optax.ctc_loss(x, lpad, y, ypad), dtype, rtol=1e-5 if dtype == np.float32 else None)
+    check_reference(
+        lambda a: jaxloss.ctc(a, y, **kw), ref_v, ref_g, (x,), dtype, rtol=1e-5 if dtype == np.float32 else None
+    )
+    assert_close(
+        jaxloss.ctc(x, y, logit_paddings=lpad, label_paddings=ypad, reduction="none"),
+        optax.ctc_loss(x, lpad, y, ypad),
+        dtype,
+        rtol=1e-5 if dtype == np.float32 else None,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -103,8 +119,13 @@ def test_ctc_impossible_alignment_finite_where_pytorch_is_inf(dtype):
     assert_close(mine, opt, dtype, rtol=1e-6)
     assert all_finite(jax.grad(lambda a: jaxloss.ctc(a, y, input_lengths=il, label_lengths=ll))(x))
     ref_v, ref_g = torch_value_and_grads(torch_ctc(y, il, ll, "sum", zero_infinity=True), (x,))
-    check_reference(lambda a: jaxloss.ctc(a, y, input_lengths=il, label_lengths=ll, zero_infinity=True, reduction="sum"),
-                    ref_v, ref_g, (x,), dtype)
+    check_reference(
+        lambda a: jaxloss.ctc(a, y, input_lengths=il, label_lengths=ll, zero_infinity=True, reduction="sum"),
+        ref_v,
+        ref_g,
+        (x,),
+        dtype,
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -138,16 +159,35 @@ def test_ctc_nonzero_blank_against_pytorch(dtype):
     y[0, :] = [0, 0, 2]
     y[np.arange(N)[None] >= ll[:, None]] = 3  # padding holds the blank: ignored beyond the label length
     for reduction in ("sum", "none"):
-        tfn = lambda a: F.ctc_loss(torch.log_softmax(a, -1).transpose(0, 1), torch.tensor(y), torch.tensor(il),
-                                   torch.tensor(ll), blank=3, reduction="sum")
+        tfn = lambda a: F.ctc_loss(
+            torch.log_softmax(a, -1).transpose(0, 1),
+            torch.tensor(y),
+            torch.tensor(il),
+            torch.tensor(ll),
+            blank=3,
+            reduction="sum",
+        )
         if reduction == "none":
-            want = F.ctc_loss(torch.log_softmax(torch.tensor(x), -1).transpose(0, 1), torch.tensor(y), torch.tensor(il),
-                              torch.tensor(ll), blank=3, reduction="none").numpy()
-            assert_close(jaxloss.ctc(x, y, input_lengths=il, label_lengths=ll, blank_id=3, reduction="none"), want, dtype)
+            want = F.ctc_loss(
+                torch.log_softmax(torch.tensor(x), -1).transpose(0, 1),
+                torch.tensor(y),
+                torch.tensor(il),
+                torch.tensor(ll),
+                blank=3,
+                reduction="none",
+            ).numpy()
+            assert_close(
+                jaxloss.ctc(x, y, input_lengths=il, label_lengths=ll, blank_id=3, reduction="none"), want, dtype
+            )
         else:
             ref_v, ref_g = torch_value_and_grads(tfn, (x,))
-            check_reference(lambda a: jaxloss.ctc(a, y, input_lengths=il, label_lengths=ll, blank_id=3, reduction="sum"),
-                            ref_v, ref_g, (x,), dtype)
+            check_reference(
+                lambda a: jaxloss.ctc(a, y, input_lengths=il, label_lengths=ll, blank_id=3, reduction="sum"),
+                ref_v,
+                ref_g,
+                (x,),
+                dtype,
+            )
 
 
 def test_ctc_padding_nan_vmap_jit_and_checked_mode():
@@ -157,9 +197,13 @@ def test_ctc_padding_nan_vmap_jit_and_checked_mode():
     x_nan = np.where(np.arange(T)[None, :, None] < il[:, None, None], x, np.nan).astype(np.float32)
     f = jax.jit(lambda a: jaxloss.ctc(a, y, input_lengths=il, label_lengths=ll, reduction="none"))
     batched = f(x_nan)
-    assert_close(batched, jaxloss.ctc(x, y, input_lengths=il, label_lengths=ll, reduction="none"), np.float32, rtol=1e-6)
+    assert_close(
+        batched, jaxloss.ctc(x, y, input_lengths=il, label_lengths=ll, reduction="none"), np.float32, rtol=1e-6
+    )
     g = jax.grad(lambda a: jnp.sum(f(a)))(x_nan)
-    assert all_finite(g) and np.all(np.asarray(g)[0 == (np.arange(T)[None, :, None] < il[:, None, None]).repeat(K, 2)] == 0)
+    assert all_finite(g) and np.all(
+        np.asarray(g)[0 == (np.arange(T)[None, :, None] < il[:, None, None]).repeat(K, 2)] == 0
+    )
     per = jax.vmap(lambda a, b, i, l: jaxloss.ctc(a, b, input_lengths=i, label_lengths=l))(x, y, il, ll)
     assert_close(per, batched, np.float32, rtol=1e-6)
     bad = y.copy()
@@ -200,14 +244,26 @@ def test_sequence_cross_entropy_tokens_against_pytorch(dtype):
     for eps in (0.0, 0.2):
         tfn = lambda a: F.cross_entropy(a.reshape(-1, V), y_torch, ignore_index=-100, label_smoothing=eps)
         ref_v, ref_g = torch_value_and_grads(tfn, (x,))
-        check_reference(lambda a: jaxloss.sequence_cross_entropy(a, y, lengths=lengths, ignore_index=-100, label_smoothing=eps),
-                        ref_v, ref_g, (x,), dtype)
+        check_reference(
+            lambda a: jaxloss.sequence_cross_entropy(a, y, lengths=lengths, ignore_index=-100, label_smoothing=eps),
+            ref_v,
+            ref_g,
+            (x,),
+            dtype,
+        )
     y_pad = np.where(pad, 0, y)  # same tokens masked through paddings (float) + ignore_index
     tfn = lambda a: F.cross_entropy(a.reshape(-1, V), y_torch, ignore_index=-100, reduction="sum")
     ref_v, ref_g = torch_value_and_grads(tfn, (x,))
     y_pad[0, 1] = -100
-    check_reference(lambda a: jaxloss.sequence_cross_entropy(a, y_pad, paddings=pad.astype(dtype), ignore_index=-100, reduction="sum"),
-                    ref_v, ref_g, (x,), dtype)
+    check_reference(
+        lambda a: jaxloss.sequence_cross_entropy(
+            a, y_pad, paddings=pad.astype(dtype), ignore_index=-100, reduction="sum"
+        ),
+        ref_v,
+        ref_g,
+        (x,),
+        dtype,
+    )
 
 
 def _np_sequence_mean(x, y, valid):
@@ -226,16 +282,30 @@ def test_sequence_cross_entropy_sequences_against_numpy(dtype):
     valid = (np.arange(S)[None] < lengths[:, None]) & (y != -100)
     ref_v = _np_sequence_mean(x, y, valid)
     ref_g = numeric_grads(lambda a: _np_sequence_mean(a, y, valid), (x,))
-    check_reference(lambda a: jaxloss.sequence_cross_entropy(a, y, lengths=lengths, ignore_index=-100, normalize="sequences"),
-                    ref_v, ref_g, (x,), dtype, rtol=1e-6 if dtype == np.float64 else None, atol=1e-9 if dtype == np.float64 else None)
-    none = jaxloss.sequence_cross_entropy(x, y, lengths=lengths, ignore_index=-100, normalize="sequences", reduction="none")
+    check_reference(
+        lambda a: jaxloss.sequence_cross_entropy(a, y, lengths=lengths, ignore_index=-100, normalize="sequences"),
+        ref_v,
+        ref_g,
+        (x,),
+        dtype,
+        rtol=1e-6 if dtype == np.float64 else None,
+        atol=1e-9 if dtype == np.float64 else None,
+    )
+    none = jaxloss.sequence_cross_entropy(
+        x, y, lengths=lengths, ignore_index=-100, normalize="sequences", reduction="none"
+    )
     assert none.shape == (3,)
     # a sequence without valid tokens gives 0 and is left out of the mean
-    empty = jaxloss.sequence_cross_entropy(x, y, lengths=np.array([4, 0, 3]), ignore_index=-100, normalize="sequences", reduction="none")
+    empty = jaxloss.sequence_cross_entropy(
+        x, y, lengths=np.array([4, 0, 3]), ignore_index=-100, normalize="sequences", reduction="none"
+    )
     assert float(empty[1]) == 0.0
     valid[1] = False
-    assert_close(jaxloss.sequence_cross_entropy(x, y, lengths=np.array([4, 0, 3]), ignore_index=-100, normalize="sequences"),
-                 (np.asarray(empty)[[0, 2]]).mean(), dtype)
+    assert_close(
+        jaxloss.sequence_cross_entropy(x, y, lengths=np.array([4, 0, 3]), ignore_index=-100, normalize="sequences"),
+        (np.asarray(empty)[[0, 2]]).mean(),
+        dtype,
+    )
 
 
 # ------------------------------------------------------------------------------------------------- z-loss
@@ -251,8 +321,8 @@ def test_z_loss_against_numpy_and_fused_cross_entropy(dtype):
     x64 = x.astype(np.float64)
     lse = np.log(np.exp(x64).sum(-1))
     soft = np.exp(x64 - lse[:, None])
-    check_reference(jaxloss.z_loss, np.mean(lse ** 2), [2 * lse[:, None] * soft / 5], (x,), dtype)
-    assert_close(jaxloss.z_loss(x.T, axis=0, reduction="none"), lse ** 2, dtype)
+    check_reference(jaxloss.z_loss, np.mean(lse**2), [2 * lse[:, None] * soft / 5], (x,), dtype)
+    assert_close(jaxloss.z_loss(x.T, axis=0, reduction="none"), lse**2, dtype)
     c = 1e-2
     fused_v, fused_g = jax_value_and_grads(lambda a: jaxloss.cross_entropy(a, y, z_loss=c), (x,))
     check_reference(lambda a: jaxloss.cross_entropy(a, y) + c * jaxloss.z_loss(a), fused_v, fused_g, (x,), dtype)
@@ -279,7 +349,10 @@ def test_ctc_forward_probs_against_optax(dtype):
     mine_phi = np.concatenate([la[:, :-1, 0::2], last[:, None]], axis=1)
     for b in range(B):
         n_lab = ll[b]
-        for mine, ref in ((mine_phi[b, :, : n_lab + 1], phi[b, :, : n_lab + 1]), (la[b, :, 1 : 2 * n_lab : 2], emit[b, :, :n_lab])):
+        for mine, ref in (
+            (mine_phi[b, :, : n_lab + 1], phi[b, :, : n_lab + 1]),
+            (la[b, :, 1 : 2 * n_lab : 2], emit[b, :, :n_lab]),
+        ):
             reach = ref > -1e3
             assert np.array_equal(reach, mine > -1e3), b
             assert_close(mine[reach], ref[reach], dtype, rtol=1e-5 if dtype == np.float32 else None)

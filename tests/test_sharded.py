@@ -26,15 +26,28 @@ import sharded_checks
 
 HERE = pathlib.Path(__file__).resolve().parent
 FIXED = [
-    *(f"linear_cross_entropy-{v}-{lay}" for v in ("labels", "class_weights", "probs", "bf16") for lay in ("data", "vocab", "2d")),
+    *(
+        f"linear_cross_entropy-{v}-{lay}"
+        for v in ("labels", "class_weights", "probs", "bf16")
+        for lay in ("data", "vocab", "2d")
+    ),
     "linear_cross_entropy-hlo-memory",
     "objective",
     "train_step",
     "minimize",
     "fit",
     "clipped_mean_grad-noise-variance",
-    *(f"{tool}-chunk{c}" for c in ("None", "8") for tool in (
-        "per_sample_grads", "per_sample_grad_norms", "clipped_mean_grad", "grad_statistics", "per_sample_no_batch_gather")),
+    *(
+        f"{tool}-chunk{c}"
+        for c in ("None", "8")
+        for tool in (
+            "per_sample_grads",
+            "per_sample_grad_norms",
+            "clipped_mean_grad",
+            "grad_statistics",
+            "per_sample_no_batch_gather",
+        )
+    ),
 ]
 CHECKS = sharded_checks.loss_check_ids() + FIXED
 
@@ -42,8 +55,13 @@ CHECKS = sharded_checks.loss_check_ids() + FIXED
 def _run(out: pathlib.Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
-    proc = subprocess.run([sys.executable, str(HERE / "sharded_checks.py"), str(out)], env=env, capture_output=True,
-                          text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "sharded_checks.py"), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     if proc.returncode != 0 or not out.exists():
         pytest.fail(f"sharded_checks.py failed (exit {proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
 
@@ -87,8 +105,14 @@ def test_sharded_benchmark_quick(tmp_path):
     out = tmp_path / "sharded.md"
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
-    subprocess.run([sys.executable, "-m", "benchmarks.sharded", "--quick", "--out", str(out)], cwd=HERE.parent,
-                   env=env, check=True, capture_output=True, timeout=600)
+    subprocess.run(
+        [sys.executable, "-m", "benchmarks.sharded", "--quick", "--out", str(out)],
+        cwd=HERE.parent,
+        env=env,
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
     text = out.read_text()
     assert "(met)" in text, text
     rows = [line.split("|") for line in text.splitlines() if line.startswith("| ") and "parallel" in line]

@@ -167,8 +167,9 @@ def test_batches_forms_drop_last_and_weighted_epoch_loss():
     assert_tree_close(res2.params, ref, np.float64)
     # drop_last: 40 examples in batches of 16 are 2 steps, or 3 with the remainder of 8
     assert jaxloss.fit(obj, obj.init_params(x), (x, y), opt, epochs=2, batch_size=16, verbose=0).num_steps == 4
-    res3 = jaxloss.fit(obj, obj.init_params(x), (x, y), opt, epochs=1, batch_size=16, drop_last=False,
-                       shuffle=False, verbose=0)
+    res3 = jaxloss.fit(
+        obj, obj.init_params(x), (x, y), opt, epochs=1, batch_size=16, drop_last=False, shuffle=False, verbose=0
+    )
     ref, rec = _optax_loop(obj, obj.init_params(x), opt, [[(x[:16], y[:16]), (x[16:32], y[16:32]), (x[32:], y[32:])]])
     assert res3.num_steps == 3
     assert_tree_close(res3.params, ref, np.float64)
@@ -223,9 +224,19 @@ def test_history_equals_recomputation_with_validation_and_metrics():
     xv, yv = _classification(seed=2, n=30)
     obj = jaxloss.logistic_regression(0.05)
     seen = []
-    res = jaxloss.fit(obj, obj.init_params(x), (x, y), optax.adam(0.1), epochs=4, batch_size=20,
-                      validation_data=(xv, yv), validation_batch_size=12, metrics=["accuracy"], verbose=0,
-                      callbacks=[lambda epoch, logs, state: seen.append((epoch, dict(logs), state.params))])
+    res = jaxloss.fit(
+        obj,
+        obj.init_params(x),
+        (x, y),
+        optax.adam(0.1),
+        epochs=4,
+        batch_size=20,
+        validation_data=(xv, yv),
+        validation_batch_size=12,
+        metrics=["accuracy"],
+        verbose=0,
+        callbacks=[lambda epoch, logs, state: seen.append((epoch, dict(logs), state.params))],
+    )
     assert sorted(res.history) == ["accuracy", "loss", "val_accuracy", "val_loss"]
     assert [e for e, _, _ in seen] == [0, 1, 2, 3]
 
@@ -263,8 +274,15 @@ def test_multiclass_accuracy_metric_and_custom_metric():
     x = r.normal(size=(30, 4))
     y = r.integers(0, 3, size=30)
     obj = jaxloss.logistic_regression(0.0, num_classes=3)
-    res = jaxloss.fit(obj, obj.init_params(x), (x, y), optax.sgd(0.0), epochs=1, verbose=0,
-                      metrics={"acc": "accuracy", "top_logit": lambda pred, t: jnp.mean(jnp.max(pred, -1))})
+    res = jaxloss.fit(
+        obj,
+        obj.init_params(x),
+        (x, y),
+        optax.sgd(0.0),
+        epochs=1,
+        verbose=0,
+        metrics={"acc": "accuracy", "top_logit": lambda pred, t: jnp.mean(jnp.max(pred, -1))},
+    )
     # zero parameters: every logit 0, argmax picks class 0 (NumPy: the share of label 0)
     assert_close(res.history["acc"], [np.mean(y == 0)], np.float64)
     assert_close(res.history["top_logit"], [0.0], np.float64)
@@ -303,16 +321,32 @@ def test_early_stopping_stops_where_the_validation_curve_says(patience):
 
     obj = jaxloss.least_squares(fit_intercept=False)
     stop = jaxloss.EarlyStopping(patience=patience, restore_best=True)
-    res = jaxloss.fit(obj, obj.init_params(x), (x, y), optax.sgd(lr), epochs=epochs,
-                      validation_data=(xv, yv), callbacks=[stop], verbose=0)
+    res = jaxloss.fit(
+        obj,
+        obj.init_params(x),
+        (x, y),
+        optax.sgd(lr),
+        epochs=epochs,
+        validation_data=(xv, yv),
+        callbacks=[stop],
+        verbose=0,
+    )
     assert res.epochs == expected_stop + 1 and stop.stopped_epoch == expected_stop
     assert stop.best_epoch == best
     assert_close(res.history["val_loss"], val[: expected_stop + 1], np.float64)
     assert_close(stop.best, val[best], np.float64)
     assert_close(res.params["w"][0], ws[best], np.float64)  # restored
     # without restore_best the last epoch's parameters are kept
-    res2 = jaxloss.fit(obj, obj.init_params(x), (x, y), optax.sgd(lr), epochs=epochs, validation_data=(xv, yv),
-                       callbacks=[jaxloss.EarlyStopping(patience=patience)], verbose=0)
+    res2 = jaxloss.fit(
+        obj,
+        obj.init_params(x),
+        (x, y),
+        optax.sgd(lr),
+        epochs=epochs,
+        validation_data=(xv, yv),
+        callbacks=[jaxloss.EarlyStopping(patience=patience)],
+        verbose=0,
+    )
     assert_close(res2.params["w"][0], ws[expected_stop], np.float64)
 
 
@@ -332,19 +366,43 @@ def test_early_stopping_min_delta_mode_and_baseline():
             stop_at = e
             break
     stop = jaxloss.EarlyStopping(min_delta=delta)
-    res = jaxloss.fit(obj, obj.init_params(x), (x, y), optax.sgd(lr), epochs=epochs, validation_data=(xv, yv),
-                      callbacks=[stop], verbose=0)
+    res = jaxloss.fit(
+        obj,
+        obj.init_params(x),
+        (x, y),
+        optax.sgd(lr),
+        epochs=epochs,
+        validation_data=(xv, yv),
+        callbacks=[stop],
+        verbose=0,
+    )
     assert stop_at is not None and res.epochs == stop_at + 1
     # mode "max" on the negated curve stops at the same epoch as "min" on the curve
     neg = jaxloss.EarlyStopping(monitor="val_neg", mode="max", patience=2)
-    res_neg = jaxloss.fit(obj, obj.init_params(x), (x, y), optax.sgd(lr), epochs=epochs, validation_data=(xv, yv),
-                          metrics={"neg": lambda p, t: -0.5 * jnp.mean((p - t) ** 2)},
-                          callbacks=[neg], verbose=0)
+    res_neg = jaxloss.fit(
+        obj,
+        obj.init_params(x),
+        (x, y),
+        optax.sgd(lr),
+        epochs=epochs,
+        validation_data=(xv, yv),
+        metrics={"neg": lambda p, t: -0.5 * jnp.mean((p - t) ** 2)},
+        callbacks=[neg],
+        verbose=0,
+    )
     assert res_neg.epochs == int(np.argmin(val)) + 2 + 1
     assert jaxloss.EarlyStopping(monitor="val_accuracy").mode == "max"
     # a baseline that is never beaten stops after `patience` epochs
-    res_b = jaxloss.fit(obj, obj.init_params(x), (x, y), optax.sgd(lr), epochs=epochs, validation_data=(xv, yv),
-                        callbacks=[jaxloss.EarlyStopping(baseline=0.0, patience=4)], verbose=0)
+    res_b = jaxloss.fit(
+        obj,
+        obj.init_params(x),
+        (x, y),
+        optax.sgd(lr),
+        epochs=epochs,
+        validation_data=(xv, yv),
+        callbacks=[jaxloss.EarlyStopping(baseline=0.0, patience=4)],
+        verbose=0,
+    )
     assert res_b.epochs == 4
     with pytest.raises(ValueError, match="mode must be"):
         jaxloss.EarlyStopping(mode="up")
@@ -383,8 +441,10 @@ def test_verbose_levels(capsys):
     obj = jaxloss.ridge_regression(0.1)
     res = jaxloss.fit(obj, obj.init_params(x), (x, y), optax.sgd(0.1), epochs=2, validation_data=(x, y), verbose=2)
     out = capsys.readouterr().out.splitlines()
-    assert out == [f"epoch {e + 1}/2 - loss: {res.history['loss'][e]:.4g} - val_loss: {res.history['val_loss'][e]:.4g}"
-                   for e in range(2)]
+    assert out == [
+        f"epoch {e + 1}/2 - loss: {res.history['loss'][e]:.4g} - val_loss: {res.history['val_loss'][e]:.4g}"
+        for e in range(2)
+    ]
     # default (verbose=None) outside an interactive session: nothing on stdout or stderr
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -399,8 +459,10 @@ def test_verbose_levels(capsys):
 
 def test_reprs_show_hyperparameters():
     reg = jaxloss.l2(1e-4, mask=jaxloss.not_bias) + jaxloss.elastic_net(0.1, 0.3) + jaxloss.group_lasso(0.2, axis=0)
-    assert repr(reg) == ("l2(strength=0.0001, mask=not_bias) + elastic_net(strength=0.1, l1_ratio=0.3) + "
-                         "group_lasso(strength=0.2, axis=0)")
+    assert repr(reg) == (
+        "l2(strength=0.0001, mask=not_bias) + elastic_net(strength=0.1, l1_ratio=0.3) + "
+        "group_lasso(strength=0.2, axis=0)"
+    )
     assert repr(jaxloss.l1(0.5, mask={"w": True, "b": False})) == "l1(strength=0.5, mask={'b': False, 'w': True})"
     assert repr(jaxloss.output_entropy(0.1)) == "output_entropy(strength=0.1, axis=-1)"
     assert repr(jaxloss.l2(jnp.ones(3, jnp.float32))) == "l2(strength=<float32[3]>)"
@@ -411,9 +473,17 @@ def test_reprs_show_hyperparameters():
     obj = jaxloss.objective(mlp, jaxloss.cross_entropy, jaxloss.l2(1e-4), label_smoothing=0.1)
     assert repr(obj) == "Objective(model=mlp, loss=cross_entropy(label_smoothing=0.1), regularizer=l2(strength=0.0001))"
     assert repr(jaxloss.huber_regression(1.35, 1e-3)) == (
-        "Objective(model=_linear, loss=huber(delta=1.35), regularizer=l2(strength=0.001, mask=_weights_only))")
+        "Objective(model=_linear, loss=huber(delta=1.35), regularizer=l2(strength=0.001, mask=_weights_only))"
+    )
     x, y = _regression()
-    res = jaxloss.fit(jaxloss.ridge_regression(0.1), jaxloss.ridge_regression(0.1).init_params(x), (x, y), optax.sgd(0.1), epochs=2, verbose=0)
+    res = jaxloss.fit(
+        jaxloss.ridge_regression(0.1),
+        jaxloss.ridge_regression(0.1).init_params(x),
+        (x, y),
+        optax.sgd(0.1),
+        epochs=2,
+        verbose=0,
+    )
     assert repr(res) == f"FitResult(epochs=2, num_steps=2, loss={res.history['loss'][-1]:.6g}, params=<4 numbers>)"
 
 
@@ -428,8 +498,17 @@ def test_equinox_module_through_fit_with_validation_and_restore_best():
     obj = jaxloss.objective(model, jaxloss.mse)
     seen = []
     stop = jaxloss.EarlyStopping(patience=100, restore_best=True)  # never stops: restores the best at the end
-    res = jaxloss.fit(obj, model, (x, y), optax.adam(0.05), epochs=6, batch_size=8, validation_data=(xv, yv),
-                      callbacks=[stop, lambda e, logs, st: seen.append(st.params)], verbose=0)
+    res = jaxloss.fit(
+        obj,
+        model,
+        (x, y),
+        optax.adam(0.05),
+        epochs=6,
+        batch_size=8,
+        validation_data=(xv, yv),
+        callbacks=[stop, lambda e, logs, st: seen.append(st.params)],
+        verbose=0,
+    )
     assert isinstance(res.params, eqx.nn.MLP) and res.params.activation is jax.nn.tanh and res.epochs == 6
     val = [np.mean((np.asarray(jax.vmap(m)(xv), np.float64) - yv) ** 2) for m in seen]
     assert_close(res.history["val_loss"], val, np.float64)

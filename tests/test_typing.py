@@ -34,7 +34,9 @@ def test_public_signature_is_annotated(name, obj):
         assert getattr(obj, "__annotations__", None), f"{name}: a class without annotated fields"
         return
     sig = inspect.signature(fn)
-    missing = [p for p, v in sig.parameters.items() if p not in ("self", "cls") and v.annotation is inspect.Parameter.empty]
+    missing = [
+        p for p, v in sig.parameters.items() if p not in ("self", "cls") and v.annotation is inspect.Parameter.empty
+    ]
     assert not missing, f"{name}: parameters without annotations: {missing}"
     if not inspect.isclass(obj):
         assert sig.return_annotation is not inspect.Signature.empty, f"{name}: no return annotation"

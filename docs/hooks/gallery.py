@@ -42,7 +42,9 @@ def docstring(path: pathlib.Path) -> tuple[str, str]:
     """``(title, body)`` from the module docstring of an example (title: its first line)."""
     doc = ast.get_docstring(ast.parse(path.read_text()), clean=True)
     if not doc:
-        raise GalleryError(f"{path.relative_to(ROOT)} has no module docstring (its page text): see docs/gallery/README.md")
+        raise GalleryError(
+            f"{path.relative_to(ROOT)} has no module docstring (its page text): see docs/gallery/README.md"
+        )
     title, _, body = doc.partition("\n")
     return title.strip().rstrip("."), body.strip()
 
@@ -66,13 +68,19 @@ def run_example(path: pathlib.Path, package_hash: str) -> dict:
         return result
     with tempfile.TemporaryDirectory(prefix=f"gallery-{path.stem}-") as work:
         out = pathlib.Path(work) / "out"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+        env = dict(
+            os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        )
         env.update(MPLBACKEND="Agg", PYTHONHASHSEED="0")
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(
                 [sys.executable, str(path), "--quick", "--out", str(out)],
-                cwd=work, env=env, capture_output=True, text=True, timeout=TIMEOUT,
+                cwd=work,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=TIMEOUT,
             )
         except subprocess.TimeoutExpired as e:
             msg = f"{path.name} ran over {TIMEOUT:.0f} s with --quick (see docs/gallery/README.md)\n{e.stderr or ''}"
@@ -175,7 +183,9 @@ def on_files(files, config, **kwargs):
         results = run_all()
     except GalleryError as e:
         raise PluginError(f"gallery: {e}") from None
-    files.append(File.generated(config, "gallery/index.md", content=index_page([(p, docstring(p)[0]) for p, _ in results])))
+    files.append(
+        File.generated(config, "gallery/index.md", content=index_page([(p, docstring(p)[0]) for p, _ in results]))
+    )
     for path, result in results:
         files.append(File.generated(config, f"gallery/{path.stem}.md", content=page(path, result)))
         for png in result["pngs"]:

@@ -122,7 +122,9 @@ def _rewrite_root_links(text: str) -> str:
     text = re.sub(r"\]\(docs/([^)]+)\)", r"](\1)", text)
     text = text.replace("](CHANGELOG.md)", "](changelog.md)").replace("](CONTRIBUTING.md)", "](contributing.md)")
     # Other repository files (README.md, Makefile, ...) are not pages: show them as code, not links.
-    return re.sub(r"\[([^\]]+)\]\((?!https?://|#)([^)]+\.(?:py|toml|cfg|in|md|yml)|Makefile|\.ci/run)\)", r"\1 (`\2`)", text)
+    return re.sub(
+        r"\[([^\]]+)\]\((?!https?://|#)([^)]+\.(?:py|toml|cfg|in|md|yml)|Makefile|\.ci/run)\)", r"\1 (`\2`)", text
+    )
 
 
 def on_config(config, **kwargs):

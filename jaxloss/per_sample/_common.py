@@ -16,8 +16,6 @@ _tmap = jax.tree_util.tree_map
 _leaves = jax.tree_util.tree_leaves
 
 
-
-
 def _num_examples(batch: PyTree, name: str = "batch") -> int:
     """The common leading (example) axis of every leaf of ``batch``; a clear error otherwise."""
     leaves = _leaves(batch)
@@ -80,7 +78,9 @@ def _example_fn(fn: Callable) -> Callable:
     def one(params, example):
         out = fn(params, _tmap(lambda x: jnp.expand_dims(x, 0), example))
         if jnp.ndim(out) != 0:
-            raise TypeError(f"fn must return a scalar (a batch objective such as a mean loss); got shape {jnp.shape(out)}")
+            raise TypeError(
+                f"fn must return a scalar (a batch objective such as a mean loss); got shape {jnp.shape(out)}"
+            )
         return out
 
     return one

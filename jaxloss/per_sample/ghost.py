@@ -74,8 +74,17 @@ _tmap = jax.tree_util.tree_map
 
 # Unary operations through which a parameter may reach its use ("chain"); ``broadcast_in_dim`` spreads a
 # parameter over axes (a bias), allowed only before an elementwise use.
-_CHAIN = {"reshape", "transpose", "convert_element_type", "copy", "copy_p", "squeeze", "expand_dims",
-          "reduce_precision", "broadcast_in_dim"}
+_CHAIN = {
+    "reshape",
+    "transpose",
+    "convert_element_type",
+    "copy",
+    "copy_p",
+    "squeeze",
+    "expand_dims",
+    "reduce_precision",
+    "broadcast_in_dim",
+}
 _INLINE = {"pjit", "jit", "closed_call", "core_call", "remat", "checkpoint"}
 _ELEMENTWISE = {"add", "sub", "mul"}
 
@@ -154,11 +163,11 @@ class _Analysis:
                     self.fail(leaf, f"combined with another parameter-derived value in {name}")
                 out = _X if has_x else ("Q", frozenset(leaves))
             elif len(ps) == 1 and not has_x and name in _CHAIN and len(eqn.invars) == 1:
-                (j, t), = ps
+                ((j, t),) = ps
                 pure = t.pure and not (name == "broadcast_in_dim" and _broadcasts(eqn))
                 out = _P(t.leaf, t.chain + (eqn,), pure)
             elif len(ps) == 1 and has_x:
-                (j, t), = ps
+                ((j, t),) = ps
                 kind = _use_kind(eqn, j, t)
                 if kind is None:
                     self.fail(t.leaf, f"used by {name} in a way the analysis does not recognise")
@@ -168,7 +177,12 @@ class _Analysis:
                 out = _X
             else:
                 for leaf in leaves:
-                    self.fail(leaf, f"used by {name} without an example-dependent operand" if not has_x else f"used twice by {name}")
+                    self.fail(
+                        leaf,
+                        f"used by {name} without an example-dependent operand"
+                        if not has_x
+                        else f"used twice by {name}",
+                    )
                 out = _X if has_x else ("Q", frozenset(leaves))
             for v in eqn.outvars:
                 env[v] = out
@@ -244,7 +258,9 @@ def _trace(fn, trainable, batch) -> _Traced:
         ex = jax.tree_util.tree_unflatten(xtree, [jnp.expand_dims(x, 0) for x in xl])
         out = fn(p, ex)
         if jnp.ndim(out) != 0:
-            raise TypeError(f"fn must return a scalar (a batch objective such as a mean loss); got shape {jnp.shape(out)}")
+            raise TypeError(
+                f"fn must return a scalar (a batch objective such as a mean loss); got shape {jnp.shape(out)}"
+            )
         return out
 
     closed = jax.make_jaxpr(flat_one)(leaves, [x[0] for x in xleaves])
@@ -666,9 +682,13 @@ def _check_dense(params) -> None:
         if jnp.ndim(w) != 2:
             raise ValueError(f"dense-stack layer {i}: W must be [d_in, d_out]; got shape {jnp.shape(w)}")
         if b is not None and jnp.shape(b) != (jnp.shape(w)[1],):
-            raise ValueError(f"dense-stack layer {i}: b must be [d_out] = [{jnp.shape(w)[1]}]; got shape {jnp.shape(b)}")
+            raise ValueError(
+                f"dense-stack layer {i}: b must be [d_out] = [{jnp.shape(w)[1]}]; got shape {jnp.shape(b)}"
+            )
         if prev is not None and jnp.shape(w)[0] != prev:
-            raise ValueError(f"dense-stack layer {i}: W has d_in={jnp.shape(w)[0]} but the previous layer outputs {prev}")
+            raise ValueError(
+                f"dense-stack layer {i}: W has d_in={jnp.shape(w)[0]} but the previous layer outputs {prev}"
+            )
         prev = jnp.shape(w)[1]
 
 
@@ -741,10 +761,13 @@ def _per_example_loss(loss, outputs, targets):
     return losses
 
 
-
-
 def ghost_grad_norms(
-    params: Sequence, batch: PyTree, loss: Callable, *, activation: Callable = jax.nn.relu, per_layer: bool = False,
+    params: Sequence,
+    batch: PyTree,
+    loss: Callable,
+    *,
+    activation: Callable = jax.nn.relu,
+    per_layer: bool = False,
 ) -> Array | tuple[Array, Any]:
     """Deprecated: ``per_sample_grad_norms(dense_stack_objective(loss, activation), params, batch,
     method="ghost")``, which this calls (any model works there).
@@ -775,8 +798,14 @@ def ghost_grad_norms(
 
 
 def ghost_clipped_mean_grad(
-    params: Sequence, batch: PyTree, loss: Callable, max_norm: ArrayLike, noise_multiplier: ArrayLike = 0.0,
-    key: Array | None = None, *, activation: Callable = jax.nn.relu,
+    params: Sequence,
+    batch: PyTree,
+    loss: Callable,
+    max_norm: ArrayLike,
+    noise_multiplier: ArrayLike = 0.0,
+    key: Array | None = None,
+    *,
+    activation: Callable = jax.nn.relu,
 ) -> ClippedGrad:
     """Deprecated: ``clipped_mean_grad(dense_stack_objective(loss, activation), params, batch, max_norm,
     noise_multiplier, key, method="ghost")``, which this calls (any model works there).

@@ -104,7 +104,11 @@ def tracin_influence(
     else:
         if not isinstance(params, (list, tuple)):
             raise ValueError("with learning_rates, params must be a list or tuple of checkpoints")
-        rates = list(learning_rates) if not hasattr(learning_rates, "shape") else [learning_rates[i] for i in range(len(learning_rates))]
+        rates = (
+            list(learning_rates)
+            if not hasattr(learning_rates, "shape")
+            else [learning_rates[i] for i in range(len(learning_rates))]
+        )
         checkpoints = list(params)
         if len(rates) != len(checkpoints):
             raise ValueError(f"got {len(checkpoints)} checkpoints but {len(rates)} learning_rates")

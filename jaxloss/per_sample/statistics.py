@@ -25,7 +25,14 @@ from jaxloss.per_sample._common import (
     _zero_grads,
 )
 
-__all__ = ["grad_statistics", "grad_statistics_from_grads", "GradStatistics", "noise_scale_from_batch_sizes", "two_batch_noise_scale", "NoiseScale"]
+__all__ = [
+    "grad_statistics",
+    "grad_statistics_from_grads",
+    "GradStatistics",
+    "noise_scale_from_batch_sizes",
+    "two_batch_noise_scale",
+    "NoiseScale",
+]
 
 
 class GradStatistics(NamedTuple):
@@ -52,7 +59,9 @@ class GradStatistics(NamedTuple):
 
 def _stats_from_moments(count, mean, m2) -> GradStatistics:
     variance = optax.tree.scale(1.0 / (count - 1), m2)
-    snr = _tmap(lambda m, v: _safe_div(jnp.abs(m), jnp.sqrt(v), jnp.where(m != 0, jnp.inf, 0.0).astype(m.dtype)), mean, variance)
+    snr = _tmap(
+        lambda m, v: _safe_div(jnp.abs(m), jnp.sqrt(v), jnp.where(m != 0, jnp.inf, 0.0).astype(m.dtype)), mean, variance
+    )
     trace = optax.tree.sum(variance)
     mean_sq = optax.tree.norm(mean, squared=True)
     g_sq = mean_sq - trace / count
@@ -155,7 +164,10 @@ class NoiseScale(NamedTuple):
 
 
 def noise_scale_from_batch_sizes(
-    small_sq_norm: ArrayLike, big_sq_norm: ArrayLike, small_batch_size: ArrayLike, big_batch_size: ArrayLike,
+    small_sq_norm: ArrayLike,
+    big_sq_norm: ArrayLike,
+    small_batch_size: ArrayLike,
+    big_batch_size: ArrayLike,
 ) -> NoiseScale:
     """The unbiased two-batch-size estimator of the gradient noise scale (McCandlish et al. 2018, App. A).
 
@@ -190,7 +202,9 @@ def noise_scale_from_batch_sizes(
     _core.check_hyper(small_batch_size, "small_batch_size", low=0.0, low_open=True)
     if _core.is_concrete(small_batch_size) and _core.is_concrete(big_batch_size):
         if not np.all(np.asarray(big_batch_size) > np.asarray(small_batch_size)):
-            raise ValueError(f"big_batch_size must exceed small_batch_size; got {big_batch_size} and {small_batch_size}")
+            raise ValueError(
+                f"big_batch_size must exceed small_batch_size; got {big_batch_size} and {small_batch_size}"
+            )
     small, big = jnp.asarray(small_sq_norm), jnp.asarray(big_sq_norm)
     dtype = jnp.result_type(small, big, jnp.float32)
     small, big = small.astype(dtype), big.astype(dtype)

@@ -36,9 +36,20 @@ def reported(output: str) -> set[tuple[int, str]]:
 
 def main() -> int:
     proc = subprocess.run(
-        [sys.executable, "-m", "mypy", "--config-file", str(ROOT / "pyproject.toml"), "--no-error-summary",
-         "--show-error-codes", "--hide-error-context", str(USAGE.relative_to(ROOT))],
-        cwd=ROOT, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            "--no-error-summary",
+            "--show-error-codes",
+            "--hide-error-context",
+            str(USAGE.relative_to(ROOT)),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
     )
     want, got = expected(), reported(proc.stdout)
     others = [line for line in proc.stdout.splitlines() if "error:" in line and "usage.py" not in line]

@@ -30,7 +30,9 @@ g: jax.Array = jaxloss.linear_cross_entropy(logits, jnp.zeros((3, 7)), labels, c
 reg: jaxloss.Regularizer = jaxloss.l2(1e-3, mask=jaxloss.not_bias) + jaxloss.l1(1e-4)
 obj: jaxloss.Objective = jaxloss.objective(lambda p, x: x @ p["w"], jaxloss.mse, reg)
 params = {"w": jnp.zeros((3,))}
-res: jaxloss.OptimizeResult = jaxloss.minimize(obj, params, (jnp.ones((4, 3)), jnp.ones(4)), optax.lbfgs(), max_steps=10)
+res: jaxloss.OptimizeResult = jaxloss.minimize(
+    obj, params, (jnp.ones((4, 3)), jnp.ones(4)), optax.lbfgs(), max_steps=10
+)
 grads = jaxloss.per_sample_grads(obj, params, (jnp.ones((4, 3)), jnp.ones(4)), chunk_size=2)
 mode: jaxloss.Reduction = "mean"
 h: jax.Array = jaxloss.focal(pred, target, gamma=2.0, reduction=mode)
