@@ -427,7 +427,7 @@ def _prepare(hidden, weight, labels, bias, where, reduction, ignore_index):
             )
         if ignore_index is not None:
             raise ValueError("ignore_index applies to integer labels only; mask probability targets with where=")
-        ctx = _core.LossContext(tuple(loss_shape), _core._make_mask(where, loss_shape), dtype, out_dtype, reduction)
+        ctx = _core.context(loss_shape, out_dtype, where=where, reduction=reduction)
         t = ctx.fill(labels.astype(dtype))
         return ctx, ctx.fill(hidden.astype(dtype)).reshape(-1, hidden.shape[-1]), weight, bias, t, labels
     labels = _core.int_array(labels, "labels", "linear_cross_entropy takes integer labels or float probabilities")

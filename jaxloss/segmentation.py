@@ -23,8 +23,6 @@ With ``p`` the probabilities and ``t`` the targets of one class of one example, 
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 
@@ -94,14 +92,10 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
     if is_int:
         top = 2 if num_classes == 1 else num_classes
         in_range = (t >= 0) & (t < top)
-        considered = in_range if ignore_index is None else in_range | (t == ignore_index)
-        if ctx.mask is not None:
-            considered = considered | ~ctx.mask.reshape(batch_shape + (1,) * (t.ndim - batch_dims))
-        _core.value_check(
-            considered, f"integer targets must lie in [0, {top}) (or equal ignore_index); found a label out of range"
+        bad = ~in_range if ignore_index is None else ~in_range & (t != ignore_index)
+        ctx = ctx.flag(
+            bad, f"integer targets must lie in [0, {top}) (or equal ignore_index); found a label out of range"
         )
-        invalid = jnp.any(~considered, axis=sum_axes) if sum_axes else ~considered
-        ctx = dataclasses.replace(ctx, invalid=invalid)
         labels = jnp.where(in_range, t, 0)
         onehot = (
             labels[..., None].astype(ctx.dtype)

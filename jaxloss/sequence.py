@@ -8,7 +8,6 @@ count, or the gradient, even when the padded logits hold NaN.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 from typing import Literal, Optional, Tuple
 
@@ -265,12 +264,8 @@ def ctc(
     for bad in (bad_frames, bad_labels):
         if bad is not None:
             invalid = invalid | bad
-    if ctx.mask is not None:
-        considered = ~invalid | ~ctx.mask.reshape(batch)
-    else:
-        considered = ~invalid
-    _core.value_check(
-        considered,
+    ctx = ctx.flag(
+        invalid.reshape(ctx.loss_shape),
         f"ctc labels must lie in [0, {num_classes}) and differ from blank_id={blank_id}, and lengths must not "
         "exceed the padded sizes; found an invalid sequence",
     )
@@ -286,7 +281,6 @@ def ctc(
         with_alpha=bool(return_forward_probs),
     )
     loss = out[0] if return_forward_probs else out
-    ctx = dataclasses.replace(ctx, invalid=invalid.reshape(ctx.loss_shape))
     value = ctx.reduce(loss.reshape(ctx.loss_shape), weights=weights)
     if not return_forward_probs:
         return value

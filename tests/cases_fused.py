@@ -43,6 +43,13 @@ def hidden_and_labels(rng, dtype, batch):
 
 CASES = [
     LossCase(
-        "linear_cross_entropy", linear_cross_entropy, hidden_and_labels, kwargs=dict(label_smoothing=0.1, z_loss=1e-3)
+        "linear_cross_entropy",
+        linear_cross_entropy,
+        hidden_and_labels,
+        kwargs=dict(label_smoothing=0.1, z_loss=1e-3),
+        not_applicable={
+            "second_order": "a jax.custom_vjp (reverse mode only, as its docstring says): forward-mode jvp and "
+            "forward-over-reverse Hessian-vector products are not defined for it"
+        },
     ),
 ]
