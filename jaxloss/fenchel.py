@@ -88,8 +88,8 @@ def fenchel_young(
       * ``reduction``: ``"mean"``, ``"sum"`` or ``"none"`` (per example).
 
     Raises:
-      ValueError: an unknown built-in name, or ``regularizer`` with a built-in name. TypeError: a
-      ``max_fn`` that is neither a string nor callable.
+      ValueError: an unknown built-in name, or ``regularizer`` with a built-in name.
+      TypeError: a ``max_fn`` that is neither a string nor callable.
 
     References:
       Blondel, Martins and Niculae, "Learning with Fenchel-Young Losses", JMLR 21, 2020.

@@ -414,7 +414,8 @@ class Box(Constraint):
     """``lower <= x <= upper`` on the selected leaves (``scipy.optimize.lsq_linear(bounds=...)``).
 
     Args:
-      lower, upper: scalars or arrays broadcastable to every selected leaf (``-inf``/``inf`` allowed).
+      lower: a scalar or an array broadcastable to every selected leaf (``-inf`` allowed).
+      upper: a scalar or an array broadcastable to every selected leaf (``inf`` allowed).
 
     Examples:
       >>> import jax.numpy as jnp, jaxloss
