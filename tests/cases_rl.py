@@ -51,6 +51,19 @@ def q(rng, dtype, batch):
     )
 
 
+def td_extreme(dtype):
+    """Values and rewards at +-1e4 with discounts at the ends of their domain [0, 1] (scaling the discount by
+    1e4, the generic extreme input, would leave the domain)."""
+    v, r, _, v2 = td(np.random.default_rng(3), dtype, 5)
+    return v * 1e4, r * 1e4, np.array([[0.0, 1.0], [1.0, 1.0], [0.0, 0.0], [1.0, 0.5], [0.5, 0.0]], dtype), v2 * 1e4
+
+
+def q_extreme(dtype):
+    """Q-values and rewards at +-1e4 with discounts at the ends of [0, 1]."""
+    q_tm1, a, r, _, q_t = q(np.random.default_rng(3), dtype, 5)
+    return q_tm1 * 1e4, a, r * 1e4, np.array([0.0, 1.0, 1.0, 0.0, 0.5], dtype), q_t * 1e4
+
+
 def values(rng, dtype, batch):
     return rng.normal(size=(batch, 3)).astype(dtype) * 2, rng.normal(size=(batch, 3)).astype(dtype) * 2
 
@@ -71,8 +84,17 @@ VARIANTS = [
     LossCase(
         "ppo_clip", jaxloss.ppo_clip, ppo, kwargs=dict(epsilon=0.3, **NO_STOP), diff=(0, 1, 2), extreme=ppo_extreme
     ),
-    LossCase("td_error", jaxloss.td_error, td, kwargs=dict(loss="huber", delta=0.5, **NO_STOP), diff=(0, 1, 2, 3)),
-    LossCase("q_learning", jaxloss.q_learning, q, kwargs=dict(loss="huber", **NO_STOP), diff=(0, 2, 3, 4)),
+    LossCase(
+        "td_error",
+        jaxloss.td_error,
+        td,
+        kwargs=dict(loss="huber", delta=0.5, **NO_STOP),
+        diff=(0, 1, 2, 3),
+        extreme=td_extreme,
+    ),
+    LossCase(
+        "q_learning", jaxloss.q_learning, q, kwargs=dict(loss="huber", **NO_STOP), diff=(0, 2, 3, 4), extreme=q_extreme
+    ),
     LossCase("value_loss", jaxloss.value_loss, values, kwargs=dict(loss="huber", delta=0.7, **NO_STOP), diff=(0, 1)),
 ]
 CASES += VARIANTS
