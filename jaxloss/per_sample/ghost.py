@@ -581,7 +581,7 @@ def ghost_norms(
     *,
     chunk_size: Optional[int] = None,
     per_layer: Union[bool, int] = False,
-):
+) -> Any:
     """Per-example gradient norms by the ghost norm analysis (see the module docstring).
 
     Equal (up to float rounding) to :func:`jaxloss.per_sample_grad_norms`, which calls this with
@@ -619,13 +619,13 @@ def ghost_clipped_grad(
     fn: Callable,
     params: PyTree,
     batch: PyTree,
-    max_norm,
-    noise_multiplier=0.0,
-    key=None,
+    max_norm: ArrayLike,
+    noise_multiplier: ArrayLike = 0.0,
+    key: Optional[jax.Array] = None,
     *,
     chunk_size: Optional[int] = None,
     clipping: str = "bookkeeping",
-):
+) -> ClippedGrad:
     """DP-SGD's clipped (noisy) mean gradient by ghost norms and book-keeping (see the module docstring).
 
     ``clipping="two_pass"`` clips by Li et al.'s ghost clipping instead (a second forward and backward pass
