@@ -10,3 +10,6 @@ if "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", "")
 import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
+
+# tests/typing/usage.py is read by mypy (make typecheck), never run: --doctest-modules would import it.
+collect_ignore = ["tests/typing"]

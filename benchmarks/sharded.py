@@ -3,7 +3,7 @@
 Run from the repository root (``make bench`` runs it after ``benchmarks.run``)::
 
     python -m benchmarks.sharded            # tokens 8192, hidden 2048, vocab 131072; writes benchmarks/results/sharded.md
-    python -m benchmarks.sharded --quick    # small shapes (prints, writes nothing unless --out)
+    python -m benchmarks.sharded --quick    # small shapes, target not judged (prints, writes nothing unless --out)
 
 Compile only: every figure is ``jax.jit(value_and_grad).lower(ShapeDtypeStructs).compile().memory_analysis()``
 (per device under SPMD), so nothing of that size is ever allocated; it runs on 8 simulated CPU devices
@@ -97,7 +97,7 @@ def measure(tokens: int, hidden: int, vocab: int, devices) -> list:
     return rows
 
 
-def report(tokens, hidden, vocab, rows, n_devices) -> str:
+def report(tokens, hidden, vocab, rows, n_devices, judge: bool = True) -> str:
     get = {(layout, path): mib for layout, path, mib, _ in rows}
     one = get[("one device", "fused")]
     target = one / n_devices + tokens * hidden * 4 / MiB
@@ -123,7 +123,7 @@ def report(tokens, hidden, vocab, rows, n_devices) -> str:
         "",
         f"Target: vocabulary-parallel fused <= one-device fused / {n_devices} + one [tokens, hidden] "
         f"buffer = {one:.1f} / {n_devices} + {tokens * hidden * 4 / MiB:.1f} = {target:.1f} MiB: "
-        f"{vp:.1f} MiB ({'met' if vp <= target else 'MISSED'}).",
+        f"{vp:.1f} MiB ({('met' if vp <= target else 'MISSED') if judge else 'not judged: the target is stated at the full shape, where fixed per-chunk buffers are negligible'}).",
     ]
     return "\n".join(lines) + "\n"
 
@@ -137,7 +137,7 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
     if len(devices) < 8:
         raise SystemExit(f"needs 8 devices; found {len(jax.devices())} (set XLA_FLAGS before JAX is imported)")
     tokens, hidden, vocab = (512, 64, 32768) if args.quick else (8192, 2048, 131072)
-    text = report(tokens, hidden, vocab, measure(tokens, hidden, vocab, devices), len(devices))
+    text = report(tokens, hidden, vocab, measure(tokens, hidden, vocab, devices), len(devices), judge=not args.quick)
     print(text)
     out = args.out or (None if args.quick else os.path.join(os.path.dirname(__file__), "results", "sharded.md"))
     if out:

@@ -99,14 +99,17 @@ def test_every_check_is_listed(results):
     assert sorted(results) == sorted(CHECKS)
 
 
-def test_sharded_benchmark_quick(tmp_path):
-    """``python -m benchmarks.sharded --quick`` (8 simulated devices, compile only) runs, meets its memory
-    target and finds no large all-gather in the fused path."""
+def test_sharded_benchmark_full_shape(tmp_path):
+    """``python -m benchmarks.sharded`` at the issue's full shape (tokens 8192, hidden 2048, vocab 131072;
+    8 simulated devices, compile only, a few seconds) meets its memory target and finds no large all-gather.
+
+    The target is stated at that shape: at the ``--quick`` shape the fixed per-chunk buffers do not shrink
+    with the vocabulary shard, so ``one device / 8`` is not a meaningful bound there."""
     out = tmp_path / "sharded.md"
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
     env["PYTHONPATH"] = os.pathsep.join([str(HERE.parent), env.get("PYTHONPATH", "")])
     subprocess.run(
-        [sys.executable, "-m", "benchmarks.sharded", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.sharded", "--out", str(out)],
         cwd=HERE.parent,
         env=env,
         check=True,
