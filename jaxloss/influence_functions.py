@@ -41,8 +41,8 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 
+from jaxloss import _models
 from jaxloss import implicit as _implicit
-from jaxloss import optimize as _opt
 from jaxloss._typing import Array, PyTree
 
 if TYPE_CHECKING:
@@ -81,7 +81,9 @@ def influence(
     Args:
       objective: a :class:`jaxloss.Objective` (smooth: no ``l1``/``group_lasso`` terms) that ``params``
         minimises on ``train_data``.
-      params: the trained parameters (a minimizer; for a network, trained to convergence).
+      params: the trained parameters (a minimizer; for a network, trained to convergence): a pytree, Flax
+        linen variables (collections other than ``params``, e.g. ``batch_stats``, are held fixed), an NNX
+        module or state (its ``nnx.Param`` state is differentiated) or an Equinox module.
       train_data: ``(inputs, targets)`` or ``(inputs, targets, weights)``, ``n`` examples.
       test_data: the test batch; the test loss is ``objective.data_term(params, test_data)`` (the mean
         loss, no regularizer) unless ``test_loss(params) -> scalar`` is given.
@@ -115,20 +117,20 @@ def influence(
     n = _leading(train_data)
     if n == 0:
         raise ValueError("train_data has no examples")
-    diff, static = _opt._partition(params)
+    # Plain pytrees, Flax linen variables (batch_stats carried), NNX modules or states, Equinox modules: the
+    # trainable arrays are differentiated, the rest is held (jaxloss._models, as in every entry point).
+    diff, held = _models.partition(params, objective)
     opts = dataclasses.replace(implicit_diff or _implicit.ImplicitDiff(), damping=float(damping))
     chunk = None if chunk_size is None or int(chunk_size) >= n else int(chunk_size)
-    return _scores(
-        objective, diff, train_data, test_data, static=static, test_loss=test_loss, chunk_size=chunk, opts=opts
-    )
+    return _scores(objective, diff, held, train_data, test_data, test_loss=test_loss, chunk_size=chunk, opts=opts)
 
 
-@functools.partial(jax.jit, static_argnames=("static", "test_loss", "chunk_size", "opts"))
-def _scores(objective, diff, train_data, test_data, *, static, test_loss, chunk_size, opts):
+@functools.partial(jax.jit, static_argnames=("test_loss", "chunk_size", "opts"))
+def _scores(objective, diff, held, train_data, test_data, *, test_loss, chunk_size, opts):
     n = _leading(train_data)
 
     def full(p):
-        return _opt._combine(p, static)
+        return held.merge(p)
 
     def objective_value(p):
         return objective(full(p), train_data)

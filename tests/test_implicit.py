@@ -336,3 +336,30 @@ def test_singular_hessian_gives_nan_derivative_and_reports_residual():
     assert np.isfinite(float(ok))
     with pytest.raises(ValueError, match="solver must be"):
         jaxloss.ImplicitDiff(solver="lu")
+
+
+def test_auto_solver_falls_back_to_a_direct_solve_when_cg_fails():
+    """ImplicitDiff('auto') above direct_max parameters uses CG; a CG solve that misses `check` (here:
+    capped at 2 iterations) is redone directly up to fallback_max parameters, so the derivative equals the
+    direct solve's; without the fallback (solver='cg') the same cap gives NaN. Reference: the ridge normal
+    equations' derivative in float64 NumPy."""
+    r = np.random.default_rng(3)
+    n, d = 40, 12
+    x = r.normal(size=(n, d)) * np.linspace(0.1, 3.0, d)
+    y = x @ r.normal(size=d) + 0.1 * r.normal(size=n)
+    data = (jnp.asarray(x), jnp.asarray(y))
+    alpha = 0.01
+
+    def hyper(a, opts):
+        obj = jaxloss.ridge_regression(a, fit_intercept=False)
+        return jnp.sum(_solve(obj, data, implicit_diff=opts).params["w"])
+
+    m = x.T @ x / n + alpha * np.eye(d)
+    ref = float(np.sum(-np.linalg.solve(m, np.linalg.solve(m, x.T @ y / n))))  # d w*/d alpha = -M^-1 w*
+    auto = jaxloss.ImplicitDiff(maxiter=2, direct_max=4)  # 12 parameters: CG, fallback up to 500
+    np.testing.assert_allclose(float(jax.grad(hyper)(alpha, auto)), ref, rtol=1e-8)
+    assert np.isnan(float(jax.grad(hyper)(alpha, jaxloss.ImplicitDiff(solver="cg", maxiter=2))))
+    no_fallback = jaxloss.ImplicitDiff(maxiter=2, direct_max=4, fallback_max=4)
+    assert np.isnan(float(jax.grad(hyper)(alpha, no_fallback)))
+    # well within the iteration cap, CG alone gives the same derivative
+    np.testing.assert_allclose(float(jax.grad(hyper)(alpha, jaxloss.ImplicitDiff(solver="cg"))), ref, rtol=1e-8)

@@ -7,6 +7,7 @@ the 455 leave-one-out problems re-solved the same way (warm-started Newton): the
 mean test log-loss.
 """
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -82,3 +83,122 @@ def test_influence_errors():
     with pytest.raises(NotImplementedError, match="smooth"):
         obj = jaxloss.lasso_regression(0.1)
         jaxloss.influence(obj, obj.init_params(x), (x, y), (x, y))
+
+
+# --------------------------------------------------------------------------------------------------------
+# Models as users write them: one adapter (jaxloss._models) for every entry point, influence included
+# --------------------------------------------------------------------------------------------------------
+
+_N, _D, _H = 12, 3, 5
+_r = np.random.default_rng(4)
+_X = jnp.asarray(_r.normal(size=(_N, _D)))
+_Y = jnp.asarray(_r.normal(size=_N))
+_XT, _YT = jnp.asarray(_r.normal(size=(4, _D))), jnp.asarray(_r.normal(size=4))
+_DAMP = 0.1
+_MEAN, _VAR = jnp.asarray(_r.normal(size=_H)), jnp.asarray(1.0 + _r.uniform(size=_H))
+
+
+def _mlp(p, x):
+    """The plain-function form of the Equinox and NNX networks below (weights as [in, out])."""
+    return (jnp.tanh(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"])[..., 0]
+
+
+def _mlp_bn(p, x):
+    """The plain form of the linen network: fixed running statistics (constants, not parameters)."""
+    h = (x @ p["w1"] + p["b1"] - _MEAN) / jnp.sqrt(_VAR + 1e-5)
+    return (jnp.tanh(h) @ p["w2"] + p["b2"])[..., 0]
+
+
+def _reference_influence(fn, p):
+    """Reference without jaxloss: (H + damping I)^{-1} grad T from the explicit Hessian of the flattened
+    parameters (jax.hessian, np.linalg.solve in float64), per-example gradients by a Python loop."""
+    from jax.flatten_util import ravel_pytree
+
+    flat, unravel = ravel_pytree(p)
+    train_loss = lambda q: jnp.mean((fn(unravel(q), _X) - _Y) ** 2)  # noqa: E731
+    test_loss = lambda q: jnp.mean((fn(unravel(q), _XT) - _YT) ** 2)  # noqa: E731
+    h = np.asarray(jax.hessian(train_loss)(flat), np.float64)
+    v = np.linalg.solve(h + _DAMP * np.eye(len(flat)), np.asarray(jax.grad(test_loss)(flat)))
+    per = np.array(
+        [
+            np.asarray(jax.grad(lambda q, i=i: (fn(unravel(q), _X[i : i + 1])[0] - _Y[i]) ** 2)(flat)) @ v
+            for i in range(_N)
+        ]
+    )
+    return (per - per.mean()) / _N
+
+
+def _eqx_and_plain():
+    eqx = pytest.importorskip("equinox")
+
+    class Net(eqx.Module):
+        l1: eqx.nn.Linear
+        l2: eqx.nn.Linear
+        act: object = eqx.field(static=True)  # held, never differentiated
+
+        def __init__(self, key):
+            k1, k2 = jax.random.split(key)
+            self.l1 = eqx.nn.Linear(_D, _H, key=k1, dtype=jnp.float64)
+            self.l2 = eqx.nn.Linear(_H, 1, key=k2, dtype=jnp.float64)
+            self.act = jnp.tanh
+
+        def __call__(self, x):  # one example
+            return self.l2(self.act(self.l1(x)))[0]
+
+    net = Net(jax.random.PRNGKey(0))
+    plain = {"w1": net.l1.weight.T, "b1": net.l1.bias, "w2": net.l2.weight.T, "b2": net.l2.bias}
+    return net, net, _mlp, plain
+
+
+def _nnx_and_plain():
+    nnx = pytest.importorskip("flax.nnx")
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.l1 = nnx.Linear(_D, _H, rngs=rngs, param_dtype=jnp.float64)
+            self.l2 = nnx.Linear(_H, 1, rngs=rngs, param_dtype=jnp.float64)
+
+        def __call__(self, x):
+            return self.l2(jnp.tanh(self.l1(x)))[..., 0]
+
+    net = Net(nnx.Rngs(1))
+    plain = {"w1": net.l1.kernel[...], "b1": net.l1.bias[...], "w2": net.l2.kernel[...], "b2": net.l2.bias[...]}
+    return net, net, _mlp, plain
+
+
+def _linen_and_plain():
+    nn = pytest.importorskip("flax.linen")
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.Dense(_H, param_dtype=jnp.float64)(x)
+            # running statistics only (eval mode, no scale/bias): a collection held, not differentiated
+            h = nn.BatchNorm(use_running_average=True, use_scale=False, use_bias=False)(h)
+            return nn.Dense(1, param_dtype=jnp.float64)(jnp.tanh(h))[..., 0]
+
+    module = Net()
+    prm = module.init(jax.random.PRNGKey(2), _X)["params"]
+    variables = {"params": prm, "batch_stats": {"BatchNorm_0": {"mean": _MEAN, "var": _VAR}}}
+    plain = {
+        "w1": prm["Dense_0"]["kernel"],
+        "b1": prm["Dense_0"]["bias"],
+        "w2": prm["Dense_1"]["kernel"],
+        "b2": prm["Dense_1"]["bias"],
+    }
+    return module, variables, _mlp_bn, plain
+
+
+@pytest.mark.parametrize("framework", ["equinox", "nnx", "linen"])
+def test_influence_of_a_framework_mlp_equals_the_plain_function(framework):
+    """influence on an Equinox / NNX / linen (BatchNorm statistics carried) MLP == influence on the same
+    network written as fn + params pytree == an explicit-Hessian reference (float64, damping 0.1)."""
+    make = {"equinox": _eqx_and_plain, "nnx": _nnx_and_plain, "linen": _linen_and_plain}[framework]
+    model, params, fn, plain = make()
+    train, test = (_X, _Y), (_XT, _YT)
+    got = np.asarray(jaxloss.influence(jaxloss.objective(model, jaxloss.mse), params, train, test, damping=_DAMP))
+    ref_plain = np.asarray(jaxloss.influence(jaxloss.objective(fn, jaxloss.mse), plain, train, test, damping=_DAMP))
+    ref = _reference_influence(fn, plain)
+    assert np.abs(ref).max() > 1e-4  # a non-trivial reference
+    np.testing.assert_allclose(ref_plain, ref, rtol=1e-8, atol=1e-12)
+    np.testing.assert_allclose(got, ref, rtol=1e-8, atol=1e-12)
