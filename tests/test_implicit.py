@@ -114,6 +114,35 @@ def test_ridge_data_gradient_and_initial_params():
     assert float(jnp.max(jnp.abs(gp["w"]))) == 0.0 and float(gp["b"]) == 0.0
 
 
+def test_logistic_data_gradient_inputs_and_example_weights():
+    """d(validation loss)/d(training inputs) and /d(example weights) through an L2 logistic solve ==
+    central finite differences of re-solved problems (float64)."""
+    r = np.random.default_rng(11)
+    x = r.normal(size=(N, D))
+    y = (x @ np.array([1.0, -1.0, 0.5, 0.0]) + 0.7 * r.normal(size=N) > 0).astype(np.float64)
+    w0 = r.uniform(0.5, 2.0, size=N)
+    xv, yv = jnp.asarray(XV), jnp.asarray((YV > np.median(YV)).astype(np.float64))
+
+    def outer(xx, ww):
+        obj = jaxloss.logistic_regression(0.05)
+        res = jaxloss.minimize(obj, obj.init_params(xx), (xx, jnp.asarray(y), ww), tol=1e-13, max_steps=3000)
+        return jaxloss.binary_cross_entropy(xv @ res.params["w"] + res.params["b"], yv)
+
+    gx, gw = jax.jit(jax.grad(outer, argnums=(0, 1)))(jnp.asarray(x), jnp.asarray(w0))
+    f = jax.jit(outer)
+    h = 1e-5
+    for i, j in [(0, 0), (7, 3), (21, 1)]:
+        e = np.zeros_like(x)
+        e[i, j] = h
+        fd = (float(f(jnp.asarray(x + e), jnp.asarray(w0))) - float(f(jnp.asarray(x - e), jnp.asarray(w0)))) / (2 * h)
+        np.testing.assert_allclose(float(gx[i, j]), fd, rtol=1e-5)
+    for i in (4, 13):
+        e = np.zeros_like(w0)
+        e[i] = h
+        fd = (float(f(jnp.asarray(x), jnp.asarray(w0 + e))) - float(f(jnp.asarray(x), jnp.asarray(w0 - e)))) / (2 * h)
+        np.testing.assert_allclose(float(gw[i]), fd, rtol=1e-5)
+
+
 def _fd(fn, a, h):
     return (fn(a + h) - fn(a - h)) / (2 * h)
 
