@@ -29,7 +29,8 @@ Decisions:
     batched Jacobian-vector product per parameter) for at most ``direct_max`` (100) parameters, else
     conjugate gradient (stationarity) or GMRES (fixed point), whose cost grows with the iterations, not
     the parameters; up to ``fallback_max`` (500) parameters an iterative solve that misses ``check`` is
-    redone directly (an ill-conditioned system), beyond that it fails. Measured on 2000 examples
+    redone directly (an ill-conditioned system; under ``jax.vmap`` the ``lax.cond`` becomes a select and
+    both solves run), beyond that it fails. Measured on 2000 examples
     (``benchmarks/solvers.py``, ridge): materialising the Hessian costs as much as conjugate gradient at
     ~100 parameters, 2-20 times more at 150-400.
   * ``damping`` adds ``damping * I`` to the Jacobian (a ridge on the Hessian, e.g. for a non-convex
