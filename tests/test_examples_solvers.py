@@ -6,29 +6,9 @@ leave-one-out retraining for the influence scores (Pearson correlation); the unw
 scores (ROC AUC 0.5) for the reweighting.
 """
 
-import os
 import re
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _run(name, tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", MPLBACKEND="Agg")
-    env.pop("XLA_FLAGS", None)
-    out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "examples", f"{name}.py"), "--quick", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        cwd=tmp_path,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert (out / f"{name}.png").stat().st_size > 10_000
-    return proc.stdout
+from tests.test_examples import _run
 
 
 def _numbers(stdout, label):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import ast
 import concurrent.futures
 import hashlib
+import importlib.metadata
 import json
 import os
 import pathlib
@@ -51,17 +52,26 @@ def docstring(path: pathlib.Path) -> tuple[str, str]:
 
 def _package_hash() -> str:
     h = hashlib.sha256(sys.version.encode())
+    for dist in ("jax", "jaxlib", "optax", "numpy", "flax", "equinox", "scikit-learn", "torch", "opacus"):
+        try:
+            h.update(f"{dist}=={importlib.metadata.version(dist)}".encode())
+        except importlib.metadata.PackageNotFoundError:
+            pass
     for p in sorted((ROOT / "jaxloss").rglob("*.py")):
         h.update(p.relative_to(ROOT).as_posix().encode())
         h.update(p.read_bytes())
     return h.hexdigest()
 
 
-def run_example(path: pathlib.Path, package_hash: str) -> dict:
-    """Runs one example (or takes its cached result): ``{"stdout", "seconds", "pngs": [Path]}``."""
+def run_example(path: pathlib.Path, package_hash: str, refresh: bool = False) -> dict:
+    """Runs one example (or takes its cached result): ``{"stdout", "seconds", "pngs": [Path]}``.
+
+    ``refresh=True`` always runs it (and refreshes the cache): the test suite runs every example this way,
+    so a ``make docs`` after ``make test`` takes their results from the cache instead of running them again.
+    """
     key = hashlib.sha256(path.read_bytes() + package_hash.encode()).hexdigest()[:16]
     cached = CACHE / path.stem / key
-    if (cached / "result.json").exists():
+    if not refresh and (cached / "result.json").exists():
         result = json.loads((cached / "result.json").read_text())
         result["pngs"] = [cached / name for name in result["png_names"]]
         result["cached"] = True
@@ -72,6 +82,10 @@ def run_example(path: pathlib.Path, package_hash: str) -> dict:
             os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         )
         env.update(MPLBACKEND="Agg", PYTHONHASHSEED="0")
+        # one device, as a user runs it (the test session forces several host devices; multi_device.py asks for 8 itself)
+        env["XLA_FLAGS"] = " ".join(
+            f for f in env.get("XLA_FLAGS", "").split() if "xla_force_host_platform_device_count" not in f
+        )
         t0 = time.perf_counter()
         try:
             proc = subprocess.run(
