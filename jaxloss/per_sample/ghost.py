@@ -422,21 +422,67 @@ def _to_rows(x, front, back):
     return jnp.reshape(x, (b, t, -1))
 
 
-def _patches(x, filt, strides, padding, lhs_dilation, rhs_dilation, dn):
-    """The unfolded input of a convolution by strided slices (data movement only, no FLOPs):
-    ``[N, *out_spatial, C, prod(filt)]`` for one example's ``x`` in the ``lhs_spec`` layout."""
+def _padded(x, padding, lhs_dilation, dn):
+    """A convolution's input ``[N, *spatial, C]`` (``lhs_spec`` layout in), dilated and padded as the
+    convolution sees it."""
     spec = dn.lhs_spec
     xt = jnp.transpose(x, (spec[0],) + tuple(spec[2:]) + (spec[1],))  # N, spatial..., C
-    nd = len(filt)
     cfg = [(0, 0, 0)] + [(lo, hi, d - 1) for (lo, hi), d in zip(padding, lhs_dilation)] + [(0, 0, 0)]
-    xp = jax.lax.pad(xt, jnp.zeros((), xt.dtype), cfg)
-    out = [(xp.shape[1 + k] - (filt[k] - 1) * rhs_dilation[k] - 1) // strides[k] + 1 for k in range(nd)]
-    cols = []
+    return jax.lax.pad(xt, jnp.zeros((), xt.dtype), cfg)
+
+
+def _windows(padded_shape, filt, strides, rhs_dilation):
+    """``(start, limit, strides)`` of the strided slice of the padded spatial axes that every filter offset
+    sees (one per offset), the output's spatial shape being ``(limit - start - 1) // stride + 1``."""
+    nd = len(filt)
+    out = [(padded_shape[k] - (filt[k] - 1) * rhs_dilation[k] - 1) // strides[k] + 1 for k in range(nd)]
+    wins = []
     for offs in itertools.product(*[range(f) for f in filt]):
-        start = [0] + [o * rhs_dilation[k] for k, o in enumerate(offs)] + [0]
-        limit = [xp.shape[0]] + [start[1 + k] + (out[k] - 1) * strides[k] + 1 for k in range(nd)] + [xp.shape[-1]]
-        cols.append(jax.lax.slice(xp, start, limit, [1] + list(strides) + [1]))
-    return jnp.stack(cols, axis=-1)
+        start = [o * rhs_dilation[k] for k, o in enumerate(offs)]
+        wins.append((start, [start[k] + (out[k] - 1) * strides[k] + 1 for k in range(nd)], list(strides)))
+    return wins, out
+
+
+def _conv_rule(f, t, c, n, p) -> str:
+    """The cheapest conv norm of :func:`_conv_sq` in flops: ``"direct"``, ``"gram_slices"`` or ``"gram_pixels"``
+    (``f`` filter offsets, ``t`` output positions, ``c``/``n`` input/output channels, ``p`` padded pixels)."""
+    costs = {"direct": f * t * c * n, "gram_slices": f * t * t * c + t * t * n, "gram_pixels": p * p * c + t * t * n}
+    return min(costs, key=costs.__getitem__)  # (ties: the first, direct)
+
+
+def _conv_sq(xp, g, filt, strides, rhs_dilation):
+    """Per-example squared norm of a convolution kernel's gradient from the padded input ``xp [B, M, *S, C]``
+    (``M`` images per example, usually 1) and the output cotangent ``g [B, M T, N]`` (``T = prod(out
+    spatial)``), the unfolded input ``a [B, M T, F C]`` (``F = prod(filt)`` offsets) never formed. The
+    cheapest (in flops) of: the direct ``|a^T g|^2 = sum_o |x_o^T g|^2`` over the offsets' strided slices
+    ``x_o [B, M T, C]`` (``F M T C N``); the Gram identity with ``a a^T = sum_o x_o x_o^T`` (``F (M T)^2 C``),
+    or with ``a a^T`` read off the Gram of the padded input's pixels, ``(a a^T)[t, s] = sum_o (x x^T)[t + o,
+    s + o]`` (``(M P)^2 C``, ``P = prod(S)``), each plus ``(M T)^2 N`` for ``g g^T``."""
+    f32 = lambda z: z.astype(jnp.promote_types(z.dtype, jnp.float32))  # noqa: E731
+    b, m, sp, c = xp.shape[0], xp.shape[1], xp.shape[2:-1], xp.shape[-1]
+    wins, out = _windows(sp, filt, strides, rhs_dilation)
+    f, t, n, p = len(wins), m * math.prod(out), g.shape[-1], m * math.prod(sp)
+    g = f32(g)
+
+    def col(w):
+        start, limit, st = w
+        x = jax.lax.slice(xp, [0, 0] + start + [0], [b, m] + limit + [c], [1, 1] + st + [1])
+        return f32(jnp.reshape(x, (b, t, c)))
+
+    rule = _conv_rule(f, t, c, n, p)
+    if rule == "direct":
+        return sum(jnp.sum(jnp.square(jnp.einsum("btk,btn->bkn", col(w), g)), axis=(1, 2)) for w in wins)
+    if rule == "gram_slices":
+        gram = sum(jnp.einsum("btk,bsk->bts", col(w), col(w)) for w in wins)
+    else:
+        x2 = f32(jnp.reshape(xp, (b, p, c)))
+        pix = jnp.reshape(jnp.einsum("bpk,bqk->bpq", x2, x2), (b, m) + sp + (m,) + sp)
+        gram = 0.0
+        for start, limit, st in wins:
+            lo, hi, step = [0, 0] + start + [0] + start, [b, m] + limit + [m] + limit, [1, 1] + st + [1] + st
+            gram = gram + jax.lax.slice(pix, lo, hi, step)
+        gram = jnp.reshape(gram, (b, t, t))
+    return jnp.einsum("bts,bts->b", gram, jnp.einsum("btn,bsn->bts", g, g))
 
 
 def _site_sq(use: _Use, others, g, leaf):
@@ -463,14 +509,12 @@ def _site_sq(use: _Use, others, g, leaf):
         dn = p["dimension_numbers"]
         rhs_shape = eqn.invars[1].aval.shape
         filt = [rhs_shape[d] for d in dn.rhs_spec[2:]]
-        patches = jax.vmap(
-            lambda x: _patches(x, filt, p["window_strides"], p["padding"], p["lhs_dilation"], p["rhs_dilation"], dn)
-        )(others[0])
-        b = patches.shape[0]
-        a2 = jnp.reshape(patches, (b, -1, patches.shape[-2] * patches.shape[-1]))
+        xp = jax.vmap(lambda x: _padded(x, p["padding"], p["lhs_dilation"], dn))(others[0])  # [B, M, *S, C]
+        b = g.shape[0]
         out_order = (dn.out_spec[0],) + tuple(dn.out_spec[2:]) + (dn.out_spec[1],)
-        g2 = jnp.reshape(jnp.transpose(g, (0,) + tuple(1 + d for d in out_order)), (b, a2.shape[1], -1))
-        return _dense_sq(a2, g2)
+        g2 = jnp.transpose(g, (0,) + tuple(1 + d for d in out_order))
+        g2 = jnp.reshape(g2, (b, -1, g2.shape[-1]))
+        return _conv_sq(xp, g2, filt, p["window_strides"], p["rhs_dilation"])
     if use.kind == "embedding":
         (idx,) = others
         dn = eqn.params["dimension_numbers"]
@@ -517,16 +561,22 @@ def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping")
     b = xleaves[0].shape[0]
     probes = {s: jnp.zeros((b,) + sh, dt) for s, (sh, dt) in shapes.items()}
 
-    def one(pr, xl):
+    two_pass = weights_fn is not None and clipping == "two_pass"
+
+    def one(pr, vals, xl):
         record = {}
-        (loss,) = _run(jaxpr, consts, list(leaves) + list(xl), sites, pr, record)
+        (loss,) = _run(jaxpr, consts, list(vals) + list(xl), sites, pr, record)
         return loss, record
 
-    def batched(pr):
-        return jax.vmap(one, in_axes=(0, 0))(pr, xleaves)
+    def batched(pr, vals):
+        return jax.vmap(one, in_axes=(0, None, 0))(pr, list(vals), xleaves)
 
-    losses, vjp, record = jax.vjp(batched, probes, has_aux=True)
-    (gs,) = vjp(jnp.ones_like(losses))
+    if two_pass:  # one forward; its residuals serve both backward passes
+        losses, vjp, record = jax.vjp(batched, probes, tuple(leaves), has_aux=True)
+        gs, _ = vjp(jnp.ones_like(losses))  # (the weight gradients of this pass are dead code under jit)
+    else:
+        losses, vjp, record = jax.vjp(lambda pr: batched(pr, leaves), probes, has_aux=True)
+        (gs,) = vjp(jnp.ones_like(losses))
     sq = {leaf_of[s]: _site_sq(u, record[s], gs[s], leaves[leaf_of[s]]) for s, u in sites.items()}
     fb_grads = None
     if tr.fallback:
@@ -546,14 +596,9 @@ def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping")
     if weights_fn is None:
         return losses, sq, None
     c = weights_fn(_ps._sum_leaves(list(sq.values()), jnp.zeros((b,), jnp.float32)))
-    if clipping == "two_pass":  # ghost clipping: a second backward pass of sum_i c_i l_i
-        c = jax.lax.stop_gradient(c)
-
-        def weighted(vals):
-            per = jax.vmap(lambda xl: _run(jaxpr, consts, list(vals) + list(xl), {}, {}, {})[0])(xleaves)
-            return jnp.sum(c.astype(per.dtype) * per)
-
-        return losses, sq, dict(enumerate(jax.grad(weighted)(list(leaves))))
+    if two_pass:  # ghost clipping: the backward pass of sum_i c_i l_i, from the same forward residuals
+        _, grads = vjp(jax.lax.stop_gradient(c).astype(losses.dtype))
+        return losses, sq, dict(enumerate(grads))
     grads = {}
     for s, u in sites.items():
         i = leaf_of[s]
@@ -650,8 +695,8 @@ def ghost_clipped_grad(
     tr = _trace(f, trainable, batch)
     n = _ps._num_examples(batch)
 
-    def weights(sq_total):
-        return _clip_factor(_ps._sqrt(sq_total), max_norm)
+    def weights(sq_total):  # c_i / n: the mean is taken in the weights (no extra pass over the gradient)
+        return _clip_factor(_ps._sqrt(sq_total), max_norm) / n
 
     def chunk_fn(acc, chunk):
         losses, sq, grads = _pass(tr, tr.leaves, jax.tree_util.tree_leaves(chunk), weights, clipping)
@@ -662,8 +707,9 @@ def ghost_clipped_grad(
     total, (norms, losses) = _ps._scan_chunks(chunk_fn, batch, chunk_size, init)
     total = jax.tree_util.tree_unflatten(tr.ptree, total)
     if noisy:
-        total = _tmap(jnp.add, total, _dp_noise(total, noise_multiplier, max_norm, key))
-    return ClippedGrad(_tmap(lambda t: t / jnp.asarray(n, t.dtype), total), norms, losses)
+        noise = _dp_noise(total, noise_multiplier, max_norm, key)
+        total = _tmap(lambda t, z: t + z / jnp.asarray(n, t.dtype), total, noise)
+    return ClippedGrad(total, norms, losses)
 
 
 # ---------------------------------------------------------------------------------------------------------
