@@ -23,12 +23,22 @@ only). Any leaf used otherwise (two uses, weight tying, a product of two paramet
 ``fn``, a parameter inside ``scan``/``cond``/a custom derivative rule) takes the exact per-example (vmap)
 path *for that leaf alone*; :func:`ghost_plan` reports which leaves do and why.
 
-**Clipping: book-keeping** (Bu et al. 2023). The clipped sum ``sum_i c_i G_i`` with ``c_i = min(1, C /
-|g_i|)`` is, for each operation, its ordinary weight gradient with the cotangents scaled by ``c_i``: one
-weight-gradient contraction per parameter from the stored ``a`` and ``g``, no second backward pass. Ghost
-clipping (a second backward of ``sum_i c_i l_i``) recomputes the forward and backward and was slower on
-every model of ``benchmarks/ghost.py``; book-keeping keeps the output cotangents of the parameter
-operations alive until the clip factors are known (memory of the order of the activations).
+**Clipping.** The clipped sum ``sum_i c_i G_i`` with ``c_i = min(1, C / |g_i|)`` is formed in one of two ways:
+
+* *two-pass ghost clipping* (Li et al. 2022): a second backward pass, of ``sum_i c_i l_i``, from the same
+  forward pass (its residuals serve both backward passes; the forward is not recomputed). Memory: that of
+  one batch gradient plus one backward step's temporaries; time: one more backward pass of activation
+  gradients.
+* *book-keeping* (Bu et al. 2023): for each operation, its ordinary weight gradient with the stored
+  output cotangents ``g`` scaled by ``c_i`` (one weight-gradient contraction per parameter, no second
+  backward pass). Faster, but every ``g`` is kept until the clip factors are known.
+
+``clipping="auto"`` (the default) chooses by a rule fitted to ``benchmarks/ghost.py`` (batch 512, CPU):
+book-keeping when the outputs of the parameter operations it must keep (dense, conv, embedding sites, per
+example) are at most 20% of all the values the per-example forward computes, two-pass otherwise. Measured:
+the MLP (ratio 0.33) keeps 1.50x the batch gradient's temp memory by book-keeping and 1.25x by two-pass;
+the CNN (0.29) 1.33x either way; the transformer (0.12) 1.10x by book-keeping and 1.23x by two-pass, which
+is also the slower. :func:`ghost_plan` reports the choice.
 
 Everything is pure and jit-compilable (``fn`` static). Models of any framework are accepted as
 ``params`` (see ``jaxloss._models``): Flax NNX / linen, Equinox, or a pytree with a function.
@@ -278,6 +288,43 @@ def _trace(fn, trainable, batch) -> _Traced:
     return _Traced(closed, ptree, xtree, leaves, xleaves, an, fallback, ghost)
 
 
+def _float_size(v) -> int:
+    aval = v.aval
+    dt = getattr(aval, "dtype", None)
+    if dt is None or not jnp.issubdtype(dt, jnp.floating):
+        return 0
+    return math.prod(aval.shape)
+
+
+def _forward_size(jaxpr) -> int:
+    """Floats computed by the per-example jaxpr (outputs of every equation but reshapes and the like)."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        inner = _inner(eqn) if eqn.primitive.name in _INLINE else None
+        if inner is not None:
+            total += _forward_size(inner[0])
+        elif eqn.primitive.name not in _CHAIN:
+            total += sum(_float_size(v) for v in eqn.outvars)
+    return total
+
+
+BOOKKEEPING_MAX_SHARE = 0.2
+
+
+def _auto_clipping(tr: _Traced) -> str:
+    """``"bookkeeping"`` when the outputs of the non-elementwise ghost sites (the cotangents book-keeping
+    keeps; an elementwise site's cotangent is that of the operation it follows) are at most
+    ``BOOKKEEPING_MAX_SHARE`` of the floats the per-example forward computes, else ``"two_pass"``."""
+    an = tr.analysis
+    kept = sum(
+        _float_size(an.sites[an.uses[i][0]].eqn.outvars[0])
+        for i in tr.ghost
+        if an.sites[an.uses[i][0]].kind != "elementwise"
+    )
+    total = _forward_size(tr.closed.jaxpr)
+    return "bookkeeping" if total and kept <= BOOKKEEPING_MAX_SHARE * total else "two_pass"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The plan
 # ---------------------------------------------------------------------------------------------------------
@@ -290,10 +337,13 @@ class GhostPlan(NamedTuple):
       kinds: ``{keystr(path): kind}`` with kind ``"dense"``, ``"conv"``, ``"embedding"``,
         ``"elementwise"`` (ghost), ``"exact"`` (the per-example vmap path) or ``"unused"``.
       reasons: ``{keystr(path): why}`` for the leaves on the exact path.
+      clipping: what ``clipping="auto"`` of :func:`ghost_clipped_grad` does for this model:
+        ``"bookkeeping"`` or ``"two_pass"`` (see the module docstring).
     """
 
     kinds: Dict[str, str]
     reasons: Dict[str, str]
+    clipping: str = "two_pass"
 
     @property
     def fallback(self):
@@ -333,7 +383,7 @@ def ghost_plan(fn: Callable, params: PyTree, batch: PyTree) -> GhostPlan:
             kinds[path] = "unused"
         else:
             kinds[path] = tr.analysis.sites[tr.analysis.uses[i][0]].kind
-    return GhostPlan(kinds, reasons)
+    return GhostPlan(kinds, reasons, _auto_clipping(tr))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -346,6 +396,32 @@ def _bind(eqn, invals):
     with eqn.ctx.manager:
         out = eqn.primitive.bind(*invals, **params)
     return out if eqn.primitive.multiple_results else [out]
+
+
+def _squeezed_dot(eqn, invals):
+    """A ``dot_general`` with the size-1 free axes of its operands squeezed out, its output reshaped back.
+
+    The same values; but under ``vmap`` over single-example batches a ``[1, K] x [K, N]`` product batches to
+    ``[B, K] x [K, N]`` with the example axis in front, where the unsqueezed one leaves XLA a unit axis in
+    a transposed layout and a copy of every activation cotangent in the backward pass (measured on the MLP of
+    ``benchmarks/ghost.py``: +25% temp memory)."""
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    ops, dims = [], []
+    for x, c, bt in ((invals[0], lc, lb), (invals[1], rc, rb)):
+        drop = [d for d in range(x.ndim) if x.shape[d] == 1 and d not in c and d not in bt]
+        keep = [d for d in range(x.ndim) if d not in drop]
+        ops.append(jnp.reshape(x, [x.shape[d] for d in keep]) if drop else x)
+        dims.append([tuple(keep.index(d) for d in c), tuple(keep.index(d) for d in bt)])
+    if all(o is x for o, x in zip(ops, invals)):
+        return _bind(eqn, invals)
+    out = jax.lax.dot_general(
+        ops[0],
+        ops[1],
+        ((dims[0][0], dims[1][0]), (dims[0][1], dims[1][1])),
+        precision=eqn.params.get("precision"),
+        preferred_element_type=eqn.params.get("preferred_element_type"),
+    )
+    return [jnp.reshape(out, eqn.outvars[0].aval.shape)]
 
 
 def _run(jaxpr, consts, args, sites, probes, record, path=()):
@@ -367,7 +443,7 @@ def _run(jaxpr, consts, args, sites, probes, record, path=()):
         if inner is not None and any(s[: len(site)] == site for s in sites):
             outs = _run(inner[0], inner[1], invals, sites, probes, record, site)
         else:
-            outs = _bind(eqn, invals)
+            outs = _squeezed_dot(eqn, invals) if eqn.primitive.name == "dot_general" else _bind(eqn, invals)
             if site in sites:
                 use = sites[site]
                 record[site] = [x for j, x in enumerate(invals) if j != use.pos]
@@ -669,13 +745,14 @@ def ghost_clipped_grad(
     key: Optional[jax.Array] = None,
     *,
     chunk_size: Optional[int] = None,
-    clipping: str = "bookkeeping",
+    clipping: str = "auto",
 ) -> ClippedGrad:
-    """DP-SGD's clipped (noisy) mean gradient by ghost norms and book-keeping (see the module docstring).
+    """DP-SGD's clipped (noisy) mean gradient by ghost norms and ghost clipping or book-keeping (module docstring).
 
-    ``clipping="two_pass"`` clips by Li et al.'s ghost clipping instead (a second forward and backward pass
-    of ``sum_i c_i l_i``): less memory (the cotangents are not kept), more time; measured in
-    ``benchmarks/ghost.py``.
+    ``clipping``: ``"auto"`` (the default: the rule of the module docstring, reported by
+    :func:`ghost_plan`), ``"two_pass"`` (ghost clipping: a second backward pass from the same forward; the
+    least memory) or ``"bookkeeping"`` (no second backward pass; keeps the parameter operations' output
+    cotangents). All three give the same result up to float rounding; measured in ``benchmarks/ghost.py``.
 
     Equal (up to float rounding) to :func:`jaxloss.clipped_mean_grad`, which calls this with
     ``method="ghost"``; arguments and returns are those of that function.
@@ -689,11 +766,13 @@ def ghost_clipped_grad(
       [0.2357, 0.569]
     """
     noisy = _check_dp_args(max_norm, noise_multiplier, key)
-    if clipping not in ("bookkeeping", "two_pass"):
-        raise ValueError(f"clipping must be 'bookkeeping' or 'two_pass'; got {clipping!r}")
+    if clipping not in ("auto", "bookkeeping", "two_pass"):
+        raise ValueError(f"clipping must be 'auto', 'bookkeeping' or 'two_pass'; got {clipping!r}")
     f, trainable = _models.bind(fn, params)
     tr = _trace(f, trainable, batch)
     n = _ps._num_examples(batch)
+    if clipping == "auto":
+        clipping = _auto_clipping(tr)
 
     def weights(sq_total):  # c_i / n: the mean is taken in the weights (no extra pass over the gradient)
         return _clip_factor(_ps._sqrt(sq_total), max_norm) / n
