@@ -424,7 +424,7 @@ def _squeezed_dot(eqn, invals):
     return [jnp.reshape(out, eqn.outvars[0].aval.shape)]
 
 
-def _run(jaxpr, consts, args, sites, probes, record, path=()):
+def _run(jaxpr, consts, args, sites, probes, record, path=(), summarize=None):
     """Evaluates ``jaxpr``; at every probed site adds ``probes[site]`` to the output and records the
     operands in ``record[site]``."""
     env = {}
@@ -441,12 +441,13 @@ def _run(jaxpr, consts, args, sites, probes, record, path=()):
         invals = [read(v) for v in eqn.invars]
         inner = _inner(eqn) if eqn.primitive.name in _INLINE else None
         if inner is not None and any(s[: len(site)] == site for s in sites):
-            outs = _run(inner[0], inner[1], invals, sites, probes, record, site)
+            outs = _run(inner[0], inner[1], invals, sites, probes, record, site, summarize)
         else:
             outs = _squeezed_dot(eqn, invals) if eqn.primitive.name == "dot_general" else _bind(eqn, invals)
             if site in sites:
                 use = sites[site]
-                record[site] = [x for j, x in enumerate(invals) if j != use.pos]
+                others = [x for j, x in enumerate(invals) if j != use.pos]
+                record[site] = summarize(use, others) if summarize is not None else others
                 outs = [outs[0] + probes[site]]
         for v, x in zip(eqn.outvars, outs):
             if not isinstance(v, jcore.DropVar):
@@ -474,20 +475,6 @@ def _site_fn(use: _Use, others):
         return jax.vmap(one)(*others)
 
     return out
-
-
-def _dense_sq(a, g):
-    """Per-example ``|sum_t a_t g_t^T|^2`` of ``a [B, T, K]`` and ``g [B, T, N]``: the Gram identity or
-    the direct product, whichever costs fewer flops."""
-    _, t, k = a.shape
-    n = g.shape[-1]
-    a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
-    g = g.astype(jnp.promote_types(g.dtype, jnp.float32))
-    if t == 1:
-        return jnp.sum(jnp.square(a[:, 0]), -1) * jnp.sum(jnp.square(g[:, 0]), -1)
-    if t * (k + n) <= k * n:
-        return jnp.einsum("bts,bts->b", jnp.einsum("btk,bsk->bts", a, a), jnp.einsum("btn,bsn->bts", g, g))
-    return jnp.sum(jnp.square(jnp.einsum("btk,btn->bkn", a, g)), axis=(1, 2))
 
 
 def _to_rows(x, front, back):
@@ -520,77 +507,125 @@ def _windows(padded_shape, filt, strides, rhs_dilation):
 
 
 def _conv_rule(f, t, c, n, p) -> str:
-    """The cheapest conv norm of :func:`_conv_sq` in flops: ``"direct"``, ``"gram_slices"`` or ``"gram_pixels"``
+    """The cheapest way to a conv kernel's per-example norm in flops: the direct ``|a^T g|^2 = sum_o |x_o^T
+    g|^2`` (``"direct"``, ``f t c n``) or the Gram identity with ``a a^T`` by :func:`_conv_gram`
+    (``"gram_slices"``, ``f t^2 c``, or ``"gram_pixels"``, ``p^2 c``; each plus ``t^2 n`` for ``g g^T``)
     (``f`` filter offsets, ``t`` output positions, ``c``/``n`` input/output channels, ``p`` padded pixels)."""
     costs = {"direct": f * t * c * n, "gram_slices": f * t * t * c + t * t * n, "gram_pixels": p * p * c + t * t * n}
     return min(costs, key=costs.__getitem__)  # (ties: the first, direct)
 
 
-def _conv_sq(xp, g, filt, strides, rhs_dilation):
-    """Per-example squared norm of a convolution kernel's gradient from the padded input ``xp [B, M, *S, C]``
-    (``M`` images per example, usually 1) and the output cotangent ``g [B, M T, N]`` (``T = prod(out
-    spatial)``), the unfolded input ``a [B, M T, F C]`` (``F = prod(filt)`` offsets) never formed. The
-    cheapest (in flops) of: the direct ``|a^T g|^2 = sum_o |x_o^T g|^2`` over the offsets' strided slices
-    ``x_o [B, M T, C]`` (``F M T C N``); the Gram identity with ``a a^T = sum_o x_o x_o^T`` (``F (M T)^2 C``),
-    or with ``a a^T`` read off the Gram of the padded input's pixels, ``(a a^T)[t, s] = sum_o (x x^T)[t + o,
-    s + o]`` (``(M P)^2 C``, ``P = prod(S)``), each plus ``(M T)^2 N`` for ``g g^T``."""
-    f32 = lambda z: z.astype(jnp.promote_types(z.dtype, jnp.float32))  # noqa: E731
+def _conv_cols(xp, filt, strides, rhs_dilation):
+    """The strided slices ``x_o [B, M T, C]`` of the padded input ``xp [B, M, *S, C]``, one per filter offset."""
     b, m, sp, c = xp.shape[0], xp.shape[1], xp.shape[2:-1], xp.shape[-1]
     wins, out = _windows(sp, filt, strides, rhs_dilation)
-    f, t, n, p = len(wins), m * math.prod(out), g.shape[-1], m * math.prod(sp)
-    g = f32(g)
-
-    def col(w):
-        start, limit, st = w
+    t = m * math.prod(out)
+    f32 = lambda z: z.astype(jnp.promote_types(z.dtype, jnp.float32))  # noqa: E731
+    for start, limit, st in wins:
         x = jax.lax.slice(xp, [0, 0] + start + [0], [b, m] + limit + [c], [1, 1] + st + [1])
-        return f32(jnp.reshape(x, (b, t, c)))
+        yield f32(jnp.reshape(x, (b, t, c)))
 
-    rule = _conv_rule(f, t, c, n, p)
-    if rule == "direct":
-        return sum(jnp.sum(jnp.square(jnp.einsum("btk,btn->bkn", col(w), g)), axis=(1, 2)) for w in wins)
+
+def _conv_gram(xp, filt, strides, rhs_dilation, rule):
+    """``a a^T [B, M T, M T]`` of the unfolded input (never formed) of the padded input ``xp [B, M, *S, C]``:
+    ``sum_o x_o x_o^T`` over the offsets' strided slices (``rule="gram_slices"``) or read off the Gram of
+    the padded input's pixels, ``(a a^T)[t, s] = sum_o (x x^T)[t + o, s + o]`` (``"gram_pixels"``)."""
     if rule == "gram_slices":
-        gram = sum(jnp.einsum("btk,bsk->bts", col(w), col(w)) for w in wins)
-    else:
-        x2 = f32(jnp.reshape(xp, (b, p, c)))
-        pix = jnp.reshape(jnp.einsum("bpk,bqk->bpq", x2, x2), (b, m) + sp + (m,) + sp)
-        gram = 0.0
-        for start, limit, st in wins:
-            lo, hi, step = [0, 0] + start + [0] + start, [b, m] + limit + [m] + limit, [1, 1] + st + [1] + st
-            gram = gram + jax.lax.slice(pix, lo, hi, step)
-        gram = jnp.reshape(gram, (b, t, t))
-    return jnp.einsum("bts,bts->b", gram, jnp.einsum("btn,bsn->bts", g, g))
+        return sum(jnp.einsum("btk,bsk->bts", x, x) for x in _conv_cols(xp, filt, strides, rhs_dilation))
+    b, m, sp, c = xp.shape[0], xp.shape[1], xp.shape[2:-1], xp.shape[-1]
+    wins, out = _windows(sp, filt, strides, rhs_dilation)
+    t, p = m * math.prod(out), m * math.prod(sp)
+    x2 = jnp.reshape(xp, (b, p, c)).astype(jnp.promote_types(xp.dtype, jnp.float32))
+    pix = jnp.reshape(jnp.einsum("bpk,bqk->bpq", x2, x2), (b, m) + sp + (m,) + sp)
+    gram = 0.0
+    for start, limit, st in wins:
+        lo, hi, step = [0, 0] + start + [0] + start, [b, m] + limit + [m] + limit, [1, 1] + st + [1] + st
+        gram = gram + jax.lax.slice(pix, lo, hi, step)
+    return jnp.reshape(gram, (b, t, t))
 
 
-def _site_sq(use: _Use, others, g, leaf):
-    """Per-example squared gradient norm ``[B]`` of the leaf at one site."""
+def _conv_direct_sq(xp, g, filt, strides, rhs_dilation):
+    """``|a^T g|^2 = sum_o |x_o^T g|^2`` per example, ``g [B, M T, N]``, the unfolded ``a`` never formed."""
+    cols = _conv_cols(xp, filt, strides, rhs_dilation)
+    return sum(jnp.sum(jnp.square(jnp.einsum("btk,btn->bkn", x, g)), axis=(1, 2)) for x in cols)
+
+
+def _dense_rows(use: _Use, a):
+    """The activation ``a [B, ...]`` of a dense site as rows ``[B, T, K]`` and the site's ``N``."""
+    (lc, rc), _ = use.eqn.params["dimension_numbers"]
+    xc = lc if use.pos == 1 else rc
+    xfree = [d for d in range(a.ndim - 1) if d not in xc]
+    d_shape = use.eqn.invars[use.pos].aval.shape
+    dc = rc if use.pos == 1 else lc
+    n = math.prod(d for k, d in enumerate(d_shape) if k not in dc)
+    return _to_rows(a, xfree, list(xc)), n
+
+
+def _conv_geometry(use: _Use):
+    p = use.eqn.params
+    dn = p["dimension_numbers"]
+    rhs_shape = use.eqn.invars[1].aval.shape
+    return p, dn, [rhs_shape[d] for d in dn.rhs_spec[2:]]
+
+
+def _site_summary(use: _Use, others):
+    """What the norm of a site needs of its other operands, computed in the forward pass: the activation's
+    squared norm (one token) or Gram matrix ``a a^T`` where those are used (the activation itself is then
+    not kept for the norm), else the operands."""
+    if use.kind == "dense":
+        a2, n = _dense_rows(use, others[0])
+        _, t, k = a2.shape
+        a2 = a2.astype(jnp.promote_types(a2.dtype, jnp.float32))
+        if t == 1:
+            return ("sq", jnp.sum(jnp.square(a2[:, 0]), -1))
+        if t * (k + n) <= k * n:
+            return ("gram", jnp.einsum("btk,bsk->bts", a2, a2))
+        return ("rows", a2)
+    if use.kind == "conv":
+        p, dn, filt = _conv_geometry(use)
+        xp = jax.vmap(lambda x: _padded(x, p["padding"], p["lhs_dilation"], dn))(others[0])  # [B, M, *S, C]
+        out_sp = [use.eqn.outvars[0].aval.shape[d] for d in dn.out_spec[2:]]
+        m, c, n = xp.shape[1], xp.shape[-1], use.eqn.outvars[0].aval.shape[dn.out_spec[1]]
+        rule = _conv_rule(math.prod(filt), m * math.prod(out_sp), c, n, m * math.prod(xp.shape[2:-1]))
+        if rule == "direct":
+            return ("padded", xp)
+        return ("gram", _conv_gram(xp, filt, p["window_strides"], p["rhs_dilation"], rule))
+    return ("others", others)
+
+
+def _site_sq(use: _Use, summary, g, leaf):
+    """Per-example squared gradient norm ``[B]`` of the leaf at one site, from its forward summary (see
+    :func:`_site_summary`) and its output cotangent ``g``."""
     eqn = use.eqn
+    what, val = summary
     if use.kind == "dense":
         (lc, rc), _ = eqn.params["dimension_numbers"]
-        (a,) = others
-        xpos = 1 - use.pos
-        xc = lc if xpos == 0 else rc
-        xnd = a.ndim - 1
-        xfree = [d for d in range(xnd) if d not in xc]
+        xc = lc if use.pos == 1 else rc
         dnd = len(eqn.invars[use.pos].aval.shape)
         nfree_d = dnd - len(xc)
-        a2 = _to_rows(a, xfree, list(xc))
         ond = g.ndim - 1
-        if xpos == 0:  # out = (x free..., D free...)
-            g2 = _to_rows(g, list(range(len(xfree))), list(range(len(xfree), ond)))
+        nfree_x = ond - nfree_d
+        if use.pos == 1:  # out = (x free..., D free...)
+            g2 = _to_rows(g, list(range(nfree_x)), list(range(nfree_x, ond)))
         else:  # out = (D free..., x free...)
             g2 = _to_rows(g, list(range(nfree_d, ond)), list(range(nfree_d)))
-        return _dense_sq(a2, g2)
+        g2 = g2.astype(jnp.promote_types(g2.dtype, jnp.float32))
+        if what == "sq":
+            return val * jnp.sum(jnp.square(g2[:, 0]), -1)
+        if what == "gram":
+            return jnp.einsum("bts,bts->b", val, jnp.einsum("btn,bsn->bts", g2, g2))
+        return jnp.sum(jnp.square(jnp.einsum("btk,btn->bkn", val, g2)), axis=(1, 2))
     if use.kind == "conv":
-        p = eqn.params
-        dn = p["dimension_numbers"]
-        rhs_shape = eqn.invars[1].aval.shape
-        filt = [rhs_shape[d] for d in dn.rhs_spec[2:]]
-        xp = jax.vmap(lambda x: _padded(x, p["padding"], p["lhs_dilation"], dn))(others[0])  # [B, M, *S, C]
+        p, dn, filt = _conv_geometry(use)
         b = g.shape[0]
         out_order = (dn.out_spec[0],) + tuple(dn.out_spec[2:]) + (dn.out_spec[1],)
         g2 = jnp.transpose(g, (0,) + tuple(1 + d for d in out_order))
         g2 = jnp.reshape(g2, (b, -1, g2.shape[-1]))
-        return _conv_sq(xp, g2, filt, p["window_strides"], p["rhs_dilation"])
+        g2 = g2.astype(jnp.promote_types(g2.dtype, jnp.float32))
+        if what == "gram":
+            return jnp.einsum("bts,bts->b", val, jnp.einsum("btn,bsn->bts", g2, g2))
+        return _conv_direct_sq(val, g2, filt, p["window_strides"], p["rhs_dilation"])
+    others = val
     if use.kind == "embedding":
         (idx,) = others
         dn = eqn.params["dimension_numbers"]
@@ -638,10 +673,19 @@ def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping")
     probes = {s: jnp.zeros((b,) + sh, dt) for s, (sh, dt) in shapes.items()}
 
     two_pass = weights_fn is not None and clipping == "two_pass"
+    keep = weights_fn is not None and not two_pass  # book-keeping: the operands of every site are kept
+    what = {}  # site -> the kind of its summary (static)
+
+    def summarize(use, others):  # per example (inside vmap): as a batch of one
+        kind, val = _site_summary(use, [x[None] for x in others])
+        site = next(s for s, u in sites.items() if u is use)
+        what[site] = kind
+        val = _tmap(lambda v: v[0], val)
+        return (val, others) if keep else (val, None)
 
     def one(pr, vals, xl):
         record = {}
-        (loss,) = _run(jaxpr, consts, list(vals) + list(xl), sites, pr, record)
+        (loss,) = _run(jaxpr, consts, list(vals) + list(xl), sites, pr, record, summarize=summarize)
         return loss, record
 
     def batched(pr, vals):
@@ -653,7 +697,7 @@ def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping")
     else:
         losses, vjp, record = jax.vjp(lambda pr: batched(pr, leaves), probes, has_aux=True)
         (gs,) = vjp(jnp.ones_like(losses))
-    sq = {leaf_of[s]: _site_sq(u, record[s], gs[s], leaves[leaf_of[s]]) for s, u in sites.items()}
+    sq = {leaf_of[s]: _site_sq(u, (what[s], record[s][0]), gs[s], leaves[leaf_of[s]]) for s, u in sites.items()}
     fb_grads = None
     if tr.fallback:
         fb_idx = tr.fallback
@@ -680,7 +724,7 @@ def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping")
         i = leaf_of[s]
         g = gs[s]
         cg = g * jnp.reshape(c, (b,) + (1,) * (g.ndim - 1)).astype(g.dtype)
-        _, vjp_site = jax.vjp(_site_fn(u, record[s]), leaves[i])
+        _, vjp_site = jax.vjp(_site_fn(u, record[s][1]), leaves[i])
         grads[i] = vjp_site(cg)[0]
     if tr.fallback:
         for i, gi in zip(tr.fallback, fb_grads):  # type: ignore[arg-type]
