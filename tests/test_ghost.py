@@ -127,16 +127,20 @@ def test_unrecognised_uses_take_the_exact_path_for_that_leaf_alone():
     np.testing.assert_allclose(np.asarray(g[0]), np.asarray(v[0]), rtol=1e-5)
     for a, b in zip(_leaves(g[1]), _leaves(v[1])):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
-    gc, vc = _run(
+    gc, g2, gb, vc = _run(
         lambda p, b: (
             jaxloss.clipped_mean_grad(fn, p, b, 1.0, method="ghost"),
+            jaxloss.ghost_clipped_grad(fn, p, b, 1.0, clipping="two_pass"),
+            jaxloss.ghost_clipped_grad(fn, p, b, 1.0, clipping="bookkeeping"),
             jaxloss.clipped_mean_grad(fn, p, b, 1.0),
         ),
         params,
         (tokens, y),
     )
-    for a, b in zip(_leaves(gc.grads), _leaves(vc.grads)):
-        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert np.any(np.asarray(vc.norms) > 1.0)  # some examples are clipped
+    for ghost in (gc, g2, gb):  # the exact-path leaves are clipped with the others in both clippings
+        for a, b in zip(_leaves(ghost.grads), _leaves(vc.grads)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_bad_method_raises():
