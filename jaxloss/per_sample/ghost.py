@@ -36,9 +36,11 @@ path *for that leaf alone*; :func:`ghost_plan` reports which leaves do and why.
 ``clipping="auto"`` (the default) chooses by a rule fitted to ``benchmarks/ghost.py`` (batch 512, CPU):
 book-keeping when the outputs of the parameter operations it must keep (dense, conv, embedding sites, per
 example) are at most 20% of all the values the per-example forward computes, two-pass otherwise. Measured:
-the MLP (ratio 0.33) keeps 1.50x the batch gradient's temp memory by book-keeping and 1.25x by two-pass;
-the CNN (0.29) 1.33x either way; the transformer (0.12) 1.10x by book-keeping and 1.23x by two-pass, which
-is also the slower. :func:`ghost_plan` reports the choice.
+the MLP (ratio 0.33) keeps 1.51x the batch gradient's temp memory by book-keeping and 1.25x by two-pass;
+the CNN (0.29) 1.33x / 1.32x; the transformer (0.12) 1.10x by book-keeping and 1.23x by two-pass, which is
+also the slower there (1.50x against 1.18x the batch gradient's time). Two-pass costs about a third more
+flops than the batch gradient (compiled: 1.31x to 1.58x on the three models), book-keeping 1.00x to 1.24x.
+:func:`ghost_plan` reports the choice.
 
 Everything is pure and jit-compilable (``fn`` static). Models of any framework are accepted as
 ``params`` (see ``jaxloss._models``): Flax NNX / linen, Equinox, or a pytree with a function.
