@@ -1,9 +1,9 @@
 """Benchmark of per-example gradient norms and DP-SGD clipped gradients: vmap, chunked vmap and ghost
-(jaxloss.per_sample.ghost, book-keeping clipping) against Opacus (GradSampleModule and its ghost clipping).
+(jaxloss.per_sample.ghost: two-pass or book-keeping clipping) against Opacus (GradSampleModule and its ghost clipping).
 
 Run from the repository root::
 
-    python -m benchmarks.ghost [--quick] [--batch-sizes 64 256 512] [--repeats 5] [--out FILE]
+    python -m benchmarks.ghost [--quick] [--batch-sizes 64 256 512] [--repeats 5] [--vmap-repeats N] [--out FILE]
 
 Models (benchmarks/ghost_models.py, Flax NNX): an MLP 64-512-512-10, a CNN (Conv 3x3 16, pool, Conv 3x3
 32, pool, Dense; 8x8 inputs) and a transformer (vocabulary 1000, width 64, 4 heads, 2 blocks, sequence 32,
@@ -11,13 +11,15 @@ padding masks). For each model and batch size, jaxloss's rows give the median ti
 ``block_until_ready``, after a warm-up) and the compiled temporary memory
 (``memory_analysis().temp_size_in_bytes``) of the per-example norms and of the clipped mean gradient, each
 as a ratio to one ordinary batch gradient (``jax.grad`` of the mean loss) of the same model; the chunked
-vmap uses ``chunk_size=32``; the ghost clipped gradient is measured with book-keeping (the default) and with
-two-pass ghost clipping (``ghost_clipped_grad(..., clipping="two_pass")``). Opacus's rows give the time of one DP optimizer step (``make_private`` with
+vmap uses ``chunk_size=32``; the ghost clipped gradient is measured with book-keeping and with two-pass ghost
+clipping (``ghost_clipped_grad(..., clipping=...)``), the one ``clipping="auto"`` picks marked. The cases run
+round-robin (one call of each in turn) so that the machine's load touches them alike; ``--vmap-repeats``
+gives the slow vmap rows fewer calls. Opacus's rows give the time of one DP optimizer step (``make_private`` with
 ``grad_sample_mode="hooks"`` and ``"ghost"``, noise 0, clipping norm 1) as a ratio to the plain PyTorch
 step (forward, backward, SGD step) of the same architecture; PyTorch's CPU memory is not measured.
-A ratio that misses the issue's target (ghost clipped gradient <= 1.5x time and <= 1.25x memory on the MLP
-and the transformer at batch 512, <= 2.5x time on the CNN, and no worse than Opacus ghost clipping's
-time ratio) is marked with "(miss)". ``--quick`` runs tiny models at batch 8 (the smoke test).
+A ratio of the default (auto) clipping that misses the issue's target (ghost clipped gradient <= 1.5x time
+and <= 1.25x memory on the MLP and the transformer at batch 512, <= 2.5x time on the CNN, and no worse than
+Opacus ghost clipping's time ratio) is marked with "(miss)". ``--quick`` runs tiny models at batch 8 (the smoke test).
 """
 
 from __future__ import annotations
@@ -42,22 +44,24 @@ TARGET_TIME = {"mlp": 1.5, "cnn": 2.5, "transformer": 1.5}
 TARGET_MEM = {"mlp": 1.25, "transformer": 1.25}
 
 
-def _time(fn, *args, repeats):
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
+def _time_interleaved(fns, args, repeats):
+    """Median seconds of every ``fns[name](*args)``, the cases run round-robin (one call of each in turn, after
+    a warm-up), so that a change of the machine's load touches every case alike. ``repeats[name]`` calls of
+    each (the slow exact-path cases may get fewer)."""
+    for fn in fns.values():
         jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times = {name: [] for name in fns}
+    for r in range(max(repeats.values())):
+        for name, fn in fns.items():
+            if r < repeats[name]:
+                t0 = time.perf_counter()
+                jax.block_until_ready(fn(*args))
+                times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
-def _temp(fn, *args):
-    return fn.lower(*args).compile().memory_analysis().temp_size_in_bytes
-
-
-def jax_rows(arch, batch_size, size, repeats):
-    """``{name: (seconds, temp bytes)}`` and the max relative difference of ghost vs vmap norms."""
+def jax_rows(arch, batch_size, size, repeats, vmap_repeats):
+    """``{name: (seconds, temp bytes)}``, the max relative difference of ghost vs vmap norms, and the plan."""
     obj, model, batch = gm.build("nnx", arch, batch_size, size)
     f, params = _models.bind(obj, model)
     cases = {
@@ -67,15 +71,18 @@ def jax_rows(arch, batch_size, size, repeats):
         "norms: ghost": lambda p, b: jaxloss.per_sample_grad_norms(f, p, b, method="ghost"),
         "clipped: vmap": lambda p, b: jaxloss.clipped_mean_grad(f, p, b, 1.0),
         "clipped: chunked vmap": lambda p, b: jaxloss.clipped_mean_grad(f, p, b, 1.0, chunk_size=CHUNK),
-        "clipped: ghost": lambda p, b: jaxloss.clipped_mean_grad(f, p, b, 1.0, method="ghost"),
+        "clipped: ghost book-keeping": lambda p, b: jaxloss.ghost_clipped_grad(f, p, b, 1.0, clipping="bookkeeping"),
         "clipped: ghost two-pass": lambda p, b: jaxloss.ghost_clipped_grad(f, p, b, 1.0, clipping="two_pass"),
     }
-    out, values = {}, {}
+    compiled, temps, values = {}, {}, {}
     for name, fn in cases.items():
-        jitted = jax.jit(fn)
-        out[name] = (_time(jitted, params, batch, repeats=repeats), _temp(jitted, params, batch))
+        compiled[name] = jax.jit(fn).lower(params, batch).compile()
+        temps[name] = compiled[name].memory_analysis().temp_size_in_bytes
         if name in ("norms: vmap", "norms: ghost"):
-            values[name] = np.asarray(jitted(params, batch))
+            values[name] = np.asarray(compiled[name](params, batch))
+    reps = {name: (vmap_repeats if "vmap" in name else repeats) for name in cases}
+    times = _time_interleaved(compiled, (params, batch), reps)
+    out = {name: (times[name], temps[name]) for name in cases}
     rel = float(np.max(np.abs(values["norms: ghost"] / values["norms: vmap"] - 1)))
     plan = jaxloss.ghost_plan(f, params, batch)
     return out, rel, plan
@@ -177,7 +184,7 @@ def opacus_rows(arch, batch_size, size, repeats):
     torch.manual_seed(0)
     x, y = _torch_batch(arch, batch_size, size)
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x, y), batch_size=batch_size)
-    out = {}
+    steps = {}
     for mode in ("plain", "hooks", "ghost"):
         model = _torch_model(arch, size)
         opt = torch.optim.SGD(model.parameters(), lr=0.01)
@@ -199,28 +206,54 @@ def opacus_rows(arch, batch_size, size, repeats):
             if mode == "ghost":
                 crit = made[2]
 
-        def step():
+        def step(model=model, opt=opt, crit=crit):
             opt.zero_grad()
             loss = crit(model(x), y)
             loss.backward()
             opt.step()
 
-        step()
-        times = []
-        for _ in range(repeats):
+        steps[mode] = step
+    times = {mode: [] for mode in steps}
+    for step in steps.values():
+        step()  # warm-up
+    for _ in range(repeats):  # round-robin, as for jaxloss's rows
+        for mode, step in steps.items():
             t0 = time.perf_counter()
             step()
-            times.append(time.perf_counter() - t0)
-        out[mode] = statistics.median(times)
-    return out
+            times[mode].append(time.perf_counter() - t0)
+    return {mode: statistics.median(t) for mode, t in times.items()}
 
 
 # ------------------------------------------------------------------------------------------------ report
 
 
 def _fmt_ratio(r, target=None):
-    s = f"{r:.2f}×"
-    return s + " (miss)" if target is not None and r > target else s
+    miss = target is not None and r > target
+    s = f"{r:.3f}×" if miss and round(r, 2) <= target else f"{r:.2f}×"  # a miss that rounds to the target
+    return s + " (miss)" if miss else s
+
+
+def _machine():
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next(line.split(":", 1)[1].strip() for line in fh if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = [f"jax {jax.__version__}"]
+    for mod in ("flax", "torch", "opacus"):
+        try:
+            versions.append(f"{mod} {__import__(mod).__version__}")
+        except ImportError:
+            pass
+    return cpu, ", ".join(versions)
+
+
+def _load():
+    try:
+        return "/".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "n/a"
 
 
 def main(argv=None):
@@ -228,31 +261,26 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="tiny models at batch 8 (smoke test)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[64, 256, 512])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--vmap-repeats", type=int, default=None, help="repeats of the (slow) vmap rows (default: --repeats)"
+    )
     parser.add_argument("--archs", nargs="+", default=list(ARCHS), choices=ARCHS)
     parser.add_argument("--out", default=None, help="markdown file (default benchmarks/results/ghost_<backend>.md)")
     args = parser.parse_args(argv)
     size = "tiny" if args.quick else "bench"
     sizes = [8] if args.quick else args.batch_sizes
     repeats = 2 if args.quick else args.repeats
+    vmap_repeats = min(repeats, args.vmap_repeats or repeats)
     backend = jax.default_backend()
-    lines = [
-        f"# Ghost norms and clipping vs vmap and Opacus ({backend})",
-        "",
-        f"{datetime.date.today().isoformat()}, {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"jax {jax.__version__}; {'quick mode (tiny models)' if args.quick else 'models of benchmarks/ghost_models.py'}. "
-        "Ratios to one ordinary batch gradient of the same model (jaxloss) or to one plain PyTorch step (Opacus); "
-        "time ratio / compiled temp-memory ratio. Medians of "
-        f"{repeats} runs.",
-        "",
-        "| model | batch | batch grad ms | temp MiB | norms vmap | norms chunked | norms ghost | clipped vmap | "
-        "clipped chunked | clipped ghost (book-keeping) | clipped ghost (two-pass) | Opacus hooks | Opacus ghost | "
-        "ghost vs vmap norms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    notes = []
+    cpu, versions = _machine()
+    start = datetime.datetime.now(datetime.timezone.utc)
+    load0 = _load()
+    rows_md = []
+    notes, choices = [], []
     for arch in args.archs:
         for b in sizes:
-            rows, rel, plan = jax_rows(arch, b, size, repeats)
+            load_row = _load()
+            rows, rel, plan = jax_rows(arch, b, size, repeats, vmap_repeats)
             base_t, base_m = rows["batch gradient"]
             op = opacus_rows(arch, b, size, repeats)
             if "error" in op:
@@ -261,6 +289,7 @@ def main(argv=None):
             else:
                 op_ghost_ratio = op["ghost"] / op["plain"]
                 op_hooks, op_ghost = _fmt_ratio(op["hooks"] / op["plain"]), _fmt_ratio(op_ghost_ratio)
+            auto = {"bookkeeping": "clipped: ghost book-keeping", "two_pass": "clipped: ghost two-pass"}[plan.clipping]
             cells = []
             for name in (
                 "norms: vmap",
@@ -268,25 +297,52 @@ def main(argv=None):
                 "norms: ghost",
                 "clipped: vmap",
                 "clipped: chunked vmap",
-                "clipped: ghost",
+                "clipped: ghost book-keeping",
                 "clipped: ghost two-pass",
             ):
                 t, m = rows[name]
                 rt, rm = t / base_t, m / max(base_m, 1)
                 tt = tm = None
-                if name == "clipped: ghost" and b == 512 and not args.quick:
+                if name == auto and b == 512 and not args.quick:
                     tt = TARGET_TIME[arch] if op_ghost_ratio is None else min(TARGET_TIME[arch], max(op_ghost_ratio, 0))
                     tm = TARGET_MEM.get(arch)
-                cells.append(f"{_fmt_ratio(rt, tt)} / {_fmt_ratio(rm, tm)}")
-            lines.append(
+                cells.append(f"{_fmt_ratio(rt, tt)} / {_fmt_ratio(rm, tm)}" + (" ◀" if name == auto else ""))
+            rows_md.append(
                 f"| {arch} | {b} | {base_t * 1e3:.2f} | {base_m / 2**20:.2f} | "
                 + " | ".join(cells)
-                + f" | {op_hooks} | {op_ghost} | {rel:.1e} |"
+                + f" | {op_hooks} | {op_ghost} | {rel:.1e} | {load_row} |"
             )
             if plan.fallback:
                 notes.append(f"{arch}: exact path for {plan.fallback}")
-            print(lines[-1], flush=True)
-    lines += ["", "Parameter kinds on the exact (fallback) path: " + ("; ".join(notes) if notes else "none."), ""]
+            if b == sizes[0]:
+                choices.append(f"{arch}: {plan.clipping} (kinds {sorted(set(plan.kinds.values()))})")
+            print(rows_md[-1], flush=True)
+    end = datetime.datetime.now(datetime.timezone.utc)
+    lines = [
+        f"# Ghost norms and clipping vs vmap and Opacus ({backend})",
+        "",
+        f"{start:%Y-%m-%d %H:%M}-{end:%H:%M} UTC; {cpu}, {os.cpu_count()} CPUs; load average (1/5/15 min) "
+        f"{load0} at the start, {_load()} at the end; {versions}; "
+        f"{'quick mode (tiny models)' if args.quick else 'models of benchmarks/ghost_models.py (Flax NNX)'}; "
+        f"`python -m benchmarks.ghost {' '.join(argv if argv is not None else __import__('sys').argv[1:])}`.",
+        "",
+        "Ratios to one ordinary batch gradient of the same model (jaxloss) or to one plain PyTorch step (Opacus); "
+        "each cell is time ratio / compiled temp-memory ratio (Opacus: time only). Times are medians of "
+        f"{repeats} calls ({vmap_repeats} for the vmap rows) run round-robin with the batch gradient. ◀ marks "
+        'the clipping that `clipping="auto"` (the default) chooses; the targets of issue 9 are judged on it at '
+        'batch 512 and "(miss)" marks a missed one.',
+        "",
+        "| model | batch | batch grad ms | temp MiB | norms vmap | norms chunked | norms ghost | clipped vmap | "
+        "clipped chunked | clipped ghost (book-keeping) | clipped ghost (two-pass) | Opacus hooks | Opacus ghost | "
+        "ghost vs vmap norms | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        *rows_md,
+        "",
+        "Clipping chosen by `auto`: " + "; ".join(choices) + ".",
+        "",
+        "Parameters on the exact (fallback) path: " + ("; ".join(notes) if notes else "none."),
+        "",
+    ]
     text = "\n".join(lines)
     out = args.out or os.path.join(os.path.dirname(__file__), "results", f"ghost_{backend}.md")
     if not args.quick or args.out:

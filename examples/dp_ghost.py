@@ -14,8 +14,9 @@ with Adam:
   std ``sigma C`` (``sigma = 1``) to the sum, through
   ``jaxloss.clipped_mean_grad(objective, module, batch, C, sigma, key, method="ghost")``: the per-example
   norms of the convolution kernels, dense weights and biases come from one forward/backward pass by the
-  ghost norm analysis of the jaxpr (no per-example gradient is formed), and the clipped sum by
-  book-keeping. ``jaxloss.ghost_plan`` prints how each parameter is treated.
+  ghost norm analysis of the jaxpr (no per-example gradient is formed), and the clipped sum by the
+  clipping ``clipping="auto"`` picks for this model (two-pass ghost clipping or book-keeping).
+  ``jaxloss.ghost_plan`` prints how each parameter is treated and which clipping is used.
 
 It prints a table of test accuracy and time per step for both runs, and plots the distribution of the
 per-example gradient norms (ghost norms on 512 training examples) of the private model before and after
@@ -145,7 +146,7 @@ def main(argv=None):
     norms_after = np.asarray(norms_fn(dp_model, probe))
 
     print("parameters:", ", ".join(f"{k} {v}" for k, v in plan.kinds.items()))
-    print(f"exact-path parameters: {plan.fallback or 'none'}")
+    print(f"exact-path parameters: {plan.fallback or 'none'}; clipping: {plan.clipping}")
     print()
     print(f"| run ({steps} steps, batch {BATCH}) | test accuracy | ms / step |")
     print("|---|---|---|")

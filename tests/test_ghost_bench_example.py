@@ -18,9 +18,11 @@ def test_quick_ghost_benchmark_runs(tmp_path):
     assert [r.split(" | ")[0][2:] for r in rows] == ["mlp", "cnn", "transformer"]
     for line in rows:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert float(cells[-1]) < 1e-5  # ghost vs vmap norms
-        assert "not installed" not in line and cells[-3].endswith("×")  # Opacus ghost ratio
+        assert float(cells[-2]) < 1e-5  # ghost vs vmap norms (the last column is the load average)
+        assert "not installed" not in line and cells[-4].endswith("×")  # Opacus ghost ratio
+        assert sum("◀" in c for c in cells) == 1  # the clipping "auto" chooses is marked
     assert "exact (fallback) path: none." in text
+    assert "Clipping chosen by `auto`: mlp: two_pass" in text
 
 
 def test_dp_ghost_example(tmp_path):

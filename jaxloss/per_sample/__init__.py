@@ -40,8 +40,9 @@ their form (an ``nnx.State`` of ``nnx.Param``, an ``eqx.partition``-ed module, l
 
 **Ghost norms.** ``per_sample_grad_norms(..., method="ghost")`` and ``clipped_mean_grad(...,
 method="ghost")`` get the per-example norms of any model from one forward/backward pass by analysing its
-jaxpr, never forming per-example weight gradients, and clip by book-keeping (see
-:mod:`jaxloss.per_sample.ghost`; :func:`ghost_plan` says which parameters take the exact path).
+jaxpr, never forming per-example weight gradients, and clip by a second backward pass or by book-keeping,
+chosen per model (see :mod:`jaxloss.per_sample.ghost`; :func:`ghost_plan` says which parameters take the
+exact path and which clipping is used).
 """
 
 from jaxloss.per_sample.clipping import ClippedGrad, clipped_mean_grad

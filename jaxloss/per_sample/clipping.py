@@ -106,7 +106,7 @@ def clipped_mean_grad(
       key: a ``jax.random`` key for the noise.
       chunk_size: process ``chunk_size`` examples at a time (static).
       method: ``"vmap"`` (the default: exact per-example gradients) or ``"ghost"``: ghost norms and
-        book-keeping clipping for any model (:mod:`jaxloss.per_sample.ghost`): the same result up to float
+        ghost clipping for any model (:mod:`jaxloss.per_sample.ghost`): the same result up to float
         rounding without per-example weight gradients, at a fraction of the time and memory for large
         models (``benchmarks/ghost.py``).
 

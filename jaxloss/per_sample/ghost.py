@@ -23,12 +23,24 @@ only). Any leaf used otherwise (two uses, weight tying, a product of two paramet
 ``fn``, a parameter inside ``scan``/``cond``/a custom derivative rule) takes the exact per-example (vmap)
 path *for that leaf alone*; :func:`ghost_plan` reports which leaves do and why.
 
-**Clipping: book-keeping** (Bu et al. 2023). The clipped sum ``sum_i c_i G_i`` with ``c_i = min(1, C /
-|g_i|)`` is, for each operation, its ordinary weight gradient with the cotangents scaled by ``c_i``: one
-weight-gradient contraction per parameter from the stored ``a`` and ``g``, no second backward pass. Ghost
-clipping (a second backward of ``sum_i c_i l_i``) recomputes the forward and backward and was slower on
-every model of ``benchmarks/ghost.py``; book-keeping keeps the output cotangents of the parameter
-operations alive until the clip factors are known (memory of the order of the activations).
+**Clipping.** The clipped sum ``sum_i c_i G_i`` with ``c_i = min(1, C / |g_i|)`` is formed in one of two ways:
+
+* *two-pass ghost clipping* (Li et al. 2022): a second backward pass, of ``sum_i c_i l_i``, from the same
+  forward pass (its residuals serve both backward passes; the forward is not recomputed). Memory: that of
+  one batch gradient plus one backward step's temporaries; time: one more backward pass of activation
+  gradients.
+* *book-keeping* (Bu et al. 2023): for each operation, its ordinary weight gradient with the stored
+  output cotangents ``g`` scaled by ``c_i`` (one weight-gradient contraction per parameter, no second
+  backward pass). Faster, but every ``g`` is kept until the clip factors are known.
+
+``clipping="auto"`` (the default) chooses by a rule fitted to ``benchmarks/ghost.py`` (batch 512, CPU):
+book-keeping when the outputs of the parameter operations it must keep (dense, conv, embedding sites, per
+example) are at most 20% of all the values the per-example forward computes, two-pass otherwise. Measured:
+the MLP (ratio 0.33) keeps 1.51x the batch gradient's temp memory by book-keeping and 1.25x by two-pass;
+the CNN (0.29) 1.33x / 1.32x; the transformer (0.12) 1.10x by book-keeping and 1.23x by two-pass, which is
+also the slower there (1.50x against 1.18x the batch gradient's time). Two-pass costs about a third more
+flops than the batch gradient (compiled: 1.31x to 1.58x on the three models), book-keeping 1.00x to 1.24x.
+:func:`ghost_plan` reports the choice.
 
 Everything is pure and jit-compilable (``fn`` static). Models of any framework are accepted as
 ``params`` (see ``jaxloss._models``): Flax NNX / linen, Equinox, or a pytree with a function.
@@ -278,6 +290,43 @@ def _trace(fn, trainable, batch) -> _Traced:
     return _Traced(closed, ptree, xtree, leaves, xleaves, an, fallback, ghost)
 
 
+def _float_size(v) -> int:
+    aval = v.aval
+    dt = getattr(aval, "dtype", None)
+    if dt is None or not jnp.issubdtype(dt, jnp.floating):
+        return 0
+    return math.prod(aval.shape)
+
+
+def _forward_size(jaxpr) -> int:
+    """Floats computed by the per-example jaxpr (outputs of every equation but reshapes and the like)."""
+    total = 0
+    for eqn in jaxpr.eqns:
+        inner = _inner(eqn) if eqn.primitive.name in _INLINE else None
+        if inner is not None:
+            total += _forward_size(inner[0])
+        elif eqn.primitive.name not in _CHAIN:
+            total += sum(_float_size(v) for v in eqn.outvars)
+    return total
+
+
+BOOKKEEPING_MAX_SHARE = 0.2
+
+
+def _auto_clipping(tr: _Traced) -> str:
+    """``"bookkeeping"`` when the outputs of the non-elementwise ghost sites (the cotangents book-keeping
+    keeps; an elementwise site's cotangent is that of the operation it follows) are at most
+    ``BOOKKEEPING_MAX_SHARE`` of the floats the per-example forward computes, else ``"two_pass"``."""
+    an = tr.analysis
+    kept = sum(
+        _float_size(an.sites[an.uses[i][0]].eqn.outvars[0])
+        for i in tr.ghost
+        if an.sites[an.uses[i][0]].kind != "elementwise"
+    )
+    total = _forward_size(tr.closed.jaxpr)
+    return "bookkeeping" if total and kept <= BOOKKEEPING_MAX_SHARE * total else "two_pass"
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The plan
 # ---------------------------------------------------------------------------------------------------------
@@ -290,10 +339,13 @@ class GhostPlan(NamedTuple):
       kinds: ``{keystr(path): kind}`` with kind ``"dense"``, ``"conv"``, ``"embedding"``,
         ``"elementwise"`` (ghost), ``"exact"`` (the per-example vmap path) or ``"unused"``.
       reasons: ``{keystr(path): why}`` for the leaves on the exact path.
+      clipping: what ``clipping="auto"`` of :func:`ghost_clipped_grad` does for this model:
+        ``"bookkeeping"`` or ``"two_pass"`` (see the module docstring).
     """
 
     kinds: Dict[str, str]
     reasons: Dict[str, str]
+    clipping: str = "two_pass"
 
     @property
     def fallback(self):
@@ -333,7 +385,7 @@ def ghost_plan(fn: Callable, params: PyTree, batch: PyTree) -> GhostPlan:
             kinds[path] = "unused"
         else:
             kinds[path] = tr.analysis.sites[tr.analysis.uses[i][0]].kind
-    return GhostPlan(kinds, reasons)
+    return GhostPlan(kinds, reasons, _auto_clipping(tr))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -348,7 +400,33 @@ def _bind(eqn, invals):
     return out if eqn.primitive.multiple_results else [out]
 
 
-def _run(jaxpr, consts, args, sites, probes, record, path=()):
+def _squeezed_dot(eqn, invals):
+    """A ``dot_general`` with the size-1 free axes of its operands squeezed out, its output reshaped back.
+
+    The same values; but under ``vmap`` over single-example batches a ``[1, K] x [K, N]`` product batches to
+    ``[B, K] x [K, N]`` with the example axis in front, where the unsqueezed one leaves XLA a unit axis in
+    a transposed layout and a copy of every activation cotangent in the backward pass (measured on the MLP of
+    ``benchmarks/ghost.py``: +25% temp memory)."""
+    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
+    ops, dims = [], []
+    for x, c, bt in ((invals[0], lc, lb), (invals[1], rc, rb)):
+        drop = [d for d in range(x.ndim) if x.shape[d] == 1 and d not in c and d not in bt]
+        keep = [d for d in range(x.ndim) if d not in drop]
+        ops.append(jnp.reshape(x, [x.shape[d] for d in keep]) if drop else x)
+        dims.append([tuple(keep.index(d) for d in c), tuple(keep.index(d) for d in bt)])
+    if all(o is x for o, x in zip(ops, invals)):
+        return _bind(eqn, invals)
+    out = jax.lax.dot_general(
+        ops[0],
+        ops[1],
+        ((dims[0][0], dims[1][0]), (dims[0][1], dims[1][1])),
+        precision=eqn.params.get("precision"),
+        preferred_element_type=eqn.params.get("preferred_element_type"),
+    )
+    return [jnp.reshape(out, eqn.outvars[0].aval.shape)]
+
+
+def _run(jaxpr, consts, args, sites, probes, record, path=(), summarize=None):
     """Evaluates ``jaxpr``; at every probed site adds ``probes[site]`` to the output and records the
     operands in ``record[site]``."""
     env = {}
@@ -365,12 +443,13 @@ def _run(jaxpr, consts, args, sites, probes, record, path=()):
         invals = [read(v) for v in eqn.invars]
         inner = _inner(eqn) if eqn.primitive.name in _INLINE else None
         if inner is not None and any(s[: len(site)] == site for s in sites):
-            outs = _run(inner[0], inner[1], invals, sites, probes, record, site)
+            outs = _run(inner[0], inner[1], invals, sites, probes, record, site, summarize)
         else:
-            outs = _bind(eqn, invals)
+            outs = _squeezed_dot(eqn, invals) if eqn.primitive.name == "dot_general" else _bind(eqn, invals)
             if site in sites:
                 use = sites[site]
-                record[site] = [x for j, x in enumerate(invals) if j != use.pos]
+                others = [x for j, x in enumerate(invals) if j != use.pos]
+                record[site] = summarize(use, others) if summarize is not None else others
                 outs = [outs[0] + probes[site]]
         for v, x in zip(eqn.outvars, outs):
             if not isinstance(v, jcore.DropVar):
@@ -400,20 +479,6 @@ def _site_fn(use: _Use, others):
     return out
 
 
-def _dense_sq(a, g):
-    """Per-example ``|sum_t a_t g_t^T|^2`` of ``a [B, T, K]`` and ``g [B, T, N]``: the Gram identity or
-    the direct product, whichever costs fewer flops."""
-    _, t, k = a.shape
-    n = g.shape[-1]
-    a = a.astype(jnp.promote_types(a.dtype, jnp.float32))
-    g = g.astype(jnp.promote_types(g.dtype, jnp.float32))
-    if t == 1:
-        return jnp.sum(jnp.square(a[:, 0]), -1) * jnp.sum(jnp.square(g[:, 0]), -1)
-    if t * (k + n) <= k * n:
-        return jnp.einsum("bts,bts->b", jnp.einsum("btk,bsk->bts", a, a), jnp.einsum("btn,bsn->bts", g, g))
-    return jnp.sum(jnp.square(jnp.einsum("btk,btn->bkn", a, g)), axis=(1, 2))
-
-
 def _to_rows(x, front, back):
     """``x [B, ...]`` with the per-example axes ``front`` first (flattened to T) and ``back`` last (to K)."""
     b = x.shape[0]
@@ -422,55 +487,147 @@ def _to_rows(x, front, back):
     return jnp.reshape(x, (b, t, -1))
 
 
-def _patches(x, filt, strides, padding, lhs_dilation, rhs_dilation, dn):
-    """The unfolded input of a convolution by strided slices (data movement only, no FLOPs):
-    ``[N, *out_spatial, C, prod(filt)]`` for one example's ``x`` in the ``lhs_spec`` layout."""
+def _padded(x, padding, lhs_dilation, dn):
+    """A convolution's input ``[N, *spatial, C]`` (``lhs_spec`` layout in), dilated and padded as the
+    convolution sees it."""
     spec = dn.lhs_spec
     xt = jnp.transpose(x, (spec[0],) + tuple(spec[2:]) + (spec[1],))  # N, spatial..., C
-    nd = len(filt)
     cfg = [(0, 0, 0)] + [(lo, hi, d - 1) for (lo, hi), d in zip(padding, lhs_dilation)] + [(0, 0, 0)]
-    xp = jax.lax.pad(xt, jnp.zeros((), xt.dtype), cfg)
-    out = [(xp.shape[1 + k] - (filt[k] - 1) * rhs_dilation[k] - 1) // strides[k] + 1 for k in range(nd)]
-    cols = []
+    return jax.lax.pad(xt, jnp.zeros((), xt.dtype), cfg)
+
+
+def _windows(padded_shape, filt, strides, rhs_dilation):
+    """``(start, limit, strides)`` of the strided slice of the padded spatial axes that every filter offset
+    sees (one per offset), the output's spatial shape being ``(limit - start - 1) // stride + 1``."""
+    nd = len(filt)
+    out = [(padded_shape[k] - (filt[k] - 1) * rhs_dilation[k] - 1) // strides[k] + 1 for k in range(nd)]
+    wins = []
     for offs in itertools.product(*[range(f) for f in filt]):
-        start = [0] + [o * rhs_dilation[k] for k, o in enumerate(offs)] + [0]
-        limit = [xp.shape[0]] + [start[1 + k] + (out[k] - 1) * strides[k] + 1 for k in range(nd)] + [xp.shape[-1]]
-        cols.append(jax.lax.slice(xp, start, limit, [1] + list(strides) + [1]))
-    return jnp.stack(cols, axis=-1)
+        start = [o * rhs_dilation[k] for k, o in enumerate(offs)]
+        wins.append((start, [start[k] + (out[k] - 1) * strides[k] + 1 for k in range(nd)], list(strides)))
+    return wins, out
 
 
-def _site_sq(use: _Use, others, g, leaf):
-    """Per-example squared gradient norm ``[B]`` of the leaf at one site."""
+def _conv_rule(f, t, c, n, p) -> str:
+    """The cheapest way to a conv kernel's per-example norm in flops: the direct ``|a^T g|^2 = sum_o |x_o^T
+    g|^2`` (``"direct"``, ``f t c n``) or the Gram identity with ``a a^T`` by :func:`_conv_gram`
+    (``"gram_slices"``, ``f t^2 c``, or ``"gram_pixels"``, ``p^2 c``; each plus ``t^2 n`` for ``g g^T``)
+    (``f`` filter offsets, ``t`` output positions, ``c``/``n`` input/output channels, ``p`` padded pixels)."""
+    costs = {"direct": f * t * c * n, "gram_slices": f * t * t * c + t * t * n, "gram_pixels": p * p * c + t * t * n}
+    return min(costs, key=costs.__getitem__)  # (ties: the first, direct)
+
+
+def _conv_cols(xp, filt, strides, rhs_dilation):
+    """The strided slices ``x_o [B, M T, C]`` of the padded input ``xp [B, M, *S, C]``, one per filter offset."""
+    b, m, sp, c = xp.shape[0], xp.shape[1], xp.shape[2:-1], xp.shape[-1]
+    wins, out = _windows(sp, filt, strides, rhs_dilation)
+    t = m * math.prod(out)
+    f32 = lambda z: z.astype(jnp.promote_types(z.dtype, jnp.float32))  # noqa: E731
+    for start, limit, st in wins:
+        x = jax.lax.slice(xp, [0, 0] + start + [0], [b, m] + limit + [c], [1, 1] + st + [1])
+        yield f32(jnp.reshape(x, (b, t, c)))
+
+
+def _conv_gram(xp, filt, strides, rhs_dilation, rule):
+    """``a a^T [B, M T, M T]`` of the unfolded input (never formed) of the padded input ``xp [B, M, *S, C]``:
+    ``sum_o x_o x_o^T`` over the offsets' strided slices (``rule="gram_slices"``) or read off the Gram of
+    the padded input's pixels, ``(a a^T)[t, s] = sum_o (x x^T)[t + o, s + o]`` (``"gram_pixels"``)."""
+    if rule == "gram_slices":
+        return sum(jnp.einsum("btk,bsk->bts", x, x) for x in _conv_cols(xp, filt, strides, rhs_dilation))
+    b, m, sp, c = xp.shape[0], xp.shape[1], xp.shape[2:-1], xp.shape[-1]
+    wins, out = _windows(sp, filt, strides, rhs_dilation)
+    t, p = m * math.prod(out), m * math.prod(sp)
+    x2 = jnp.reshape(xp, (b, p, c)).astype(jnp.promote_types(xp.dtype, jnp.float32))
+    pix = jnp.reshape(jnp.einsum("bpk,bqk->bpq", x2, x2), (b, m) + sp + (m,) + sp)
+    gram = 0.0
+    for start, limit, st in wins:
+        lo, hi, step = [0, 0] + start + [0] + start, [b, m] + limit + [m] + limit, [1, 1] + st + [1] + st
+        gram = gram + jax.lax.slice(pix, lo, hi, step)
+    return jnp.reshape(gram, (b, t, t))
+
+
+def _conv_direct_sq(xp, g, filt, strides, rhs_dilation):
+    """``|a^T g|^2 = sum_o |x_o^T g|^2`` per example, ``g [B, M T, N]``, the unfolded ``a`` never formed."""
+    cols = _conv_cols(xp, filt, strides, rhs_dilation)
+    return sum(jnp.sum(jnp.square(jnp.einsum("btk,btn->bkn", x, g)), axis=(1, 2)) for x in cols)
+
+
+def _dense_rows(use: _Use, a):
+    """The activation ``a [B, ...]`` of a dense site as rows ``[B, T, K]`` and the site's ``N``."""
+    (lc, rc), _ = use.eqn.params["dimension_numbers"]
+    xc = lc if use.pos == 1 else rc
+    xfree = [d for d in range(a.ndim - 1) if d not in xc]
+    d_shape = use.eqn.invars[use.pos].aval.shape
+    dc = rc if use.pos == 1 else lc
+    n = math.prod(d for k, d in enumerate(d_shape) if k not in dc)
+    return _to_rows(a, xfree, list(xc)), n
+
+
+def _conv_geometry(use: _Use):
+    p = use.eqn.params
+    dn = p["dimension_numbers"]
+    rhs_shape = use.eqn.invars[1].aval.shape
+    return p, dn, [rhs_shape[d] for d in dn.rhs_spec[2:]]
+
+
+def _site_summary(use: _Use, others):
+    """What the norm of a site needs of its other operands, computed in the forward pass: the activation's
+    squared norm (one token) or Gram matrix ``a a^T`` where those are used (the activation itself is then
+    not kept for the norm), else the operands."""
+    if use.kind == "dense":
+        a2, n = _dense_rows(use, others[0])
+        _, t, k = a2.shape
+        a2 = a2.astype(jnp.promote_types(a2.dtype, jnp.float32))
+        if t == 1:
+            return ("sq", jnp.sum(jnp.square(a2[:, 0]), -1))
+        if t * (k + n) <= k * n:
+            return ("gram", jnp.einsum("btk,bsk->bts", a2, a2))
+        return ("rows", a2)
+    if use.kind == "conv":
+        p, dn, filt = _conv_geometry(use)
+        xp = jax.vmap(lambda x: _padded(x, p["padding"], p["lhs_dilation"], dn))(others[0])  # [B, M, *S, C]
+        out_sp = [use.eqn.outvars[0].aval.shape[d] for d in dn.out_spec[2:]]
+        m, c, n = xp.shape[1], xp.shape[-1], use.eqn.outvars[0].aval.shape[dn.out_spec[1]]
+        rule = _conv_rule(math.prod(filt), m * math.prod(out_sp), c, n, m * math.prod(xp.shape[2:-1]))
+        if rule == "direct":
+            return ("padded", xp)
+        return ("gram", _conv_gram(xp, filt, p["window_strides"], p["rhs_dilation"], rule))
+    return ("others", others)
+
+
+def _site_sq(use: _Use, summary, g, leaf):
+    """Per-example squared gradient norm ``[B]`` of the leaf at one site, from its forward summary (see
+    :func:`_site_summary`) and its output cotangent ``g``."""
     eqn = use.eqn
+    what, val = summary
     if use.kind == "dense":
         (lc, rc), _ = eqn.params["dimension_numbers"]
-        (a,) = others
-        xpos = 1 - use.pos
-        xc = lc if xpos == 0 else rc
-        xnd = a.ndim - 1
-        xfree = [d for d in range(xnd) if d not in xc]
+        xc = lc if use.pos == 1 else rc
         dnd = len(eqn.invars[use.pos].aval.shape)
         nfree_d = dnd - len(xc)
-        a2 = _to_rows(a, xfree, list(xc))
         ond = g.ndim - 1
-        if xpos == 0:  # out = (x free..., D free...)
-            g2 = _to_rows(g, list(range(len(xfree))), list(range(len(xfree), ond)))
+        nfree_x = ond - nfree_d
+        if use.pos == 1:  # out = (x free..., D free...)
+            g2 = _to_rows(g, list(range(nfree_x)), list(range(nfree_x, ond)))
         else:  # out = (D free..., x free...)
             g2 = _to_rows(g, list(range(nfree_d, ond)), list(range(nfree_d)))
-        return _dense_sq(a2, g2)
+        g2 = g2.astype(jnp.promote_types(g2.dtype, jnp.float32))
+        if what == "sq":
+            return val * jnp.sum(jnp.square(g2[:, 0]), -1)
+        if what == "gram":
+            return jnp.einsum("bts,bts->b", val, jnp.einsum("btn,bsn->bts", g2, g2))
+        return jnp.sum(jnp.square(jnp.einsum("btk,btn->bkn", val, g2)), axis=(1, 2))
     if use.kind == "conv":
-        p = eqn.params
-        dn = p["dimension_numbers"]
-        rhs_shape = eqn.invars[1].aval.shape
-        filt = [rhs_shape[d] for d in dn.rhs_spec[2:]]
-        patches = jax.vmap(
-            lambda x: _patches(x, filt, p["window_strides"], p["padding"], p["lhs_dilation"], p["rhs_dilation"], dn)
-        )(others[0])
-        b = patches.shape[0]
-        a2 = jnp.reshape(patches, (b, -1, patches.shape[-2] * patches.shape[-1]))
+        p, dn, filt = _conv_geometry(use)
+        b = g.shape[0]
         out_order = (dn.out_spec[0],) + tuple(dn.out_spec[2:]) + (dn.out_spec[1],)
-        g2 = jnp.reshape(jnp.transpose(g, (0,) + tuple(1 + d for d in out_order)), (b, a2.shape[1], -1))
-        return _dense_sq(a2, g2)
+        g2 = jnp.transpose(g, (0,) + tuple(1 + d for d in out_order))
+        g2 = jnp.reshape(g2, (b, -1, g2.shape[-1]))
+        g2 = g2.astype(jnp.promote_types(g2.dtype, jnp.float32))
+        if what == "gram":
+            return jnp.einsum("bts,bts->b", val, jnp.einsum("btn,bsn->bts", g2, g2))
+        return _conv_direct_sq(val, g2, filt, p["window_strides"], p["rhs_dilation"])
+    others = val
     if use.kind == "embedding":
         (idx,) = others
         dn = eqn.params["dimension_numbers"]
@@ -517,17 +674,32 @@ def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping")
     b = xleaves[0].shape[0]
     probes = {s: jnp.zeros((b,) + sh, dt) for s, (sh, dt) in shapes.items()}
 
-    def one(pr, xl):
+    two_pass = weights_fn is not None and clipping == "two_pass"
+    keep = weights_fn is not None and not two_pass  # book-keeping: the operands of every site are kept
+    what = {}  # site -> the kind of its summary (static)
+
+    def summarize(use, others):  # per example (inside vmap): as a batch of one
+        kind, val = _site_summary(use, [x[None] for x in others])
+        site = next(s for s, u in sites.items() if u is use)
+        what[site] = kind
+        val = _tmap(lambda v: v[0], val)
+        return (val, others) if keep else (val, None)
+
+    def one(pr, vals, xl):
         record = {}
-        (loss,) = _run(jaxpr, consts, list(leaves) + list(xl), sites, pr, record)
+        (loss,) = _run(jaxpr, consts, list(vals) + list(xl), sites, pr, record, summarize=summarize)
         return loss, record
 
-    def batched(pr):
-        return jax.vmap(one, in_axes=(0, 0))(pr, xleaves)
+    def batched(pr, vals):
+        return jax.vmap(one, in_axes=(0, None, 0))(pr, list(vals), xleaves)
 
-    losses, vjp, record = jax.vjp(batched, probes, has_aux=True)
-    (gs,) = vjp(jnp.ones_like(losses))
-    sq = {leaf_of[s]: _site_sq(u, record[s], gs[s], leaves[leaf_of[s]]) for s, u in sites.items()}
+    if two_pass:  # one forward; its residuals serve both backward passes
+        losses, vjp, record = jax.vjp(batched, probes, tuple(leaves), has_aux=True)
+        gs, _ = vjp(jnp.ones_like(losses))  # (the weight gradients of this pass are dead code under jit)
+    else:
+        losses, vjp, record = jax.vjp(lambda pr: batched(pr, leaves), probes, has_aux=True)
+        (gs,) = vjp(jnp.ones_like(losses))
+    sq = {leaf_of[s]: _site_sq(u, (what[s], record[s][0]), gs[s], leaves[leaf_of[s]]) for s, u in sites.items()}
     fb_grads = None
     if tr.fallback:
         fb_idx = tr.fallback
@@ -546,20 +718,15 @@ def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping")
     if weights_fn is None:
         return losses, sq, None
     c = weights_fn(_ps._sum_leaves(list(sq.values()), jnp.zeros((b,), jnp.float32)))
-    if clipping == "two_pass":  # ghost clipping: a second backward pass of sum_i c_i l_i
-        c = jax.lax.stop_gradient(c)
-
-        def weighted(vals):
-            per = jax.vmap(lambda xl: _run(jaxpr, consts, list(vals) + list(xl), {}, {}, {})[0])(xleaves)
-            return jnp.sum(c.astype(per.dtype) * per)
-
-        return losses, sq, dict(enumerate(jax.grad(weighted)(list(leaves))))
+    if two_pass:  # ghost clipping: the backward pass of sum_i c_i l_i, from the same forward residuals
+        _, grads = vjp(jax.lax.stop_gradient(c).astype(losses.dtype))
+        return losses, sq, dict(enumerate(grads))
     grads = {}
     for s, u in sites.items():
         i = leaf_of[s]
         g = gs[s]
         cg = g * jnp.reshape(c, (b,) + (1,) * (g.ndim - 1)).astype(g.dtype)
-        _, vjp_site = jax.vjp(_site_fn(u, record[s]), leaves[i])
+        _, vjp_site = jax.vjp(_site_fn(u, record[s][1]), leaves[i])
         grads[i] = vjp_site(cg)[0]
     if tr.fallback:
         for i, gi in zip(tr.fallback, fb_grads):  # type: ignore[arg-type]
@@ -624,13 +791,14 @@ def ghost_clipped_grad(
     key: Optional[jax.Array] = None,
     *,
     chunk_size: Optional[int] = None,
-    clipping: str = "bookkeeping",
+    clipping: str = "auto",
 ) -> ClippedGrad:
-    """DP-SGD's clipped (noisy) mean gradient by ghost norms and book-keeping (see the module docstring).
+    """DP-SGD's clipped (noisy) mean gradient by ghost norms and ghost clipping or book-keeping (module docstring).
 
-    ``clipping="two_pass"`` clips by Li et al.'s ghost clipping instead (a second forward and backward pass
-    of ``sum_i c_i l_i``): less memory (the cotangents are not kept), more time; measured in
-    ``benchmarks/ghost.py``.
+    ``clipping``: ``"auto"`` (the default: the rule of the module docstring, reported by
+    :func:`ghost_plan`), ``"two_pass"`` (ghost clipping: a second backward pass from the same forward; the
+    least memory) or ``"bookkeeping"`` (no second backward pass; keeps the parameter operations' output
+    cotangents). All three give the same result up to float rounding; measured in ``benchmarks/ghost.py``.
 
     Equal (up to float rounding) to :func:`jaxloss.clipped_mean_grad`, which calls this with
     ``method="ghost"``; arguments and returns are those of that function.
@@ -644,14 +812,16 @@ def ghost_clipped_grad(
       [0.2357, 0.569]
     """
     noisy = _check_dp_args(max_norm, noise_multiplier, key)
-    if clipping not in ("bookkeeping", "two_pass"):
-        raise ValueError(f"clipping must be 'bookkeeping' or 'two_pass'; got {clipping!r}")
+    if clipping not in ("auto", "bookkeeping", "two_pass"):
+        raise ValueError(f"clipping must be 'auto', 'bookkeeping' or 'two_pass'; got {clipping!r}")
     f, trainable = _models.bind(fn, params)
     tr = _trace(f, trainable, batch)
     n = _ps._num_examples(batch)
+    if clipping == "auto":
+        clipping = _auto_clipping(tr)
 
-    def weights(sq_total):
-        return _clip_factor(_ps._sqrt(sq_total), max_norm)
+    def weights(sq_total):  # c_i / n: the mean is taken in the weights (no extra pass over the gradient)
+        return _clip_factor(_ps._sqrt(sq_total), max_norm) / n
 
     def chunk_fn(acc, chunk):
         losses, sq, grads = _pass(tr, tr.leaves, jax.tree_util.tree_leaves(chunk), weights, clipping)
@@ -662,8 +832,9 @@ def ghost_clipped_grad(
     total, (norms, losses) = _ps._scan_chunks(chunk_fn, batch, chunk_size, init)
     total = jax.tree_util.tree_unflatten(tr.ptree, total)
     if noisy:
-        total = _tmap(jnp.add, total, _dp_noise(total, noise_multiplier, max_norm, key))
-    return ClippedGrad(_tmap(lambda t: t / jnp.asarray(n, t.dtype), total), norms, losses)
+        noise = _dp_noise(total, noise_multiplier, max_norm, key)
+        total = _tmap(lambda t, z: t + z / jnp.asarray(n, t.dtype), total, noise)
+    return ClippedGrad(total, norms, losses)
 
 
 # ---------------------------------------------------------------------------------------------------------
