@@ -41,8 +41,9 @@ def _huber_jvp(primals, tangents):
 
 @jax.custom_jvp
 def log_cosh_elementwise(e: Array) -> Array:
-    """``logaddexp(e, -e) - log 2``; derivative ``tanh(e)``."""
-    return jnp.logaddexp(e, -e) - _LN2
+    """``|e| + log1p(exp(-2|e|)) - log 2`` (= ``log cosh e``, no overflow); derivative ``tanh(e)``."""
+    a = jnp.abs(e)
+    return a + jnp.log1p(jnp.exp(-2.0 * a)) - _LN2
 
 
 @log_cosh_elementwise.defjvp
@@ -53,9 +54,9 @@ def _log_cosh_jvp(primals, tangents):
 
 @jax.custom_jvp
 def bce_logits_elementwise(x: Array, y: Array) -> Array:
-    """``-(y log_sigmoid(x) + (1 - y) log_sigmoid(-x))``; derivatives ``sigmoid(x) - y`` (in ``x``) and
-    ``-x`` (in ``y``)."""
-    return -(y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
+    """``-(y log_sigmoid(x) + (1 - y) log_sigmoid(-x)) = max(x, 0) - x y + log1p(exp(-|x|))`` (one ``exp`` and
+    one ``log1p``); derivatives ``sigmoid(x) - y`` (in ``x``) and ``-x`` (in ``y``)."""
+    return jnp.maximum(x, 0.0) - x * y + jnp.log1p(jnp.exp(-jnp.abs(x)))
 
 
 @bce_logits_elementwise.defjvp
