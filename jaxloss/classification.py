@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxloss import _core, _derivatives
 from jaxloss._typing import Array, ArrayLike, Reduction
@@ -285,9 +286,12 @@ def focal(
         focal, logits, labels, signed=False, names=("logits", "labels"), where=where, reduction=reduction
     )
     ctx = ctx.enforce(focal, alpha=alpha, gamma=gamma)
-    ce = -(y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
-    one_minus_pt = y * jax.nn.sigmoid(-x) + (1.0 - y) * jax.nn.sigmoid(x)
-    loss = ce * _core.safe_pow(one_minus_pt, ctx.cast(gamma))
+    # ce * (1 - p_t)^gamma with a closed-form derivative (measured faster than the generic one); a concrete
+    # integer gamma (the default 2) is an integer power.
+    if _core.is_concrete(gamma) and np.ndim(gamma) == 0 and float(gamma) in range(9):
+        loss = _derivatives.focal_elementwise_int(x, y, int(gamma))
+    else:
+        loss = _derivatives.focal_elementwise(x, y, ctx.cast(gamma))
     if alpha is not None:
         a = ctx.cast(alpha)
         loss = (a * y + (1.0 - a) * (1.0 - y)) * loss

@@ -39,19 +39,30 @@ def ref_bce(x, y, eps):
     return _reduce(jnp.maximum(x, 0.0) - x * y + jnp.log1p(jnp.exp(-jnp.abs(x))))
 
 
+def ref_focal(x, y, gamma):
+    ce = jnp.maximum(x, 0.0) - x * y + jnp.log1p(jnp.exp(-jnp.abs(x)))
+    m = y * jax.nn.sigmoid(-x) + (1.0 - y) * jax.nn.sigmoid(x)
+    return _reduce(ce * m**gamma)
+
+
 CASES = {
     "huber": (lambda a, b, h: jaxloss.huber(a, b, delta=h, weights=W, where=M), ref_huber, 0.7),
     "log_cosh": (lambda a, b, h: jaxloss.log_cosh(a, b, weights=W, where=M), lambda a, b, h: ref_log_cosh(a, b), 0.0),
     "bce": (lambda a, b, h: jaxloss.binary_cross_entropy(a, b, label_smoothing=h, weights=W, where=M), ref_bce, 0.1),
+    # gamma traced (the safe_pow rule) and a concrete integer gamma (the integer-power rule)
+    "focal": (lambda a, b, h: jaxloss.focal(a, b, gamma=h, weights=W, where=M), ref_focal, 1.5),
+    "focal_int": (lambda a, b, h: jaxloss.focal(a, b, weights=W, where=M), lambda a, b, h: ref_focal(a, b, 2.0), 0.0),
 }
+NO_HYPER = ("log_cosh", "focal_int")
+BINARY = ("bce", "focal", "focal_int")
 
 
 def inputs(name, extreme):
     a = RNG.normal(size=N) * 2.0
     if extreme:
         a = np.array([1e4, -1e4, 30.0, -30.0, 1e-8, -1e-8, 0.5, 40.0])
-    b = RNG.uniform(size=N) if name == "bce" else RNG.normal(size=N)
-    if name != "bce" and extreme:
+    b = RNG.uniform(size=N) if name in BINARY else RNG.normal(size=N)
+    if name not in BINARY and extreme:
         b = np.zeros(N)
     return jnp.asarray(a), jnp.asarray(b)
 
@@ -83,7 +94,7 @@ def test_jvp_hessian_grad_match_plain_formula(name, extreme):
     np.testing.assert_allclose(
         jax.jacfwd(jax.grad(lib, 1), 0)(a, b, hp), jax.jacfwd(jax.grad(ref, 1), 0)(a, b, hp), rtol=1e-10, atol=1e-14
     )
-    if name != "log_cosh":
+    if name not in NO_HYPER:
         g_h = jax.grad(lib, 2)(a, b, jnp.float64(hp))
         np.testing.assert_allclose(g_h, jax.grad(ref, 2)(a, b, jnp.float64(hp)), rtol=1e-10, atol=1e-14)
         h = 1e-6
