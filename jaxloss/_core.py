@@ -440,12 +440,22 @@ def value_check(ok: Array, message: str) -> None:
 # written to memory and read again (e.g. huber at 2^22: 5 fusions, 32 MiB temp, 3-8x slower than with one
 # pass). A *variadic* reduce is not taken by YNNPACK and is fused by XLA's own loop emitter with its producers,
 # in parallel, with no temporaries. ``full_sums`` therefore sums on CPU through a variadic reduce (the operands
-# it is asked for, plus an int8 zero that keeps a single sum variadic), over rows of ``_ROW`` entries (row
+# it is asked for, plus an int8 zero that keeps a single sum variadic), over rows of up to 4096 entries (:func:`_row_length`) (row
 # sums accumulate in vector lanes; the row sums are then summed again: accuracy as ``jnp.sum``'s, ~1e-8
 # relative at 2^22, where one flat variadic reduce loses ~1e-5). Other platforms use ``jnp.sum``. Derivatives of
 # every order are those of ``jnp.sum`` (a ``custom_jvp`` whose tangent is ``jnp.sum`` of the tangents).
-_ROWS = (256, 128, 64, 32, 16, 8)
 _MIN_FAST_SUM = 1 << 14  # below this a plain sum costs nothing worth a second kernel
+
+
+def _row_length(n: int) -> Optional[int]:
+    """The row length of the CPU sum of ``n`` entries: a power of two from 8 to 4096 dividing ``n``, at least
+    1024 where it divides (sequential runs short enough for ``jnp.sum``'s accuracy: ~1e-9 relative at 2^22)
+    and long enough to leave at most 4096 row sums (20 KiB of temporaries) up to 2^24 entries."""
+    target = min(max(1024, 1 << max(0, (n - 1) // 4096).bit_length()), 4096)
+    row = target
+    while row >= 8 and n % row:
+        row //= 2
+    return row if row >= 8 else None
 
 
 def _plain_sums(*xs: Array) -> Tuple[Array, ...]:
@@ -454,7 +464,7 @@ def _plain_sums(*xs: Array) -> Tuple[Array, ...]:
 
 def _cpu_sums(*xs: Array) -> Tuple[Array, ...]:
     n = int(np.prod(xs[0].shape))
-    row = next((r for r in _ROWS if n % r == 0), None)
+    row = _row_length(n)
     if row is None or n < _MIN_FAST_SUM:
         return _plain_sums(*xs)
     rows = [x.reshape(n // row, row) for x in xs]
