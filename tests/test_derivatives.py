@@ -102,3 +102,36 @@ def test_jvp_hessian_grad_match_plain_formula(name, extreme):
         np.testing.assert_allclose(g_h, fd, rtol=1e-6, atol=1e-8)
     if not extreme:
         np.testing.assert_allclose(g_l, fd_grad(lambda x: lib(x, b, hp), a), rtol=1e-6, atol=1e-9)
+
+
+def test_ctc_written_out_recursion_derivatives_equal_optax():
+    """The CTC step's written-out derivative (jaxloss/sequence.py ``_ctc_update``): float64 jvp, gradient,
+    Hessian-vector products (w.r.t. the logits) and the gradient w.r.t. ``log_epsilon`` equal those of optax's
+    ``ctc_loss`` (generic derivatives of its own recursion), with padded frames and labels."""
+    import optax
+
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(2, 7, 4)))
+    y = jnp.asarray([[1, 2, 2], [3, 1, 0]])
+    fp = jnp.asarray([[0.0] * 7, [0.0] * 5 + [1.0] * 2])
+    lp = jnp.asarray([[0.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    v = jnp.asarray(rng.normal(size=x.shape))
+
+    def lib(x, eps=-1e5):
+        return jaxloss.ctc(x, y, logit_paddings=fp, label_paddings=lp, log_epsilon=eps, reduction="sum")
+
+    def ref(x, eps=-1e5):
+        return jnp.sum(optax.ctc_loss(x, fp, y, lp, log_epsilon=eps))
+
+    np.testing.assert_allclose(lib(x), ref(x), rtol=1e-12)
+    np.testing.assert_allclose(jax.jvp(lib, (x,), (v,))[1], jax.jvp(ref, (x,), (v,))[1], rtol=1e-10)
+    np.testing.assert_allclose(jax.grad(lib)(x), jax.grad(ref)(x), rtol=1e-10, atol=1e-13)
+    hvp_l = jax.jvp(jax.grad(lib), (x,), (v,))[1]
+    hvp_r = jax.jvp(jax.grad(ref), (x,), (v,))[1]
+    np.testing.assert_allclose(hvp_l, hvp_r, rtol=1e-8, atol=1e-12)
+    # an impossible alignment (3 frames for labels 1, 2, 2): the loss depends on log_epsilon
+    short = jnp.asarray([[0.0] * 3 + [1.0] * 4, [0.0] * 7])
+    g_l = jax.grad(lambda e: jaxloss.ctc(x, y, logit_paddings=short, label_paddings=lp, log_epsilon=e, reduction="sum"))
+    g_r = jax.grad(lambda e: jnp.sum(optax.ctc_loss(x, short, y, lp, log_epsilon=e)))
+    np.testing.assert_allclose(g_l(-30.0), g_r(-30.0), rtol=1e-8)
+    assert abs(float(g_l(-30.0))) > 0.5
