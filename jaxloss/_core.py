@@ -498,6 +498,24 @@ def _full_sums_jvp(primals, tangents):
     return full_sums(*primals), tuple(jnp.sum(t) for t in tangents)
 
 
+def _cpu_any(flags: Array, axes: Tuple[int, ...]) -> Array:
+    pad_in = jnp.zeros(flags.shape, jnp.int8)
+
+    def combine(a, b):
+        return a[0] | b[0], jnp.maximum(a[1], b[1])
+
+    found, pad = jax.lax.reduce((flags, pad_in), (jnp.asarray(False), jnp.zeros((), jnp.int8)), combine, axes)
+    return found | (pad > 0)
+
+
+def any_over(flags: Array, axes: Tuple[int, ...]) -> Array:
+    """``jnp.any(flags, axis=axes)``; on CPU a variadic reduce, fused with the comparisons that make ``flags``
+    (XLA:CPU rewrites a plain ``reduce(or)`` over a long axis into a reduce-window that reads the flags from
+    memory: a domain check of probability targets ``[8192, 1000]`` wrote an 8 MiB boolean temporary)."""
+    flags = jnp.asarray(flags, bool)
+    return jax.lax.platform_dependent(flags, cpu=lambda f: _cpu_any(f, axes), default=lambda f: jnp.any(f, axis=axes))
+
+
 def full_sum(x: Array) -> Array:
     """``jnp.sum(x)`` over every axis, in one fused pass on CPU (see :func:`full_sums`)."""
     return full_sums(x)[0]
@@ -550,7 +568,7 @@ class LossContext:
         flags = jnp.asarray(flags, bool)
         n = len(self.loss_shape)
         if flags.ndim > n:
-            flags = jnp.any(flags, axis=tuple(range(n, flags.ndim)))
+            flags = any_over(flags, tuple(range(n, flags.ndim)))
         try:
             np.broadcast_shapes(flags.shape, tuple(self.loss_shape))
         except ValueError:
