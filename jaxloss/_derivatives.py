@@ -122,3 +122,16 @@ def _focal_int_jvp(gamma, primals, tangents):
     pw = m**gamma
     d_pw = gamma * m ** (gamma - 1) * dm if gamma > 0 else jnp.zeros_like(dm)
     return focal_elementwise_int(x, y, gamma), ((s - y) * dx - x * dy) * pw + ce * d_pw
+
+
+@jax.custom_jvp
+def softplus_elementwise(z: Array) -> Array:
+    """``log(1 + exp(z)) = max(z, 0) + log1p(exp(-|z|))`` (one ``exp`` and one ``log1p``); derivative
+    ``sigmoid(z)`` (the generic derivative of ``jax.nn.softplus``, a ``logaddexp``, costs two passes more)."""
+    return jnp.maximum(z, 0.0) + jnp.log1p(jnp.exp(-jnp.abs(z)))
+
+
+@softplus_elementwise.defjvp
+def _softplus_jvp(primals, tangents):
+    (z,), (dz,) = primals, tangents
+    return softplus_elementwise(z), jax.nn.sigmoid(z) * dz

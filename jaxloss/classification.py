@@ -544,7 +544,8 @@ def soft_margin(
       1.41
     """
     ctx, s, y = _core.prepare_binary(soft_margin, scores, labels, signed=True, where=where, reduction=reduction)
-    return ctx.reduce(jax.nn.softplus(-y * s), weights=weights)
+    # softplus with the closed-form derivative sigmoid (measured faster than the generic one)
+    return ctx.reduce(_derivatives.softplus_elementwise(-y * s), weights=weights)
 
 
 @_core.domain(labels=_core.PROBABILITY)

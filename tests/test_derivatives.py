@@ -45,15 +45,26 @@ def ref_focal(x, y, gamma):
     return _reduce(ce * m**gamma)
 
 
+def ref_soft_margin(s, y):
+    # labels pass through jaxloss's documented {-1, 0, 1} -> {-1, 1} map y^2 + y - 1 (identity on -1 and 1,
+    # slope 2y + 1: it enters the derivative with respect to the labels)
+    return _reduce(jnp.logaddexp(0.0, -(y * y + y - 1.0) * s))
+
+
 CASES = {
     "huber": (lambda a, b, h: jaxloss.huber(a, b, delta=h, weights=W, where=M), ref_huber, 0.7),
     "log_cosh": (lambda a, b, h: jaxloss.log_cosh(a, b, weights=W, where=M), lambda a, b, h: ref_log_cosh(a, b), 0.0),
     "bce": (lambda a, b, h: jaxloss.binary_cross_entropy(a, b, label_smoothing=h, weights=W, where=M), ref_bce, 0.1),
     # gamma traced (the safe_pow rule) and a concrete integer gamma (the integer-power rule)
     "focal": (lambda a, b, h: jaxloss.focal(a, b, gamma=h, weights=W, where=M), ref_focal, 1.5),
+    "soft_margin": (
+        lambda a, b, h: jaxloss.soft_margin(a, b, weights=W, where=M),
+        lambda a, b, h: ref_soft_margin(a, b),
+        0.0,
+    ),
     "focal_int": (lambda a, b, h: jaxloss.focal(a, b, weights=W, where=M), lambda a, b, h: ref_focal(a, b, 2.0), 0.0),
 }
-NO_HYPER = ("log_cosh", "focal_int")
+NO_HYPER = ("log_cosh", "focal_int", "soft_margin")
 BINARY = ("bce", "focal", "focal_int")
 
 
@@ -64,6 +75,8 @@ def inputs(name, extreme):
     b = RNG.uniform(size=N) if name in BINARY else RNG.normal(size=N)
     if name not in BINARY and extreme:
         b = np.zeros(N)
+    if name == "soft_margin":  # labels in {-1, 1}
+        b = np.where(RNG.uniform(size=N) < 0.5, -1.0, 1.0)
     return jnp.asarray(a), jnp.asarray(b)
 
 
