@@ -288,8 +288,9 @@ def focal(
     ctx = ctx.enforce(focal, alpha=alpha, gamma=gamma)
     # ce * (1 - p_t)^gamma with a closed-form derivative (measured faster than the generic one); a concrete
     # integer gamma (the default 2) is an integer power.
-    if _core.is_concrete(gamma) and np.ndim(gamma) == 0 and float(gamma) in range(9):
-        loss = _derivatives.focal_elementwise_int(x, y, int(gamma))
+    g = np.asarray(gamma) if _core.is_concrete(gamma) else None
+    if g is not None and g.ndim == 0 and float(g) in (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0):
+        loss = _derivatives.focal_elementwise_int(x, y, int(g))
     else:
         loss = _derivatives.focal_elementwise(x, y, ctx.cast(gamma))
     if alpha is not None:
