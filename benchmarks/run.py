@@ -205,6 +205,14 @@ def build_cases(sizes: Sizes, torch_mod) -> tuple:
             "",
         ),
         (
+            "smooth_l1",
+            pair,
+            lambda p, t: jaxloss.smooth_l1(p, t, beta=1.0),
+            None,
+            lambda p, t: F.smooth_l1_loss(p, t, beta=1.0),
+            "optax has no smooth L1 loss",
+        ),
+        (
             "log_cosh",
             pair,
             lambda p, t: jaxloss.log_cosh(p, t),
@@ -235,6 +243,22 @@ def build_cases(sizes: Sizes, torch_mod) -> tuple:
             lambda s, y: jnp.mean(ol.hinge_loss(s, y)),
             lambda s, y: T.relu(1.0 - y * s).mean(),
             "PyTorch: relu(1 - y s).mean() (no built-in)",
+        ),
+        (
+            "squared_hinge",
+            signed,
+            lambda s, y: jaxloss.squared_hinge(s, y),
+            None,
+            lambda s, y: T.relu(1.0 - y * s).square().mean(),
+            "optax has no squared hinge; PyTorch: relu(1 - y s)^2 .mean() (no built-in)",
+        ),
+        (
+            "soft_margin",
+            signed,
+            lambda s, y: jaxloss.soft_margin(s, y),
+            None,
+            lambda s, y: F.soft_margin_loss(s, y),
+            "optax has no soft margin loss",
         ),
     ]
     for name, make, jl, ox, tc, note in elementwise:

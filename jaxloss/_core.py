@@ -432,6 +432,96 @@ def value_check(ok: Array, message: str) -> None:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# The full reduction (sums over every axis), written for XLA:CPU
+# ---------------------------------------------------------------------------------------------------------
+
+# XLA:CPU (jaxlib 0.10) hands a single-operand ``reduce(add)`` to its YNNPACK fusion, which cannot share a pass
+# with other outputs: in ``value_and_grad`` the loss's producers (``p - t``, even broadcast constants) are then
+# written to memory and read again (e.g. huber at 2^22: 5 fusions, 32 MiB temp, 3-8x slower than with one
+# pass). A *variadic* reduce is not taken by YNNPACK and is fused by XLA's own loop emitter with its producers,
+# in parallel, with no temporaries. ``full_sums`` therefore sums on CPU through a variadic reduce (the operands
+# it is asked for, plus an int8 zero that keeps a single sum variadic), over rows of up to 4096 entries (:func:`_row_length`) (row
+# sums accumulate in vector lanes; the row sums are then summed again: accuracy as ``jnp.sum``'s, ~1e-8
+# relative at 2^22, where one flat variadic reduce loses ~1e-5). Other platforms use ``jnp.sum``. Derivatives of
+# every order are those of ``jnp.sum`` (a ``custom_jvp`` whose tangent is ``jnp.sum`` of the tangents).
+_MIN_FAST_SUM = 1 << 14  # below this a plain sum costs nothing worth a second kernel
+
+
+def _row_length(n: int) -> Optional[int]:
+    """The row length of the CPU sum of ``n`` entries: a power of two from 8 to 4096 dividing ``n``, at least
+    1024 where it divides (sequential runs short enough for ``jnp.sum``'s accuracy: ~1e-9 relative at 2^22)
+    and long enough to leave at most 4096 row sums (20 KiB of temporaries) up to 2^24 entries."""
+    target = min(max(1024, 1 << max(0, (n - 1) // 4096).bit_length()), 4096)
+    row = target
+    while row >= 8 and n % row:
+        row //= 2
+    return row if row >= 8 else None
+
+
+def _plain_sums(*xs: Array) -> Tuple[Array, ...]:
+    return tuple(jnp.sum(x) for x in xs)
+
+
+def _cpu_sums(*xs: Array) -> Tuple[Array, ...]:
+    n = int(np.prod(xs[0].shape))
+    row = _row_length(n)
+    if row is None or n < _MIN_FAST_SUM:
+        return _plain_sums(*xs)
+    rows = [x.reshape(n // row, row) for x in xs]
+    zero = jnp.zeros((), jnp.int8)
+    operands = (*rows, jnp.zeros(rows[0].shape, jnp.int8))
+    inits = (*(jnp.zeros((), x.dtype) for x in xs), zero)
+    k = len(xs)
+
+    def combine(a, b):
+        return (*(a[i] + b[i] for i in range(k)), jnp.maximum(a[k], b[k]))
+
+    *partial, pad = jax.lax.reduce(operands, inits, combine, (1,))
+    # ``pad`` is all zeros; adding it keeps the second output alive (else XLA drops it, and YNNPACK takes the sum).
+    return tuple(jnp.sum(s + pad.astype(s.dtype)) for s in partial)
+
+
+@jax.custom_jvp
+def full_sums(*xs: Array) -> Tuple[Array, ...]:
+    """``tuple(jnp.sum(x) for x in xs)`` for same-shaped arrays, in one pass over memory on CPU.
+
+    Values and derivatives of every order equal ``jnp.sum``'s (up to the summation order); see the comment
+    above for why this exists.
+    """
+    if len({x.shape for x in xs}) != 1:
+        return _plain_sums(*xs)
+    return jax.lax.platform_dependent(*xs, cpu=_cpu_sums, default=_plain_sums)
+
+
+@full_sums.defjvp
+def _full_sums_jvp(primals, tangents):
+    return full_sums(*primals), tuple(jnp.sum(t) for t in tangents)
+
+
+def _cpu_any(flags: Array, axes: Tuple[int, ...]) -> Array:
+    pad_in = jnp.zeros(flags.shape, jnp.int8)
+
+    def combine(a, b):
+        return a[0] | b[0], jnp.maximum(a[1], b[1])
+
+    found, pad = jax.lax.reduce((flags, pad_in), (jnp.asarray(False), jnp.zeros((), jnp.int8)), combine, axes)
+    return found | (pad > 0)
+
+
+def any_over(flags: Array, axes: Tuple[int, ...]) -> Array:
+    """``jnp.any(flags, axis=axes)``; on CPU a variadic reduce, fused with the comparisons that make ``flags``
+    (XLA:CPU rewrites a plain ``reduce(or)`` over a long axis into a reduce-window that reads the flags from
+    memory: a domain check of probability targets ``[8192, 1000]`` wrote an 8 MiB boolean temporary)."""
+    flags = jnp.asarray(flags, bool)
+    return jax.lax.platform_dependent(flags, cpu=lambda f: _cpu_any(f, axes), default=lambda f: jnp.any(f, axis=axes))
+
+
+def full_sum(x: Array) -> Array:
+    """``jnp.sum(x)`` over every axis, in one fused pass on CPU (see :func:`full_sums`)."""
+    return full_sums(x)[0]
+
+
+# ---------------------------------------------------------------------------------------------------------
 # The loss context: mask, dtypes and reduction for one call
 # ---------------------------------------------------------------------------------------------------------
 
@@ -478,7 +568,7 @@ class LossContext:
         flags = jnp.asarray(flags, bool)
         n = len(self.loss_shape)
         if flags.ndim > n:
-            flags = jnp.any(flags, axis=tuple(range(n, flags.ndim)))
+            flags = any_over(flags, tuple(range(n, flags.ndim)))
         try:
             np.broadcast_shapes(flags.shape, tuple(self.loss_shape))
         except ValueError:
@@ -558,19 +648,16 @@ class LossContext:
                 denom = jnp.where(self.mask, denom, 0.0)
         if self.reduction == "none":
             return loss.astype(self.out_dtype)
-        total = jnp.sum(loss)
         if self.reduction == "sum":
-            return total.astype(self.out_dtype)
+            return full_sum(loss).astype(self.out_dtype)
         if denom is None and self.mask is None:
             # Static count: a plain mean. (Going through the count == 0 guard below costs XLA:CPU a
             # materialised broadcast of the cotangent in value_and_grad, e.g. 16 MiB more for huber at 2^22.)
-            return (total / max(int(np.prod(self.loss_shape)), 1)).astype(self.out_dtype)
-        if denom is not None:
-            count = jnp.sum(denom)
-        elif self.mask is not None:
-            count = jnp.sum(self.mask, dtype=self.dtype)
-        else:
-            count = jnp.asarray(max(int(np.prod(self.loss_shape)), 1), self.dtype)
+            return (full_sum(loss) / max(int(np.prod(self.loss_shape)), 1)).astype(self.out_dtype)
+        if denom is None:
+            denom = jnp.asarray(self.mask, self.dtype)
+        # The numerator and the denominator in one pass.
+        total, count = full_sums(loss, jnp.broadcast_to(denom, self.loss_shape))
         safe = jnp.where(count == 0, 1.0, count)
         return jnp.where(count == 0, 0.0, total / safe).astype(self.out_dtype)
 

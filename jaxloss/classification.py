@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxloss import _core, _derivatives
 from jaxloss._typing import Array, ArrayLike, Reduction
@@ -285,9 +286,13 @@ def focal(
         focal, logits, labels, signed=False, names=("logits", "labels"), where=where, reduction=reduction
     )
     ctx = ctx.enforce(focal, alpha=alpha, gamma=gamma)
-    ce = -(y * jax.nn.log_sigmoid(x) + (1.0 - y) * jax.nn.log_sigmoid(-x))
-    one_minus_pt = y * jax.nn.sigmoid(-x) + (1.0 - y) * jax.nn.sigmoid(x)
-    loss = ce * _core.safe_pow(one_minus_pt, ctx.cast(gamma))
+    # ce * (1 - p_t)^gamma with a closed-form derivative (measured faster than the generic one); a concrete
+    # integer gamma (the default 2) is an integer power.
+    g = np.asarray(gamma) if _core.is_concrete(gamma) else None
+    if g is not None and g.ndim == 0 and float(g) in (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0):
+        loss = _derivatives.focal_elementwise_int(x, y, int(g))
+    else:
+        loss = _derivatives.focal_elementwise(x, y, ctx.cast(gamma))
     if alpha is not None:
         a = ctx.cast(alpha)
         loss = (a * y + (1.0 - a) * (1.0 - y)) * loss
@@ -540,7 +545,8 @@ def soft_margin(
       1.41
     """
     ctx, s, y = _core.prepare_binary(soft_margin, scores, labels, signed=True, where=where, reduction=reduction)
-    return ctx.reduce(jax.nn.softplus(-y * s), weights=weights)
+    # softplus with the closed-form derivative sigmoid (measured faster than the generic one)
+    return ctx.reduce(_derivatives.softplus_elementwise(-y * s), weights=weights)
 
 
 @_core.domain(labels=_core.PROBABILITY)

@@ -50,6 +50,50 @@ def _steps_mask(paddings, lengths, shape, names) -> Tuple[Optional[jax.Array], O
 # ---------------------------------------------------------------------------------------------------------
 
 
+def _shift(a: Array, k: int, fill) -> Array:
+    """``a[:, s - k]`` along the state axis (``fill`` for ``s < k``), also when there are fewer than k states."""
+    pad = jnp.full((a.shape[0], k), fill, a.dtype)
+    return jnp.concatenate([pad, a], axis=1)[:, : a.shape[1]]
+
+
+def _ctc_moves(alpha: Array, skip: Array) -> Tuple[Array, Array, Array]:
+    """The three moves into each state: stay, advance one state, skip one (with its log-weight ``skip``)."""
+    return alpha, _shift(alpha, 1, -jnp.inf), _shift(alpha, 2, -jnp.inf) + skip
+
+
+def _ctc_total(alpha: Array, skip: Array) -> Tuple[Array, Array, Array]:
+    """``log(sum of exp of the moves)`` and the weights of the second and third moves (``alpha`` is finite)."""
+    a, b, c = _ctc_moves(alpha, skip)
+    m = jnp.maximum(jnp.maximum(a, b), c)
+    total = m + jnp.log(jnp.exp(a - m) + jnp.exp(b - m) + jnp.exp(c - m))
+    return total, jnp.exp(b - total), jnp.exp(c - total)
+
+
+@jax.custom_jvp
+def _ctc_update(alpha: Array, skip: Array, emit: Array, valid: Array) -> Array:
+    """One frame of the CTC forward recursion: ``logsumexp(moves) + emit`` where ``valid``, else ``alpha``.
+
+    The derivative is written out: with the weights ``w_i = exp(move_i - total)`` (they sum to 1),
+    ``d total = d alpha + w_1 (d move_1 - d alpha) + w_2 (d move_2 - d alpha)``, so that reverse mode keeps two
+    ``[B, S]`` arrays per frame (``w_1``, ``w_2``; the frame mask as a float ``[B, 1]``) instead of the generic
+    ``logsumexp``'s stack, maximum, exponentials and a broadcast mask: the compiled temporary memory of
+    ``value_and_grad`` at 32x256x64 with 48 labels was 24.8 MiB, optax's is 18.2."""
+    total, _, _ = _ctc_total(alpha, skip)
+    return jnp.where(valid[:, None], total + emit, alpha)
+
+
+@_ctc_update.defjvp
+def _ctc_update_jvp(primals, tangents):
+    alpha, skip, emit, valid = primals
+    d_alpha, d_skip, d_emit, _ = tangents
+    total, w1, w2 = _ctc_total(alpha, skip)
+    out = jnp.where(valid[:, None], total + emit, alpha)
+    d1 = _shift(d_alpha, 1, 0.0) - d_alpha
+    d2 = _shift(d_alpha, 2, 0.0) + d_skip - d_alpha
+    v = valid[:, None].astype(alpha.dtype)
+    return out, d_alpha + v * (w1 * d1 + w2 * d2 + d_emit)
+
+
 def _ctc_log_likelihood(log_probs, frame_valid, labels, label_len, blank_id, log_epsilon, with_alpha=False):
     """``log p(labels | log_probs)`` by the CTC forward recursion over the blank-extended labels.
 
@@ -91,8 +135,7 @@ def _ctc_log_likelihood(log_probs, frame_valid, labels, label_len, blank_id, log
 
     def step(alpha, inputs):
         e_t, valid_t = inputs
-        candidates = jnp.stack([alpha, shift(alpha, 1, neg_inf), shift(alpha, 2, neg_inf) + skip])
-        new = jnp.where(valid_t[:, None], jax.nn.logsumexp(candidates, axis=0) + e_t, alpha)
+        new = _ctc_update(alpha, skip, e_t, valid_t)
         return new, (new if with_alpha else None)
 
     # alpha before the first frame: a virtual blank with probability 1 (state 0); any later start costs

@@ -301,3 +301,91 @@ def test_class_axis_tuple_and_class_masks_equal_optax():
     assert float(out[1]) == 0.0
     with pytest.raises(ValueError, match="label_smoothing"):
         jaxloss.cross_entropy(logits, labels, where=cm, label_smoothing=0.1)
+
+
+# -- the full reduction (_core.full_sums: one fused pass on CPU) -------------------------------------------
+
+FAST_N = 3 * 2**14  # above _core._MIN_FAST_SUM and a multiple of its row length: the CPU path is taken
+
+
+@pytest.mark.parametrize("shape", [(FAST_N,), (96, 512), (3, 2**14 + 1)])
+def test_full_sums_equal_float64_numpy_with_jnp_sum_derivatives(shape):
+    """Values against float64 NumPy; jvp, grad and Hessian-vector products against ``jnp.sum``'s (the
+    derivatives are exact: the sum is linear); under vmap equal to a loop. The last shape (no row length
+    divides it) takes the plain sum."""
+    from jaxloss import _core
+
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=shape).astype(np.float32) * 3.0
+    b = rng.uniform(size=shape).astype(np.float32)
+    s1, s2 = jax.jit(_core.full_sums)(jnp.asarray(a), jnp.asarray(b))
+    assert_close(s1, a.astype(np.float64).sum(), np.float32, rtol=1e-6, atol=1e-3)
+    assert_close(s2, b.astype(np.float64).sum(), np.float32, rtol=1e-6, atol=1e-3)
+
+    def f(x, y):
+        s, c = _core.full_sums(jnp.sin(x) * y, y * y)
+        return s / c
+
+    def g(x, y):
+        return jnp.sum(jnp.sin(x) * y) / jnp.sum(y * y)
+
+    v = jnp.asarray(rng.normal(size=shape).astype(np.float32))
+    args = (jnp.asarray(a), jnp.asarray(b))
+    for argnum in (0, 1):
+        fa = lambda z, h=f, i=argnum: h(*[z if j == i else args[j] for j in range(2)])  # noqa: E731
+        ga = lambda z, h=g, i=argnum: h(*[z if j == i else args[j] for j in range(2)])  # noqa: E731
+        assert_close(jax.jvp(fa, (args[argnum],), (v,))[1], jax.jvp(ga, (args[argnum],), (v,))[1], np.float32)
+        assert_close(jax.grad(fa)(args[argnum]), jax.grad(ga)(args[argnum]), np.float32, rtol=1e-5)
+        hf = jax.jvp(jax.grad(fa), (args[argnum],), (v,))[1]
+        hg = jax.jvp(jax.grad(ga), (args[argnum],), (v,))[1]
+        assert_close(hf, hg, np.float32, rtol=1e-4, atol=1e-9)
+    batched = jax.vmap(lambda x: _core.full_sum(x))(jnp.stack([args[0], 2 * args[0]]))
+    assert_close(
+        batched,
+        np.array([a.astype(np.float64).sum(), 2 * a.astype(np.float64).sum()]),
+        np.float32,
+        rtol=1e-6,
+        atol=1e-3,
+    )
+
+
+def test_elementwise_value_and_grad_needs_no_temporaries_on_cpu():
+    """The mean reduction fuses with the loss and its gradient: ``value_and_grad`` of huber and binary
+    cross-entropy compiles with no temporary array (XLA:CPU's YNNPACK sum would write ``p - t`` to memory:
+    4 * FAST_N bytes and more), masked and weighted means included, and never with more than optax's."""
+    import optax
+
+    rng = np.random.default_rng(4)
+    p = jnp.asarray(rng.normal(size=FAST_N).astype(np.float32))
+    t = jnp.asarray(rng.normal(size=FAST_N).astype(np.float32))
+    y = (t > 0).astype(jnp.float32)
+    m = t > -1.0
+    w = jnp.asarray(rng.uniform(size=FAST_N).astype(np.float32))
+
+    def temp(fn, *args):
+        c = jax.jit(jax.value_and_grad(fn)).lower(*args).compile()
+        return c.memory_analysis().temp_size_in_bytes
+
+    small = 4 * FAST_N // 8
+    assert temp(lambda a: jaxloss.huber(a, t), p) < small
+    assert temp(lambda a: jaxloss.huber(a, t, where=m, weights=w), p) < small
+    assert temp(lambda a: jaxloss.binary_cross_entropy(a, y), p) < small
+    assert temp(lambda a: jaxloss.binary_cross_entropy(a, y), p) <= temp(
+        lambda a: jnp.mean(optax.sigmoid_binary_cross_entropy(a, y)), p
+    )
+
+
+def test_domain_check_of_probability_targets_needs_no_boolean_temporary_on_cpu():
+    """The [0, 1] check of traced probability targets (a ``[N, C]`` comparison reduced over the class axis) is
+    fused with its comparisons: no ``[N, C]`` boolean in memory at 8192x1000 (compile only; XLA:CPU's
+    reduce-window of a plain ``jnp.any`` wrote one, N * C bytes), and a flagged example still gives NaN."""
+    f = jax.jit(lambda a, b: jaxloss.cross_entropy(a, b, reduction="none"))
+    spec = jax.ShapeDtypeStruct((8192, 1000), jnp.float32)
+    assert f.lower(spec, spec).compile().memory_analysis().temp_size_in_bytes < 8192 * 1000 // 8
+    rng = np.random.default_rng(6)
+    x = jnp.asarray(rng.normal(size=(16, 100)).astype(np.float32))
+    t = rng.random((16, 100)).astype(np.float32)
+    t = t / t.sum(-1, keepdims=True)
+    t[3, 7] = 1.5
+    out = np.asarray(f(x, jnp.asarray(t)))
+    assert np.isnan(out[3]) and np.isfinite(np.delete(out, 3)).all()
