@@ -15,6 +15,7 @@ import pytest
 
 import jaxloss
 from benchmarks import ghost_models as gm
+from jaxloss.per_sample import ghost as ghost_mod
 
 CASES = [
     ("nnx", "mlp"),
@@ -235,3 +236,76 @@ def test_auto_clipping_rule_on_the_benchmark_models():
         for arch, expect in (("mlp", "two_pass"), ("cnn", "two_pass"), ("transformer", "bookkeeping")):
             obj, params, batch = gm.build(framework, arch, 2, size="bench")
             assert jaxloss.ghost_plan(obj, params, batch).clipping == expect, (framework, arch)
+
+
+def _relu_net(act):
+    def fn(p, batch):
+        x, y = batch
+        out = act(x @ p["w1"] + p["b1"]) @ p["w2"] + p["b2"]
+        return jnp.mean(jnp.sum((out - y) ** 2, axis=-1))
+
+    return fn
+
+
+@jax.custom_jvp
+def _straight_through_relu(x):
+    return jnp.maximum(x, 0.0)
+
+
+_straight_through_relu.defjvps(lambda t, ans, x: t)  # max(x, 0) but another derivative: not a ReLU rule
+
+
+def test_relu_with_packed_mask_equals_float64_numpy_and_other_rules_are_kept():
+    # integer data: some pre-activations are exactly 0 (where jax.nn.relu's derivative is 0)
+    rng = np.random.default_rng(3)
+    p = {
+        "w1": rng.integers(-2, 3, size=(5, 6)).astype(np.float32),
+        "b1": rng.integers(-1, 2, size=6).astype(np.float32),
+        "w2": rng.normal(size=(6, 3)).astype(np.float32),
+        "b2": rng.normal(size=3).astype(np.float32),
+    }
+    x = rng.integers(-2, 3, size=(7, 5)).astype(np.float32)
+    y = rng.normal(size=(7, 3)).astype(np.float32)
+    z = x.astype(np.float64) @ p["w1"] + p["b1"]
+    assert np.any(z == 0) and np.any(z > 0) and np.any(z < 0)
+    # float64 NumPy per-example gradients of sum((relu(z) w2 + b2 - y)^2), relu'(0) = 0
+    h = np.maximum(z, 0)
+    d_out = 2 * (h @ p["w2"] + p["b2"] - y)  # [B, 3]
+    d_z = (d_out @ p["w2"].T) * (z > 0)
+    per = [np.einsum("bi,bj->bij", x, d_z), d_z, np.einsum("bi,bj->bij", h, d_out), d_out]  # w1, b1, w2, b2
+    norms = np.sqrt(sum(np.sum(g.reshape(len(x), -1) ** 2, axis=1) for g in per))
+    clip = np.minimum(1.0, 4.0 / norms)
+    assert np.ptp(clip) > 0.01
+    expect = [np.tensordot(clip, g, axes=1) / len(x) for g in per]
+    params = {k: jnp.asarray(v) for k, v in p.items()}
+    batch = (jnp.asarray(x), jnp.asarray(y))
+    fn = _relu_net(jax.nn.relu)
+    tr = ghost_mod._trace(fn, params, batch)
+    assert len(tr.relus) == 1  # jax.nn.relu is run with the bit-packed mask
+    two, book = _run(
+        lambda q, b: (
+            jaxloss.ghost_clipped_grad(fn, q, b, 4.0, clipping="two_pass"),
+            jaxloss.ghost_clipped_grad(fn, q, b, 4.0, clipping="bookkeeping"),
+        ),
+        params,
+        batch,
+    )
+    for got in (two, book):
+        np.testing.assert_allclose(np.asarray(got.norms, np.float64), norms, rtol=1e-5)
+        for key, e in zip(["w1", "b1", "w2", "b2"], expect):
+            np.testing.assert_allclose(np.asarray(got.grads[key], np.float64), e, rtol=1e-5, atol=1e-6)
+    # a custom rule on max(x, 0) (straight-through) is not replaced: ghost equals the exact path
+    st = _relu_net(_straight_through_relu)
+    assert ghost_mod._trace(st, params, batch).relus == frozenset()
+    g, v = _run(
+        lambda q, b: (
+            jaxloss.ghost_clipped_grad(st, q, b, 4.0, clipping="two_pass"),
+            jaxloss.clipped_mean_grad(st, q, b, 4.0),
+        ),
+        params,
+        batch,
+    )
+    assert not np.allclose(np.asarray(v.norms), norms)  # the rule matters on this batch
+    np.testing.assert_allclose(np.asarray(g.norms), np.asarray(v.norms), rtol=1e-5)
+    for a, b in zip(_leaves(g.grads), _leaves(v.grads)):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
