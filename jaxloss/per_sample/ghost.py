@@ -359,7 +359,20 @@ def _is_relu(eqn) -> bool:
         return False
     if dt != eqn.outvars[0].aval.dtype or not _is_max0(eqn.params["call_jaxpr"].jaxpr):
         return False
-    pattern = [-3.0, -1e-30, -0.0, 0.0, 1e-30, 2.0, 3e30, -3e30, np.inf, -np.inf, np.nan]
+    fi = jnp.finfo(dt)
+    pattern = [
+        -3.0,
+        -float(fi.tiny),
+        -0.0,
+        0.0,
+        float(fi.tiny),
+        2.0,
+        float(fi.max),
+        -float(fi.max),
+        np.inf,
+        -np.inf,
+        np.nan,
+    ]
     x = np.resize(np.asarray(pattern, dt), aval.shape)
     t = np.resize(np.asarray([1.5, -2.0, 3.0, 0.25, -1.0, 7.0, -0.5], dt), aval.shape)
     try:
