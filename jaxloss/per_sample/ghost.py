@@ -48,6 +48,9 @@ an element, instead of the pre-activation ``x`` that ``jax.grad`` keeps (4 bytes
 passes keep the forward residuals longer than one batch gradient does (two-pass: through two backward passes),
 so this is what brings them under the batch gradient's memory on ReLU models: MLP two-pass 1.25x -> 0.79x,
 CNN 1.32x -> 1.12x (book-keeping 1.33x -> 1.17x); the values are unchanged.
+The packed ReLU is a ``custom_vjp``: the ghost norms and clipped gradients are differentiable in reverse mode
+(and vmap/scan/jit work), but not in forward mode (``jax.jvp`` / ``jax.jacfwd`` through them raise) for models
+with a ReLU; use ``method="vmap"`` there.
 
 Everything is pure and jit-compilable (``fn`` static). Models of any framework are accepted as
 ``params`` (see ``jaxloss._models``): Flax NNX / linen, Equinox, or a pytree with a function.
