@@ -1052,36 +1052,36 @@ def _norm2(x: Array, axis: int) -> Array:
     """``sqrt(sum x^2 + tiny) - sqrt(tiny)``: exactly 0 at the zero vector, ``|x|`` to rounding elsewhere; no
     select, which XLA:CPU would not fuse. The derivative ``x . dx / sqrt(sum x^2 + tiny)`` is written out, so
     that the second derivative at the zero vector is finite (through ``sqrt``'s own second derivative it
-    would be ``tiny^-1.5 * 0 = inf * 0``).
-
-    Undifferentiated (a forward pass), the sum on CPU is a variadic reduce (:func:`_cpu_axis_sum`): parallel
-    and fused with the difference that makes ``x`` (triplet_margin forward ~0.6x the plain sum's time). Under
-    differentiation the rule uses :func:`_norm2_ad`, the same value with ``jnp.sum``: with the variadic reduce
-    in ``value_and_grad`` XLA:CPU wrote the difference to memory for the gradient (5x slower)."""
-    return _norm2_value(x, axis, fast=True)
+    would be ``tiny^-1.5 * 0 = inf * 0``)."""
+    return _norm2_value(x, axis, fast=False)
 
 
 @functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
-def _norm2_ad(x: Array, axis: int) -> Array:
-    """:func:`_norm2` with ``jnp.sum`` (the value used under differentiation)."""
-    return _norm2_value(x, axis, fast=False)
+def _norm2_fast(x: Array, axis: int) -> Array:
+    """:func:`_norm2` whose undifferentiated value (a forward pass) sums on CPU through a variadic reduce
+    (:func:`_cpu_axis_sum`: parallel, fused with the difference that makes ``x``; triplet_margin forward
+    ~0.6x the plain sum's time). Its derivatives are :func:`_norm2`'s, whose value uses ``jnp.sum``: with the
+    variadic reduce in ``value_and_grad`` XLA:CPU wrote the difference to memory for the gradient (5x
+    slower), and contrastive's forward was slower with it (so only triplet_margin uses it)."""
+    return _norm2_value(x, axis, fast=True)
 
 
 def _norm2_jvp(axis, primals, tangents):
     (x,), (dx,) = primals, tangents
     n = jnp.sqrt(jnp.sum(x * x, axis=axis) + jnp.finfo(x.dtype).tiny)
-    return _norm2_ad(x, axis), jnp.sum(x * dx, axis=axis) / n
+    return _norm2(x, axis), jnp.sum(x * dx, axis=axis) / n
 
 
 _norm2.defjvp(_norm2_jvp)
-_norm2_ad.defjvp(_norm2_jvp)
+_norm2_fast.defjvp(_norm2_jvp)
 
 
-def safe_norm(x: Array, axis: int = -1, ord: float = 2.0) -> Array:
-    """The ``ord``-norm over ``axis`` with a finite (zero) gradient at the zero vector."""
+def safe_norm(x: Array, axis: int = -1, ord: float = 2.0, fast_forward: bool = False) -> Array:
+    """The ``ord``-norm over ``axis`` with a finite (zero) gradient at the zero vector. ``fast_forward``: the
+    2-norm's undifferentiated value through a variadic reduce on CPU (see :func:`_norm2_fast`)."""
     ax = jnp.abs(x)
     if ord == 2:
-        return _norm2(x, axis)
+        return _norm2_fast(x, axis) if fast_forward else _norm2(x, axis)
     if ord == 1:
         return jnp.sum(ax, axis=axis)
     if ord == np.inf:
