@@ -439,6 +439,18 @@ def round_robin(candidates: Dict[str, Callable], sizes: Sizes, warm_each: bool =
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _warm_up_torch(*steps: Callable, seconds: float = 1.0, calls: int = 3) -> None:
+    """Calls each step at least ``calls`` times and for at least ``seconds`` in all: the first calls of a
+    ``torch.compile`` graph on this CPU ran 20-40 ms for a few hundred ms after compiling (then 0.1-0.2 ms at
+    2^16 elements), which a median of few repeats can take for the loss's time."""
+    start = time.perf_counter()
+    n = 0
+    while n < calls or time.perf_counter() - start < seconds:
+        for step in steps:
+            step()
+        n += 1
+
+
 def _dynamo_graphs(torch_mod) -> Optional[int]:
     """The number of graphs torch.compile has compiled so far (``None`` where this PyTorch does not count)."""
     try:
@@ -548,9 +560,7 @@ def run_case(case: Case, sizes: Sizes, torch_mod, torch_device, torch_compile: b
 
             try:
                 values[lib] = float(tfwd().detach())
-                for _ in range(3):  # compile (torch.compile) and warm up both graphs
-                    tfwd()
-                    tvg()
+                _warm_up_torch(tfwd, tvg)
             except Exception as e:  # torch.compile may fail on a loss: report, do not abort the suite
                 print(f"  {case.name}: {lib} failed ({type(e).__name__}: {str(e)[:120]})", file=sys.stderr)
                 continue
@@ -836,6 +846,13 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
         default=None,
         help="also time torch.compile (default: on, off with --quick; ~10 s of compilation per loss on a 2-core CPU)",
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="PyTorch's intra-op threads (default: PyTorch's choice; on a CPU shared with other jobs its OpenMP"
+        " barriers wait for descheduled threads, 20-40 ms a call: 1 thread measures it soundly there)",
+    )
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-lce", action="store_true", help="leave the linear_cross_entropy section out")
     args = parser.parse_args(argv)
@@ -852,6 +869,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
             torch_device = torch_mod.device("cuda" if torch_mod.cuda.is_available() else "cpu")
         except ImportError:
             torch_mod = None
+    if torch_mod is not None and args.torch_threads:
+        torch_mod.set_num_threads(args.torch_threads)
     rng = np.random.default_rng(0)
     cases, skipped = build_cases(sizes, torch_mod)
     if args.only:
