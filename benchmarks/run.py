@@ -560,7 +560,7 @@ def run_case(case: Case, sizes: Sizes, torch_mod, torch_device, torch_compile: b
 
             try:
                 values[lib] = float(tfwd().detach())
-                _warm_up_torch(tfwd, tvg)
+                _warm_up_torch(tfwd, tvg, seconds=1.0 if lib == "torch.compile" else 0.0)
             except Exception as e:  # torch.compile may fail on a loss: report, do not abort the suite
                 print(f"  {case.name}: {lib} failed ({type(e).__name__}: {str(e)[:120]})", file=sys.stderr)
                 continue
