@@ -5,17 +5,24 @@ the plain formula under ``jnp.mean`` (XLA:CPU's YNNPACK reduction, what jaxloss 
 sum), in one process, interleaved round-robin, median of repeats. A rule is kept only where
 ``jaxloss / plain < 1``.
 
-    python -m benchmarks.derivatives [--repeats 21] [--size 4194304]
+    python -m benchmarks.derivatives [--repeats 21] [--size 4194304] [--torch-compile]
+
+``--torch-compile`` adds PyTorch's ``torch.compile`` (forward + ``backward()``) of the same loss, timed after
+the JAX candidates of each loss (PyTorch's OpenMP threads spin after a call and would slow a JAX call that
+follows), with a fresh dynamo cache per loss, static shapes, both warm-up calls compiled before timing, and
+a check that nothing recompiles while timed.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 import jaxloss
@@ -66,11 +73,67 @@ CASES = {
 }
 
 
+def _torch_losses():
+    import torch
+    import torch.nn.functional as F
+
+    def huber(p, t):
+        return F.huber_loss(p, t, delta=1.0)
+
+    def log_cosh(p, t):  # the stable formula (no built-in)
+        e = (p - t).abs()
+        return (e + F.softplus(-2.0 * e) - math.log(2.0)).mean()
+
+    def bce(x, y):
+        return F.binary_cross_entropy_with_logits(x, y)
+
+    def focal(x, y, gamma=2.0):  # torchvision's sigmoid_focal_loss without alpha (as the JAX cases), mean
+        p = torch.sigmoid(x)
+        ce = F.binary_cross_entropy_with_logits(x, y, reduction="none")
+        p_t = p * y + (1 - p) * (1 - y)
+        return (ce * (1 - p_t) ** gamma).mean()
+
+    return torch, {"huber": huber, "log_cosh": log_cosh, "binary_cross_entropy": bce, "focal": focal}
+
+
+def _time_torch_compile(torch, fn, inputs, repeats):
+    """Median ms of ``torch.compile(fn)`` forward + backward w.r.t. the first input, and whether it recompiled."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    compiled = torch.compile(fn, dynamic=False)
+    a = torch.from_numpy(np.array(inputs[0])).requires_grad_(True)
+    rest = [torch.from_numpy(np.array(v)) for v in inputs[1:]]
+
+    def step():
+        a.grad = None
+        compiled(a, *rest).backward()
+
+    start = time.perf_counter()  # the first calls after compiling ran 20-40 ms for a few hundred ms
+    n = 0
+    while n < 3 or time.perf_counter() - start < 1.0:
+        step()
+        n += 1
+    graphs = counters["stats"]["unique_graphs"]
+    ts = []
+    for _ in range(repeats):
+        step()
+        s = time.perf_counter()
+        step()
+        ts.append(time.perf_counter() - s)
+    return statistics.median(ts) * 1e3, counters["stats"]["unique_graphs"] != graphs
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=21)
     ap.add_argument("--size", type=int, default=2**22)
+    ap.add_argument("--torch-compile", action="store_true", help="add torch.compile forward + backward")
+    ap.add_argument("--torch-threads", type=int, default=0, help="PyTorch's intra-op threads (default: its own)")
     args = ap.parse_args(argv)
+    torch, torch_fns = _torch_losses() if args.torch_compile else (None, {})
+    if torch is not None and args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
     p = jax.random.normal(k1, (args.size,), jnp.float32) * 2.0
     t = jax.random.normal(k2, (args.size,), jnp.float32)
@@ -78,8 +141,11 @@ def main(argv=None):
     print(
         f"value_and_grad, {args.size} float32 elements, {jax.devices()[0].platform}, median of {args.repeats} interleaved runs"
     )
-    print("| loss | plain ms | jaxloss ms | optax ms | plain, jnp.mean ms | jaxloss/plain | jaxloss/optax |")
-    print("|---|---|---|---|---|---|---|")
+    head = "| loss | plain ms | jaxloss ms | optax ms | plain, jnp.mean ms | jaxloss/plain | jaxloss/optax |"
+    if torch is not None:
+        head += f" torch.compile ms ({torch.get_num_threads()} threads) | jaxloss/torch.compile |"
+    print(head)
+    print("|---" * (head.count("|") - 1) + "|")
     for name, (el, lib, ox) in CASES.items():
         inputs = (p, y) if name in ("binary_cross_entropy", "focal") else (p, t)
         fns = (_fused_mean(el), lib, ox, _jnp_mean(el))
@@ -94,10 +160,12 @@ def main(argv=None):
                 jax.block_until_ready(f(*inputs))
                 ts.append(time.perf_counter() - s)
         m = [statistics.median(ts) * 1e3 for ts in times]
-        print(
-            f"| {name} | {m[0]:.2f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.2f} | {m[1] / m[0]:.2f} | {m[1] / m[2]:.2f} |",
-            flush=True,
-        )
+        line = f"| {name} | {m[0]:.2f} | {m[1]:.2f} | {m[2]:.2f} | {m[3]:.2f} | {m[1] / m[0]:.2f} | {m[1] / m[2]:.2f} |"
+        if torch is not None:
+            time.sleep(0.2)
+            tc, recompiled = _time_torch_compile(torch, torch_fns[name], [np.asarray(v) for v in inputs], args.repeats)
+            line += f" {tc:.2f}{' (recompiled while timed!)' if recompiled else ''} | {m[1] / tc:.2f} |"
+        print(line, flush=True)
 
 
 if __name__ == "__main__":

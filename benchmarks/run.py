@@ -439,6 +439,28 @@ def round_robin(candidates: Dict[str, Callable], sizes: Sizes, warm_each: bool =
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def _warm_up_torch(*steps: Callable, seconds: float = 1.0, calls: int = 3) -> None:
+    """Calls each step at least ``calls`` times and for at least ``seconds`` in all: the first calls of a
+    ``torch.compile`` graph on this CPU ran 20-40 ms for a few hundred ms after compiling (then 0.1-0.2 ms at
+    2^16 elements), which a median of few repeats can take for the loss's time."""
+    start = time.perf_counter()
+    n = 0
+    while n < calls or time.perf_counter() - start < seconds:
+        for step in steps:
+            step()
+        n += 1
+
+
+def _dynamo_graphs(torch_mod) -> Optional[int]:
+    """The number of graphs torch.compile has compiled so far (``None`` where this PyTorch does not count)."""
+    try:
+        from torch._dynamo.utils import counters
+
+        return int(counters["stats"]["unique_graphs"])
+    except Exception:
+        return None
+
+
 def _jax_compile(fn, args):
     compiled = jax.jit(fn).lower(*args).compile()
     try:
@@ -513,7 +535,14 @@ def run_case(case: Case, sizes: Sizes, torch_mod, torch_device, torch_compile: b
         rest = targs[1:]
         variants = [("torch", case.torch)]
         if torch_compile:
-            variants.append(("torch.compile", T.compile(case.torch)))
+            # A sound torch.compile measurement: a fresh dynamo cache per case (the cross-entropy lambdas share
+            # one code object across sizes, so the second size used to hit a recompile and, by dynamo's
+            # automatic dynamic shapes, a kernel compiled for symbolic shapes); static shapes (``dynamic=False``:
+            # each case is one fixed shape, as the JAX side is); two graphs per case (no_grad forward, training
+            # forward + backward), compiled in the warm-up below, and a check that nothing recompiles while
+            # timed (``recompiles`` in the row's check otherwise).
+            T._dynamo.reset()
+            variants.append(("torch.compile", T.compile(case.torch, dynamic=False)))
         for lib, fn in variants:
 
             def tfwd(fn=fn):
@@ -531,7 +560,7 @@ def run_case(case: Case, sizes: Sizes, torch_mod, torch_device, torch_compile: b
 
             try:
                 values[lib] = float(tfwd().detach())
-                tvg()
+                _warm_up_torch(tfwd, tvg, seconds=1.0 if lib == "torch.compile" else 0.0)
             except Exception as e:  # torch.compile may fail on a loss: report, do not abort the suite
                 print(f"  {case.name}: {lib} failed ({type(e).__name__}: {str(e)[:120]})", file=sys.stderr)
                 continue
@@ -540,10 +569,13 @@ def run_case(case: Case, sizes: Sizes, torch_mod, torch_device, torch_compile: b
     # One group per library (JAX, PyTorch eager, torch.compile), interleaved within the group: PyTorch's
     # OpenMP threads keep spinning for a while after each call and would slow a JAX call that follows.
     times: Dict[str, float] = {}
+    recompiled = False
     for group in ("jaxloss|optax", "torch fwd|torch vg", "torch.compile"):
         members = {k: v for k, v in candidates.items() if re.match(group, k)}
         if members:
+            graphs = _dynamo_graphs(torch_mod) if group == "torch.compile" else None
             times.update(round_robin(members, sizes, warm_each=fwd_bytes <= sizes.warm_limit))
+            recompiled = recompiled or (graphs is not None and _dynamo_graphs(torch_mod) != graphs)
             time.sleep(0.2 if sizes.min_reps > 1 else 0.0)
     bandwidth = copy_bandwidth(np.asarray(arrays[0]).nbytes, sizes)
     ref = values.get("jaxloss")
@@ -553,6 +585,8 @@ def run_case(case: Case, sizes: Sizes, torch_mod, torch_device, torch_compile: b
         if ref is not None and not math.isclose(v, ref, rel_tol=2e-3, abs_tol=1e-5)
     ]
     check = "values agree" if not bad else f"values differ: jaxloss {ref:.6g}, " + ", ".join(bad)
+    if recompiled:
+        check += "; torch.compile recompiled while timed (its times are not sound)"
     return Row(case, times, temp, fwd_bytes / bandwidth, vg_bytes / bandwidth, bandwidth, check)
 
 
@@ -812,6 +846,13 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
         default=None,
         help="also time torch.compile (default: on, off with --quick; ~10 s of compilation per loss on a 2-core CPU)",
     )
+    parser.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="PyTorch's intra-op threads (default: PyTorch's choice; on a CPU shared with other jobs its OpenMP"
+        " barriers wait for descheduled threads, 20-40 ms a call: 1 thread measures it soundly there)",
+    )
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out")
     parser.add_argument("--no-lce", action="store_true", help="leave the linear_cross_entropy section out")
     args = parser.parse_args(argv)
@@ -828,6 +869,8 @@ def main(argv: Optional[Sequence[str]] = None) -> str:
             torch_device = torch_mod.device("cuda" if torch_mod.cuda.is_available() else "cpu")
         except ImportError:
             torch_mod = None
+    if torch_mod is not None and args.torch_threads:
+        torch_mod.set_num_threads(args.torch_threads)
     rng = np.random.default_rng(0)
     cases, skipped = build_cases(sizes, torch_mod)
     if args.only:

@@ -111,7 +111,7 @@ def cross_entropy(
     ctx, x, t, is_int = _core.prepare_classes(
         logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
     )
-    ctx = ctx.enforce(cross_entropy, labels=t, label_smoothing=label_smoothing, z_loss=z_loss)
+    ctx = ctx.enforce(cross_entropy, labels=t if is_int else None, label_smoothing=label_smoothing, z_loss=z_loss)
     num_classes = x.shape[-1]
     eps = ctx.cast(label_smoothing)
     cw = _core.class_weight_array(class_weights, num_classes, ctx.dtype)
@@ -133,8 +133,10 @@ def cross_entropy(
     if cw is not None:
         target = target * cw
     # -sum t log_softmax(x): the form XLA fuses best (sum(t * (lse - x)) is ~15% slower on CPU; a clamp for
-    # -inf logits here would double the compiled temporary memory, so probability targets need finite logits)
-    loss = -jnp.sum(target * jax.nn.log_softmax(x, axis=-1), axis=-1)
+    # -inf logits here would double the compiled temporary memory, so probability targets need finite logits).
+    # The [0, 1] check of the targets is a NaN term inside this sum (no pass of its own).
+    poison = ctx.enforce_inline(cross_entropy, labels=t)
+    loss = -jnp.sum(target * jax.nn.log_softmax(x, axis=-1), axis=-1) + poison
     if z:
         loss = loss + ctx.cast(z_loss) * jnp.square(lse)
     return ctx.reduce(loss, weights=weights)
@@ -330,7 +332,7 @@ def multiclass_focal(
     ctx, x, t, is_int = _core.prepare_classes(
         logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
     )
-    ctx = ctx.enforce(multiclass_focal, labels=t, alpha=alpha, gamma=gamma)
+    ctx = ctx.enforce(multiclass_focal, labels=t if is_int else None, alpha=alpha, gamma=gamma)
     log_p = jax.nn.log_softmax(x, axis=-1)
     gamma = ctx.cast(gamma)
     a = None if alpha is None else ctx.cast(alpha)
@@ -343,7 +345,8 @@ def multiclass_focal(
     per_class = -t * _core.safe_pow(-jnp.expm1(log_p), gamma) * log_p
     if a is not None:
         per_class = a * per_class
-    return ctx.reduce(jnp.sum(per_class, axis=-1), weights=weights)
+    poison = ctx.enforce_inline(multiclass_focal, labels=t)  # the [0, 1] check, in the pass that reads t
+    return ctx.reduce(jnp.sum(per_class, axis=-1) + poison, weights=weights)
 
 
 @_core.domain(labels=_core.BINARY_ANY)
@@ -715,14 +718,14 @@ def poly1(
     ctx, x, t, is_int = _core.prepare_classes(
         logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
     )
-    ctx = ctx.enforce(poly1, labels=t, epsilon=epsilon)
+    ctx = ctx.enforce(poly1, labels=t if is_int else None, epsilon=epsilon)
     eps = ctx.cast(epsilon)
     if is_int:
         lp_y = _core.take_class(x, t) - jax.nn.logsumexp(x, axis=-1)
         return ctx.reduce(-lp_y - eps * jnp.expm1(lp_y), weights=weights)
     log_p = jax.nn.log_softmax(x, axis=-1)
     loss = -jnp.sum(t * log_p, axis=-1) - eps * jnp.sum(t * jnp.expm1(log_p), axis=-1)
-    return ctx.reduce(loss, weights=weights)
+    return ctx.reduce(loss + ctx.enforce_inline(poly1, labels=t), weights=weights)
 
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES, q=_core.in_range(0, 1, low_open=True))
@@ -773,13 +776,14 @@ def generalized_cross_entropy(
     ctx, x, t, is_int = _core.prepare_classes(
         logits, labels, axis=axis, where=where, reduction=reduction, ignore_index=ignore_index
     )
-    ctx = ctx.enforce(generalized_cross_entropy, labels=t, q=q)
+    ctx = ctx.enforce(generalized_cross_entropy, labels=t if is_int else None, q=q)
     q = ctx.cast(q)
     if is_int:
         lp_y = _core.take_class(x, t) - jax.nn.logsumexp(x, axis=-1)
         return ctx.reduce(-jnp.expm1(q * lp_y) / q, weights=weights)
     log_p = jax.nn.log_softmax(x, axis=-1)
-    return ctx.reduce(-jnp.sum(t * jnp.expm1(q * log_p), axis=-1) / q, weights=weights)
+    poison = ctx.enforce_inline(generalized_cross_entropy, labels=t)
+    return ctx.reduce(-jnp.sum(t * jnp.expm1(q * log_p), axis=-1) / q + poison, weights=weights)
 
 
 @_core.domain(labels=_core.CLASS_OR_PROBABILITIES)
@@ -831,12 +835,12 @@ def categorical_hinge(
         ignore_index=ignore_index,
         names=("scores", "labels"),
     )
-    ctx = ctx.enforce(categorical_hinge, labels=t)
+    ctx = ctx.enforce(categorical_hinge, labels=t if is_int else None)
     if is_int:
         pos = _core.take_class(s, t)
         neg = jnp.max(jnp.where(_is_label(t, s.shape[-1]), 0.0, s), axis=-1)
     else:
-        pos = jnp.sum(t * s, axis=-1)
+        pos = jnp.sum(t * s, axis=-1) - ctx.enforce_inline(categorical_hinge, labels=t)
         neg = jnp.max((1.0 - t) * s, axis=-1)
     return ctx.reduce(jax.nn.relu(1.0 + neg - pos), weights=weights)
 

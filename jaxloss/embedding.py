@@ -386,7 +386,7 @@ def hinge_embedding(
 
 def _pairwise_distance(a, b, p, eps):
     """PyTorch's ``pairwise_distance``: ``|a - b + eps|_p`` over the last axis (finite gradient at 0)."""
-    return _core.safe_norm(a - b + eps, axis=-1, ord=p)
+    return _core.safe_norm(a - b + eps, axis=-1, ord=p, fast_forward=True)
 
 
 @_core.domain(margin=_core.NONNEGATIVE)

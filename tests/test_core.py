@@ -389,3 +389,37 @@ def test_domain_check_of_probability_targets_needs_no_boolean_temporary_on_cpu()
     t[3, 7] = 1.5
     out = np.asarray(f(x, jnp.asarray(t)))
     assert np.isnan(out[3]) and np.isfinite(np.delete(out, 3)).all()
+
+
+@pytest.mark.parametrize(
+    "name", ["cross_entropy", "multiclass_focal", "poly1", "generalized_cross_entropy", "categorical_hinge"]
+)
+def test_inline_domain_check_of_probability_targets(name):
+    """The [0, 1] check that shares the loss's own pass over probability targets (``enforce_inline``) flags
+    exactly the examples with an entry outside [0, 1] (negative, > 1, NaN, +-inf), accepts 0, 1 and -0.0,
+    never flags a masked example, and fails under checked mode naming ``labels``. Valid rows: PyTorch's
+    ``cross_entropy`` with probability targets for cross_entropy; for the others, the same loss of the valid
+    rows alone."""
+    fn = getattr(jaxloss, name)
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(8, 5)).astype(np.float32)
+    t = rng.random((8, 5)).astype(np.float32)
+    t /= t.sum(-1, keepdims=True)
+    t[0, 1], t[1, 2], t[2, 0], t[3, 4], t[4, 3] = -0.5, 1.5, np.nan, np.inf, -np.inf
+    t[5] = [-0.0, 1.0, 0.0, 0.0, 0.0]
+    out = np.asarray(jax.jit(lambda a, b: fn(a, b, reduction="none"))(x, t))
+    assert np.isnan(out[:5]).all() and np.isfinite(out[5:]).all()
+    ref = np.asarray(fn(x[5:], t[5:], reduction="none"))
+    if name == "cross_entropy":
+        import torch
+
+        ref = torch.nn.functional.cross_entropy(torch.tensor(x[5:]), torch.tensor(t[5:]), reduction="none").numpy()
+    assert_close(out[5:], ref, np.float32)
+    keep = np.array([False, True, False, False, False, True, True, True])
+    masked = np.asarray(fn(x, t, where=jnp.asarray(keep), reduction="none"))
+    assert np.isnan(masked[1]) and (masked[~keep] == 0).all() and np.isfinite(masked[5:]).all()
+    assert np.isfinite(float(fn(x, t, where=jnp.asarray(np.arange(8) >= 5))))
+    err, _ = jaxloss.checked(jax.jit(lambda a, b: fn(a, b)))(x, t)
+    assert err.get() is not None and "labels" in err.get()
+    err, _ = jaxloss.checked(jax.jit(lambda a, b: fn(a, b)))(x[5:], t[5:])
+    assert err.get() is None
