@@ -34,7 +34,7 @@ __all__ = ["dice", "tversky", "jaccard", "generalized_dice"]
 _TARGETS = _core.ClassIndex(probabilities=True)  # integer labels ({0, 1} for one channel) or maps in [0, 1]
 
 
-def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, where, reduction):
+def _sums(loss, predictions, targets, *, axis, from_logits, batch_dims, ignore_index, where, reduction):
     """Validates the inputs and returns ``(ctx, TP, P, T)``, each ``[*batch, C]`` summed over the pixels."""
     _core.check_reduction(reduction)
     p = _core.float_array(predictions, "predictions")
@@ -87,7 +87,7 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
         probs = jax.nn.sigmoid(x) if num_classes == 1 else jax.nn.softmax(x, axis=-1)
     else:
         probs = x
-        ctx = ctx.enforce(tversky, dict(from_logits=from_logits), predictions=x)
+        ctx = ctx.enforce(loss, dict(from_logits=from_logits), predictions=x)
 
     if is_int:
         top = 2 if num_classes == 1 else num_classes
@@ -104,7 +104,7 @@ def _sums(predictions, targets, *, axis, from_logits, batch_dims, ignore_index, 
         )
     else:
         onehot = ctx.fill(t.astype(ctx.dtype))
-        ctx = ctx.enforce(tversky, targets=onehot)
+        ctx = ctx.enforce(loss, targets=onehot)
     if pixel_valid is not None:
         probs = jnp.where(pixel_valid, probs, 0.0)
         onehot = jnp.where(pixel_valid, onehot, 0.0)
@@ -204,7 +204,46 @@ def tversky(
       >>> print(round(float(jaxloss.tversky(p, t, alpha=0.3, beta=0.7, smooth=0.0, from_logits=False)), 4))
       0.2562
     """
+    return _tversky(
+        tversky,
+        predictions,
+        targets,
+        alpha=alpha,
+        beta=beta,
+        smooth=smooth,
+        epsilon=epsilon,
+        axis=axis,
+        from_logits=from_logits,
+        batch_dims=batch_dims,
+        class_weights=class_weights,
+        ignore_index=ignore_index,
+        weights=weights,
+        where=where,
+        reduction=reduction,
+    )
+
+
+def _tversky(
+    loss,
+    predictions,
+    targets,
+    *,
+    alpha,
+    beta,
+    smooth,
+    epsilon,
+    axis,
+    from_logits,
+    batch_dims,
+    class_weights,
+    ignore_index,
+    weights,
+    where,
+    reduction,
+):
+    """The Tversky index loss; ``loss`` (tversky, dice or jaccard) names the function in domain messages."""
     ctx, tp, ps, ts = _sums(
+        loss,
         predictions,
         targets,
         axis=axis,
@@ -214,7 +253,10 @@ def tversky(
         where=where,
         reduction=reduction,
     )
-    ctx = ctx.enforce(tversky, alpha=alpha, beta=beta, smooth=smooth, epsilon=epsilon)
+    hypers = dict(smooth=smooth, epsilon=epsilon)
+    if loss is tversky:
+        hypers.update(alpha=alpha, beta=beta)
+    ctx = ctx.enforce(loss, **hypers)
     s = ctx.cast(smooth)
     den = tp + ctx.cast(alpha) * (ps - tp) + ctx.cast(beta) * (ts - tp) + s + ctx.cast(epsilon)
     per_class = 1.0 - _ratio(tp + s, den)
@@ -273,7 +315,8 @@ def dice(
       >>> print(round(float(jaxloss.dice(p[..., 0], jnp.array([[1, 0, 0]]), smooth=0.0, from_logits=False, axis=None)), 4))
       0.3333
     """
-    return tversky(
+    return _tversky(
+        dice,
         predictions,
         targets,
         alpha=0.5,
@@ -334,7 +377,8 @@ def jaccard(
       >>> print(round(float(jaxloss.jaccard(p, t, smooth=0.0, from_logits=False)), 4))   # 1 - 0.9 / 1.8
       0.5
     """
-    return tversky(
+    return _tversky(
+        jaccard,
         predictions,
         targets,
         alpha=1.0,
@@ -408,6 +452,7 @@ def generalized_dice(
       0.2727
     """
     ctx, tp, ps, ts = _sums(
+        generalized_dice,
         predictions,
         targets,
         axis=axis,

@@ -282,3 +282,17 @@ def test_segmentation_does_not_import_sequence():
 
     src = inspect.getsource(seg)
     assert "jaxloss.sequence" not in src and "from jaxloss import sequence" not in src
+
+
+def test_domain_messages_name_the_called_loss():
+    """dice and jaccard share tversky's arithmetic, but a value outside the domain is reported under the name
+    the user called (it said ``tversky`` before)."""
+    p = np.full((1, 3, 2), 0.5, np.float32)
+    t = np.array([[[1.0, 0.0], [0.0, 1.0], [2.0, -1.0]]], np.float32)  # float targets outside [0, 1]
+    for loss in (jaxloss.dice, jaxloss.jaccard, jaxloss.tversky, jaxloss.generalized_dice):
+        assert np.isnan(loss(p, t, from_logits=False))
+        err, _ = jaxloss.checked(lambda a, loss=loss: loss(a, t, from_logits=False))(p)
+        message = err.get()
+        assert message is not None and message.startswith(f"{loss.__name__}: targets must be"), message
+        with pytest.raises(ValueError, match=f"^{loss.__name__}: smooth must be >= 0"):
+            loss(p, np.clip(t, 0, 1), from_logits=False, smooth=-1.0)
