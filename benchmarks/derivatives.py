@@ -26,6 +26,7 @@ import numpy as np
 import optax
 
 import jaxloss
+from benchmarks.run import _dynamo_graphs, _warm_up_torch
 from jaxloss import _core
 
 
@@ -98,8 +99,6 @@ def _torch_losses():
 
 def _time_torch_compile(torch, fn, inputs, repeats):
     """Median ms of ``torch.compile(fn)`` forward + backward w.r.t. the first input, and whether it recompiled."""
-    from torch._dynamo.utils import counters
-
     torch._dynamo.reset()
     compiled = torch.compile(fn, dynamic=False)
     a = torch.from_numpy(np.array(inputs[0])).requires_grad_(True)
@@ -109,19 +108,15 @@ def _time_torch_compile(torch, fn, inputs, repeats):
         a.grad = None
         compiled(a, *rest).backward()
 
-    start = time.perf_counter()  # the first calls after compiling ran 20-40 ms for a few hundred ms
-    n = 0
-    while n < 3 or time.perf_counter() - start < 1.0:
-        step()
-        n += 1
-    graphs = counters["stats"]["unique_graphs"]
+    _warm_up_torch(step)  # the first calls after compiling ran 20-40 ms for a few hundred ms
+    graphs = _dynamo_graphs(torch)
     ts = []
     for _ in range(repeats):
         step()
         s = time.perf_counter()
         step()
         ts.append(time.perf_counter() - s)
-    return statistics.median(ts) * 1e3, counters["stats"]["unique_graphs"] != graphs
+    return statistics.median(ts) * 1e3, _dynamo_graphs(torch) != graphs
 
 
 def main(argv=None):

@@ -462,23 +462,27 @@ def _plain_sums(*xs: Array) -> Tuple[Array, ...]:
     return tuple(jnp.sum(x) for x in xs)
 
 
-def _cpu_sums(*xs: Array) -> Tuple[Array, ...]:
-    n = int(np.prod(xs[0].shape))
-    row = _row_length(n)
-    if row is None or n < _MIN_FAST_SUM:
-        return _plain_sums(*xs)
-    rows = [x.reshape(n // row, row) for x in xs]
-    zero = jnp.zeros((), jnp.int8)
-    operands = (*rows, jnp.zeros(rows[0].shape, jnp.int8))
-    inits = (*(jnp.zeros((), x.dtype) for x in xs), zero)
+def _variadic_sums(xs: Sequence[Array], axes: Tuple[int, ...]) -> Tuple[Array, ...]:
+    """``jnp.sum(x, axes)`` of each of the same-shaped ``xs`` as one variadic reduce with an int8 zero operand,
+    which XLA:CPU's loop emitter fuses with the producers of ``xs`` (YNNPACK does not take it)."""
     k = len(xs)
 
     def combine(a, b):
         return (*(a[i] + b[i] for i in range(k)), jnp.maximum(a[k], b[k]))
 
-    *partial, pad = jax.lax.reduce(operands, inits, combine, (1,))
-    # ``pad`` is all zeros; adding it keeps the second output alive (else XLA drops it, and YNNPACK takes the sum).
-    return tuple(jnp.sum(s + pad.astype(s.dtype)) for s in partial)
+    operands = (*xs, jnp.zeros(xs[0].shape, jnp.int8))
+    inits = (*(jnp.zeros((), x.dtype) for x in xs), jnp.zeros((), jnp.int8))
+    *sums, pad = jax.lax.reduce(operands, inits, combine, axes)
+    # ``pad`` is all zeros; adding it keeps the int8 output alive (else XLA drops it, and YNNPACK takes the sum).
+    return tuple(s + pad.astype(s.dtype) for s in sums)
+
+
+def _cpu_sums(*xs: Array) -> Tuple[Array, ...]:
+    n = int(np.prod(xs[0].shape))
+    row = _row_length(n)
+    if row is None or n < _MIN_FAST_SUM:
+        return _plain_sums(*xs)
+    return tuple(jnp.sum(s) for s in _variadic_sums([x.reshape(n // row, row) for x in xs], (1,)))
 
 
 @jax.custom_jvp
@@ -595,13 +599,9 @@ class LossContext:
         conditional domains depend on (e.g. ``from_logits``). ``None`` values and concrete hyperparameters
         (already checked at trace time, raising ``ValueError``) are skipped.
         """
-        dom = loss.domain  # type: ignore[attr-defined]  # set by @domain
         out = self
-        for name, value in values.items():
-            if value is None or (name in dom.hypers and is_concrete(value)):
-                continue
-            for spec in dom.specs(name, options):
-                out = out.flag(~spec.contains(value), _domain_message(dom, name, spec))
+        for value, spec, message in _domain_checks(loss, options, values):
+            out = out.flag(~spec.contains(value), message)
         return out
 
     def enforce_inline(self, loss: Callable, options: Optional[dict] = None, **values) -> Array:
@@ -618,15 +618,11 @@ class LossContext:
         wrote ``[N, C]`` temporaries). Masked entries are zeroed by :meth:`reduce` afterwards, so they are
         never NaN; the checked-mode check skips them too.
         """
-        dom = loss.domain  # type: ignore[attr-defined]  # set by @domain
         poison = None
-        for name, value in values.items():
-            if value is None or (name in dom.hypers and is_concrete(value)):
-                continue
-            for spec in dom.specs(name, options):
-                self.value_check(~self._to_loss_shape(~spec.contains(value)), _domain_message(dom, name, spec))
-                p = self._nan_outside(spec, value)
-                poison = p if poison is None else poison + p
+        for value, spec, message in _domain_checks(loss, options, values):
+            self.value_check(~self._to_loss_shape(~spec.contains(value)), message)
+            p = self._nan_outside(spec, value)
+            poison = p if poison is None else poison + p
         return jnp.zeros((), self.dtype) if poison is None else poison
 
     def _nan_outside(self, spec, x: Array) -> Array:
@@ -699,8 +695,15 @@ class LossContext:
         return jnp.where(count == 0, 0.0, total / safe).astype(self.out_dtype)
 
 
-def _domain_message(dom: Domain, name: str, spec) -> str:
-    return f"{dom.loss}: {name} must be {spec.describe()}; found a value outside its domain"
+def _domain_checks(loss: Callable, options: Optional[dict], values: dict):
+    """``(value, spec, message)`` for each declared domain of ``loss`` that applies to ``values`` (name=array):
+    ``None`` values and concrete hyperparameters (checked at trace time, raising ``ValueError``) are skipped."""
+    dom: Domain = loss.domain  # type: ignore[attr-defined]  # set by @domain
+    for name, value in values.items():
+        if value is None or (name in dom.hypers and is_concrete(value)):
+            continue
+        for spec in dom.specs(name, options):
+            yield value, spec, f"{dom.loss}: {name} must be {spec.describe()}; found a value outside its domain"
 
 
 def _make_mask(where: Optional[ArrayLike], loss_shape) -> Optional[Array]:
@@ -1026,14 +1029,9 @@ safe_pow.defjvp(lambda primals, tangents: _pow_jvp(safe_pow, primals, tangents))
 
 
 def _cpu_axis_sum(x: Array, axis: int) -> Array:
-    """``jnp.sum(x, axis)`` as a variadic reduce (with an int8 zero), which XLA:CPU's loop emitter fuses with
-    the producers of ``x`` and runs on every core, where YNNPACK takes a plain row sum on one thread."""
-    axis = axis % x.ndim
-    combine = lambda a, b: (a[0] + b[0], jnp.maximum(a[1], b[1]))  # noqa: E731
-    total, pad = jax.lax.reduce(
-        (x, jnp.zeros(x.shape, jnp.int8)), (jnp.zeros((), x.dtype), jnp.zeros((), jnp.int8)), combine, (axis,)
-    )
-    return total + pad.astype(x.dtype)  # ``pad`` is 0; using it keeps the reduce variadic
+    """``jnp.sum(x, axis)`` as a variadic reduce (:func:`_variadic_sums`), which XLA:CPU runs on every core,
+    where YNNPACK takes a plain row sum on one thread."""
+    return _variadic_sums([x], (axis % x.ndim,))[0]
 
 
 def _norm2_value(x: Array, axis: int, fast: bool) -> Array:

@@ -561,7 +561,7 @@ def _run(jaxpr, consts, args, sites, probes, record, path=(), summarize=None, re
             if site in sites:
                 use = sites[site]
                 others = [x for j, x in enumerate(invals) if j != use.pos]
-                record[site] = summarize(use, others) if summarize is not None else others
+                record[site] = summarize(site, use, others) if summarize is not None else others
                 outs = [outs[0] + probes[site]]
         for v, x in zip(eqn.outvars, outs):
             if not isinstance(v, jcore.DropVar):
@@ -589,6 +589,16 @@ def _site_fn(use: _Use, others):
         return jax.vmap(one)(*others)
 
     return out
+
+
+def _f32(x):
+    """``x`` in at least float32 (norms of half-precision values are accumulated in float32)."""
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def _gram_sq(gram, g):
+    """Per-example ``sum_{t,s} gram[t, s] (g g^T)[t, s]``: the Gram identity for ``|a^T g|^2`` given ``a a^T``."""
+    return jnp.einsum("bts,bts->b", gram, jnp.einsum("btn,bsn->bts", g, g))
 
 
 def _to_rows(x, front, back):
@@ -634,10 +644,9 @@ def _conv_cols(xp, filt, strides, rhs_dilation):
     b, m, sp, c = xp.shape[0], xp.shape[1], xp.shape[2:-1], xp.shape[-1]
     wins, out = _windows(sp, filt, strides, rhs_dilation)
     t = m * math.prod(out)
-    f32 = lambda z: z.astype(jnp.promote_types(z.dtype, jnp.float32))  # noqa: E731
     for start, limit, st in wins:
         x = jax.lax.slice(xp, [0, 0] + start + [0], [b, m] + limit + [c], [1, 1] + st + [1])
-        yield f32(jnp.reshape(x, (b, t, c)))
+        yield _f32(jnp.reshape(x, (b, t, c)))
 
 
 def _conv_gram(xp, filt, strides, rhs_dilation, rule):
@@ -649,7 +658,7 @@ def _conv_gram(xp, filt, strides, rhs_dilation, rule):
     b, m, sp, c = xp.shape[0], xp.shape[1], xp.shape[2:-1], xp.shape[-1]
     wins, out = _windows(sp, filt, strides, rhs_dilation)
     t, p = m * math.prod(out), m * math.prod(sp)
-    x2 = jnp.reshape(xp, (b, p, c)).astype(jnp.promote_types(xp.dtype, jnp.float32))
+    x2 = _f32(jnp.reshape(xp, (b, p, c)))
     pix = jnp.reshape(jnp.einsum("bpk,bqk->bpq", x2, x2), (b, m) + sp + (m,) + sp)
     gram = 0.0
     for start, limit, st in wins:
@@ -689,7 +698,7 @@ def _site_summary(use: _Use, others):
     if use.kind == "dense":
         a2, n = _dense_rows(use, others[0])
         _, t, k = a2.shape
-        a2 = a2.astype(jnp.promote_types(a2.dtype, jnp.float32))
+        a2 = _f32(a2)
         if t == 1:
             return ("sq", jnp.sum(jnp.square(a2[:, 0]), -1))
         if t * (k + n) <= k * n:
@@ -723,11 +732,11 @@ def _site_sq(use: _Use, summary, g, leaf):
             g2 = _to_rows(g, list(range(nfree_x)), list(range(nfree_x, ond)))
         else:  # out = (D free..., x free...)
             g2 = _to_rows(g, list(range(nfree_d, ond)), list(range(nfree_d)))
-        g2 = g2.astype(jnp.promote_types(g2.dtype, jnp.float32))
+        g2 = _f32(g2)
         if what == "sq":
             return val * jnp.sum(jnp.square(g2[:, 0]), -1)
         if what == "gram":
-            return jnp.einsum("bts,bts->b", val, jnp.einsum("btn,bsn->bts", g2, g2))
+            return _gram_sq(val, g2)
         return jnp.sum(jnp.square(jnp.einsum("btk,btn->bkn", val, g2)), axis=(1, 2))
     if use.kind == "conv":
         p, dn, filt = _conv_geometry(use)
@@ -735,9 +744,9 @@ def _site_sq(use: _Use, summary, g, leaf):
         out_order = (dn.out_spec[0],) + tuple(dn.out_spec[2:]) + (dn.out_spec[1],)
         g2 = jnp.transpose(g, (0,) + tuple(1 + d for d in out_order))
         g2 = jnp.reshape(g2, (b, -1, g2.shape[-1]))
-        g2 = g2.astype(jnp.promote_types(g2.dtype, jnp.float32))
+        g2 = _f32(g2)
         if what == "gram":
-            return jnp.einsum("bts,bts->b", val, jnp.einsum("btn,bsn->bts", g2, g2))
+            return _gram_sq(val, g2)
         return _conv_direct_sq(val, g2, filt, p["window_strides"], p["rhs_dilation"])
     others = val
     if use.kind == "embedding":
@@ -748,13 +757,13 @@ def _site_sq(use: _Use, summary, g, leaf):
         idx = jnp.reshape(idx[..., list(dn.start_index_map).index(0)], (b, -1))
         offset = list(dn.offset_dims)
         lookup = [d for d in range(g.ndim - 1) if d not in offset]
-        gg = _to_rows(g, lookup, offset).astype(jnp.promote_types(g.dtype, jnp.float32))  # [B, T, E]
+        gg = _f32(_to_rows(g, lookup, offset))  # [B, T, E]
         if "FILL" in str(eqn.params.get("mode", "")).upper():
             valid = (idx >= 0) & (idx < table_rows)
             gg = gg * valid[..., None].astype(gg.dtype)
         idx = jnp.clip(idx, 0, table_rows - 1)
         same = (idx[:, :, None] == idx[:, None, :]).astype(gg.dtype)
-        return jnp.einsum("bts,bts->b", same, jnp.einsum("bte,bse->bts", gg, gg))
+        return _gram_sq(same, gg)
     # elementwise: the per-example gradient of the (broadcast) operand, mapped back to the leaf
     name = eqn.primitive.name
     if name == "mul":
@@ -769,7 +778,7 @@ def _site_sq(use: _Use, summary, g, leaf):
         gd = jnp.sum(gd, axis=spread, keepdims=True)
     _, vjp = jax.vjp(lambda w: _replay(use.chain, w), leaf)
     per = jax.vmap(lambda c: vjp(c)[0])(gd)
-    per = per.astype(jnp.promote_types(per.dtype, jnp.float32))
+    per = _f32(per)
     return jnp.sum(jnp.reshape(jnp.square(per), (per.shape[0], -1)), axis=1)
 
 
@@ -790,9 +799,8 @@ def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping")
     keep = weights_fn is not None and not two_pass  # book-keeping: the operands of every site are kept
     what = {}  # site -> the kind of its summary (static)
 
-    def summarize(use, others):  # per example (inside vmap): as a batch of one
+    def summarize(site, use, others):  # per example (inside vmap): as a batch of one
         kind, val = _site_summary(use, [x[None] for x in others])
-        site = next(s for s, u in sites.items() if u is use)
         what[site] = kind
         val = _tmap(lambda v: v[0], val)
         return (val, others) if keep else (val, None)
@@ -825,7 +833,7 @@ def _pass(tr: _Traced, leaves, xleaves, weights_fn=None, clipping="bookkeeping")
         fb_vals = [leaves[i] for i in fb_idx]
         fb_grads = jax.vmap(jax.grad(loss_fb), in_axes=(None, 0))(fb_vals, xleaves)
         for i, gi in zip(fb_idx, fb_grads):
-            gi32 = gi.astype(jnp.promote_types(gi.dtype, jnp.float32))
+            gi32 = _f32(gi)
             sq[i] = jnp.sum(jnp.reshape(jnp.square(gi32), (b, -1)), axis=1)
     if weights_fn is None:
         return losses, sq, None
